@@ -1,0 +1,94 @@
+"""Crash-safe file writes and path containment.
+
+Every file that someone else reads while we run (a LoRA, a report, a job record) is written to a
+temporary name in the same folder, flushed to disk, and renamed over the target: a reader, or a
+restart after a crash at any instant, sees the old file or the new one, never half of one.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def fsync_dir(path):
+    """Persist a rename inside `path` (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path, data: bytes, durable: bool = True):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write_text(path, text: str, durable: bool = True):
+    atomic_write_bytes(path, text.encode('utf-8'), durable=durable)
+
+
+def atomic_write_json(path, obj, durable: bool = True):
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + '\n', durable=durable)
+
+
+def atomic_save(path, save_fn, durable: bool = True):
+    """Call save_fn(tmp_path) to write a file by a library's own writer, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        save_fn(tmp)
+        if durable:
+            with open(tmp, 'rb+') as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def is_within(path, root) -> bool:
+    """True if `path`, with symlinks and `..` resolved, lies inside `root` (or is root itself)."""
+    path = Path(path).resolve()
+    root = Path(root).resolve()
+    return path == root or root in path.parents
+
+
+def safe_join(root, *parts) -> Path:
+    """Join untrusted path parts under root; raise ValueError if the result escapes root."""
+    root = Path(root).resolve()
+    candidate = root.joinpath(*[str(p) for p in parts])
+    if any(str(p).startswith(('/', '\\')) or '\x00' in str(p) for p in parts):
+        raise ValueError(f'path {"/".join(map(str, parts))!r} is not relative to {root}')
+    if not is_within(candidate, root):
+        raise ValueError(f'path {"/".join(map(str, parts))!r} escapes {root}')
+    return candidate.resolve()
