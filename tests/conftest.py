@@ -5,3 +5,58 @@ import os
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+
+
+# ---- studio (api/) fixtures ---------------------------------------------------------------------------
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """A fresh studio data root for each test."""
+    root = tmp_path / 'data'
+    (root / 'models').mkdir(parents=True)
+    (root / 'datasets').mkdir()
+    return root
+
+
+@pytest.fixture
+def tiny_model(data_root):
+    from tests.fakes.studio import write_model
+    return write_model(data_root / 'models' / 'tiny')
+
+
+@pytest.fixture
+def make_app(data_root):
+    """make_app(gpus=FakeGpus(2), retry_limit=1, ...) -> a Flask app on the fresh data root, scheduler thread off.
+
+    Every app made here uses the fake trainer; running jobs are killed when the test ends."""
+    from api import create_app
+    from tests.fakes.studio import TEST_SETTINGS
+    apps = []
+
+    def make(gpus=None, **settings):
+        cfg = {**TEST_SETTINGS, 'data_root': str(data_root), **settings}
+        if gpus is not None:
+            cfg.update(gpu_provider=gpus, gpu_backend='auto')
+        app = create_app(cfg)
+        apps.append(app)
+        return app
+
+    yield make
+    _kill_jobs(data_root)
+
+
+def _kill_jobs(data_root):
+    """End every process a test's jobs left behind (their records name pid and start time)."""
+    import json
+    import signal
+    from api.services.procs import signal_job
+    for rec in data_root.glob('runs/*/*/job.json'):
+        try:
+            job = json.loads(rec.read_text())
+        except ValueError:
+            continue
+        for att in job.get('attempts', []):
+            if att.get('pid'):
+                signal_job(att['pid'], att.get('create_time'), signal.SIGKILL)

@@ -1,0 +1,65 @@
+"""Domain errors -> HTTP status, in one place. Every error is JSON:
+    {"error": {"code": "invalid", "message": "...", "field": "epochs", "issues": [...]}}
+and never a traceback (unexpected errors are logged and reported as 500 "internal")."""
+
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+from .services.errors import BadRequest, Conflict, Invalid, NotFound, PathRefused, StudioError
+
+log = logging.getLogger(__name__)
+
+
+class Unauthorized(StudioError):
+    code = 'unauthorized'
+
+
+STATUS = {
+    BadRequest: 400,
+    PathRefused: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+}
+
+HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed',
+              413: 'too_large', 415: 'unsupported_media_type'}
+
+
+def error_response(status, code, message, field=None, issues=None):
+    err = {'code': code, 'message': message, 'field': field}
+    if issues is not None:
+        err['issues'] = issues
+    resp = jsonify({'error': err})
+    resp.status_code = status
+    if status == 401:
+        resp.headers['WWW-Authenticate'] = 'Bearer'
+    return resp
+
+
+def status_of(exc):
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def register(app):
+    @app.errorhandler(StudioError)
+    def studio_error(e):
+        return error_response(status_of(e), e.code, e.message, e.field, e.issues)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        message = e.description or e.name
+        if e.code == 413:
+            message = f'request body larger than {app.config["MAX_CONTENT_LENGTH"]} bytes'
+        return error_response(e.code or 500, HTTP_CODES.get(e.code, e.name.lower().replace(' ', '_')), message)
+
+    @app.errorhandler(Exception)
+    def unexpected(e):
+        log.exception('unexpected error')
+        return error_response(500, 'internal', f'internal error ({type(e).__name__}); see the studio log')

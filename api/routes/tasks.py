@@ -1,0 +1,82 @@
+"""Tasks: create, list, edit the draft (form or TOML), copy, rename, validate, start, delete."""
+
+import time
+
+from flask import Blueprint, request
+
+from ..http import body, doc, field, query_bool, studio
+
+bp = Blueprint('tasks', __name__, url_prefix='/api/v1')
+
+
+@bp.get('/tasks')
+@doc('List tasks, each with its state and latest job', response='TaskList')
+def list_tasks():
+    s, now = studio(), time.time()
+    return {'tasks': [s.task_summary(t, now) for t in s.tasks.all()]}
+
+
+@bp.post('/tasks')
+@doc('Create a task; the name defaults to <prefix>-<yyyymmdd>-<nn>', body='TaskCreate', response='Task', status=201)
+def create_task():
+    d, s = body(), studio()
+    task = s.tasks.create(name=field(d, 'name', str), prefix=field(d, 'prefix', str, 'wan'),
+                          toml=field(d, 'toml', dict), resources=field(d, 'resources', dict))
+    if field(d, 'form', dict):
+        task = s.tasks.patch(task['id'], form=d['form'])
+    return s.task_view(task), 201
+
+
+@bp.get('/tasks/<task_id>')
+@doc('A task: record, form view of its draft, model, jobs', response='Task')
+def get_task(task_id):
+    s = studio()
+    return s.task_view(s.tasks.get(task_id))
+
+
+@bp.patch('/tasks/<task_id>')
+@doc('Rename and/or save the draft (form fields or TOML texts); no validation, cheap', body='TaskPatch', response='Task')
+def patch_task(task_id):
+    d, s = body(), studio()
+    task = s.tasks.patch(task_id, name=field(d, 'name', str), form=field(d, 'form', dict),
+                         toml=field(d, 'toml', dict), if_revision=field(d, 'if_revision', int))
+    return s.task_view(task)
+
+
+@bp.delete('/tasks/<task_id>')
+@doc('Delete a task and its runs (needs confirm=true; running jobs are stopped first)', response='DeleteResult',
+     query={'confirm': 'boolean'})
+def delete_task(task_id):
+    confirm = query_bool('confirm') or (request.is_json and body().get('confirm') is True)
+    result = studio().delete_task(task_id, confirm=confirm)
+    return result, 200 if result['deleted'] else 202
+
+
+@bp.post('/tasks/<task_id>/copy')
+@doc('Copy a task (config and GPU choice; no jobs)', body='TaskCopy', response='Task', status=201)
+def copy_task(task_id):
+    s = studio()
+    return s.task_view(s.tasks.copy(task_id, name=field(body(), 'name', str))), 201
+
+
+@bp.post('/tasks/<task_id>/validate')
+@doc('Validate the draft with the trainer schema; issues name the form field', response='Validation')
+def validate_task(task_id):
+    return studio().validate_task(task_id)
+
+
+@bp.post('/tasks/<task_id>/start')
+@doc('Queue a training job: freezes config.toml + dataset.toml into a new run directory',
+     body='GpuRequest', response='Job', status=202)
+def start_task(task_id):
+    d, s = body(), studio()
+    job = s.start_task(task_id, gpus=field(d, 'gpus', int), gpu_ids=field(d, 'gpu_ids', list))
+    return s.job_view(job), 202
+
+
+@bp.get('/tasks/<task_id>/jobs')
+@doc("A task's jobs, oldest first", response='JobList')
+def task_jobs(task_id):
+    s = studio()
+    s.tasks.get(task_id)
+    return {'jobs': [s.job_brief(j) for j in s.jobs.all(task_id)]}

@@ -1,0 +1,31 @@
+"""Domain errors. api/errors.py maps each class to an HTTP status in one place."""
+
+
+class StudioError(Exception):
+    code = 'error'
+
+    def __init__(self, message, field=None, issues=None):
+        super().__init__(message)
+        self.message = message
+        self.field = field          # the request field (or form field) at fault, if one is
+        self.issues = issues        # config issues: [{file, key, field, value, message}]
+
+
+class BadRequest(StudioError):
+    code = 'bad_request'            # malformed request: wrong type, missing parameter
+
+
+class Invalid(StudioError):
+    code = 'invalid'                # well-formed but refused: config issues, impossible GPU request
+
+
+class NotFound(StudioError):
+    code = 'not_found'
+
+
+class Conflict(StudioError):
+    code = 'conflict'               # not possible in the current state (job running, name taken)
+
+
+class PathRefused(StudioError):
+    code = 'path_refused'           # a path or id that would leave its root

@@ -1,0 +1,68 @@
+"""Build the trainer's command line and start it, as docs/architecture.md specifies.
+
+Launchers are a registry: `deepspeed` (the real path: GPUs by --include, CPU ranks by --num_gpus) and
+`python` (one process, no launcher: the tests' fake trainer, or a quick single-device run).
+"""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from .procs import create_time
+
+
+def _trainer_args(script, config, run_dir, resume_from):
+    args = [str(script), '--deepspeed', '--config', str(config), '--run_dir', str(run_dir)]
+    if resume_from:
+        args += ['--resume_from_checkpoint', str(resume_from)]
+    return args
+
+
+def deepspeed_command(settings, mode, devices, port, trainer_args):
+    if mode == 'gpu':
+        where = [f'--include=localhost:{",".join(str(d) for d in devices)}']
+    else:
+        where = ['--num_gpus', str(len(devices))]
+    return [settings.deepspeed_path, *where, '--master_port', str(port), *trainer_args]
+
+
+def python_command(settings, mode, devices, port, trainer_args):
+    return [settings.python, *trainer_args]
+
+
+LAUNCHERS = {'deepspeed': deepspeed_command, 'python': python_command}
+
+
+def job_env(settings, mode, devices, port, base=None):
+    env = dict(os.environ if base is None else base)
+    env['PYTHONUNBUFFERED'] = '1'
+    env.pop('CUDA_VISIBLE_DEVICES', None)       # deepspeed --include decides
+    if mode == 'cpu':
+        env['OMP_NUM_THREADS'] = '1'            # one thread per rank: ranks share the machine's cores
+        env['DS_ACCELERATOR'] = 'cpu'
+        env['CUDA_VISIBLE_DEVICES'] = ''
+    if settings.launcher == 'python':           # what the deepspeed launcher would have set for one rank
+        env.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK='0', LOCAL_RANK='0', WORLD_SIZE='1')
+        if mode == 'gpu':
+            env['CUDA_VISIBLE_DEVICES'] = ','.join(str(d) for d in devices)
+    return env
+
+
+def build(settings, mode, devices, port, run_dir, resume_from=None):
+    """(command, env) for one attempt of a training job."""
+    run_dir = Path(run_dir)
+    args = _trainer_args(settings.trainer_script, run_dir / 'config.toml', run_dir, resume_from)
+    return LAUNCHERS[settings.launcher](settings, mode, devices, port, args), job_env(settings, mode, devices, port)
+
+
+def start(command, env, run_dir, cwd, header):
+    """Start the job in its own session, stdout+stderr appended to <run>/log.txt. Returns (Popen, create_time)."""
+    run_dir = Path(run_dir)
+    (run_dir / 'control').mkdir(parents=True, exist_ok=True)
+    with open(run_dir / 'log.txt', 'ab') as log:
+        log.write(f'\n=== {time.strftime("%Y-%m-%d %H:%M:%S")} {header}\n=== {" ".join(command)}\n'.encode())
+        log.flush()
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=str(cwd), start_new_session=True)
+    return proc, create_time(proc.pid)

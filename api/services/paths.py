@@ -1,0 +1,64 @@
+"""Where things live under the data root, and checks that untrusted ids and paths stay inside it.
+
+    <data>/runs/<task-id>/task.json             task record
+    <data>/runs/<task-id>/<job-id>/job.json     job record (+ the run directory of docs/architecture.md)
+    <data>/queue.json                           order of queued jobs
+    <data>/datasets/<name>/   <data>/models/    inputs
+    <data>/trash/                               deleted tasks on their way out
+"""
+
+import re
+from pathlib import Path
+
+from utils.fsutil import is_within, safe_join
+
+from .errors import PathRefused
+
+ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$')
+
+
+def check_id(value, field='id'):
+    """An id from a request: letters, digits, '.', '_', '-'; never '..' or a path."""
+    if not isinstance(value, str) or not ID_RE.match(value) or '..' in value:
+        raise PathRefused(f'{field} {value!r} is not a valid id', field=field)
+    return value
+
+
+def inside(root, rel, field='path'):
+    """Resolve an untrusted relative path under root (symlinks followed); refuse anything that leaves it."""
+    if not isinstance(rel, str) or not rel or rel.startswith(('/', '\\')) or '\x00' in rel:
+        raise PathRefused(f'{field} {rel!r} must be a relative path inside {root}', field=field)
+    try:
+        return safe_join(root, rel)
+    except ValueError:
+        raise PathRefused(f'{field} {rel!r} leaves {root}', field=field) from None
+
+
+def within_any(path, roots) -> bool:
+    return any(is_within(path, r) for r in roots)
+
+
+class Paths:
+    def __init__(self, data_root):
+        self.root = Path(data_root).expanduser().resolve()
+        self.runs = self.root / 'runs'
+        self.datasets = self.root / 'datasets'
+        self.models = self.root / 'models'
+        self.trash = self.root / 'trash'
+        self.queue_file = self.root / 'queue.json'
+
+    def make(self):
+        for d in (self.runs, self.datasets, self.models, self.trash):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def task_dir(self, task_id) -> Path:
+        return self.runs / check_id(task_id, 'task_id')
+
+    def task_file(self, task_id) -> Path:
+        return self.task_dir(task_id) / 'task.json'
+
+    def job_dir(self, task_id, job_id) -> Path:
+        return self.task_dir(task_id) / check_id(job_id, 'job_id')
+
+    def relative(self, path) -> str:
+        return str(Path(path).resolve().relative_to(self.root))

@@ -1,0 +1,51 @@
+"""JSON records on disk: one file each, written atomically (temp, fsync, rename).
+
+Callers keep a cache of what they wrote; the file is always written first, so memory is never the
+only copy. Records are replaced, never mutated in place, so a reader holding one is never surprised.
+"""
+
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+
+from utils.fsutil import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def read_record(path):
+    """Parse a record; None if absent. A record that does not parse is moved aside and reported."""
+    path = Path(path)
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as e:
+        aside = path.with_name(f'{path.name}.corrupt-{int(time.time())}')
+        log.error('%s does not parse (%s); moved to %s', path, e, aside.name)
+        path.replace(aside)
+        return None
+
+
+def write_record(path, record):
+    atomic_write_json(path, record)
+
+
+def clean_temp_files(folder, name):
+    """Remove temp files a crash left next to `name` (they were never renamed into place)."""
+    for tmp in Path(folder).glob(f'.{name}.*.tmp'):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def updated(record, **changes):
+    """A new record: deep copy of `record` with top-level changes and a fresh updated_at."""
+    out = copy.deepcopy(record)
+    out.update(changes)
+    out['updated_at'] = time.time()
+    return out

@@ -1,0 +1,151 @@
+"""Studio settings: defaults below, then a settings file, then ODEO_* environment variables, then flags.
+
+Every field can be set from the environment as ODEO_<FIELD IN CAPITALS> (e.g. ODEO_DATA_ROOT, or the
+short aliases in ENV_ALIASES such as ODEO_DATA), and from a TOML settings file: the one named by
+ODEO_SETTINGS, else <data root>/settings.toml when it exists. Lists come from the environment
+separated by os.pathsep (model roots) or commas.
+"""
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: str = './data'                       # everything the studio owns: runs/, datasets/, models/, queue.json
+    host: str = '127.0.0.1'                         # bind address; anything but loopback needs a token
+    port: int = 8080                                # HTTP port
+    token: str = ''                                 # access token; when set every API call needs it
+    comfyui_url: str = 'http://127.0.0.1:8188'      # ComfyUI the Inference studio talks to
+    model_roots: tuple = ()                         # extra folders scanned for checkpoints (<data>/models always is)
+    gpu_backend: str = 'auto'                       # auto | nvml | nvidia-smi | cpu (cpu: run jobs on CPU slots)
+    gpu_memory_threshold_gib: float = 2.0           # a GPU using more memory than this is busy (others' processes)
+    cpu_slots: int = 2                              # pseudo-devices when jobs run on the CPU
+    heartbeat_timeout_s: float = 300.0              # no event for this long -> the job is hung: killed and resumed
+    retry_limit: int = 3                            # automatic resumes after a crash, hang or interruption
+    stop_grace_s: float = 120.0                     # after control/stop, wait this long before SIGTERM
+    kill_grace_s: float = 30.0                      # after SIGTERM, wait this long before SIGKILL
+    queue_policy: str = 'strict'                    # strict: first in queue first; backfill: later jobs that fit may start
+    scheduler_interval_s: float = 1.0               # how often the scheduler looks at jobs and GPUs
+    port_range: tuple = (29500, 29999)              # master ports handed to DeepSpeed jobs
+    launcher: str = 'deepspeed'                     # deepspeed | python (one process, no launcher; tests)
+    trainer_script: str = str(REPO_ROOT / 'train.py')   # the training entry point the launcher runs
+    python: str = sys.executable                    # interpreter of the studio's virtual environment
+    deepspeed: str = ''                             # deepspeed launcher (default: next to `python`)
+    max_request_bytes: int = 2 * 1024 * 1024        # larger request bodies get 413
+    log_chunk_bytes: int = 256 * 1024               # most bytes one log read returns
+    threads: int = 64                               # waitress worker threads (50 pollers and then some)
+    gpu_cache_s: float = 2.0                        # GPU inventory is re-read at most this often
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_root).expanduser().resolve()
+
+    @property
+    def deepspeed_path(self) -> str:
+        return self.deepspeed or str(Path(self.python).parent / 'deepspeed')
+
+    @property
+    def all_model_roots(self) -> list:
+        roots = [self.data_path / 'models'] + [Path(r).expanduser().resolve() for r in self.model_roots]
+        return list(dict.fromkeys(roots))
+
+
+ENV_ALIASES = {'ODEO_DATA': 'data_root'}
+CHOICES = {
+    'gpu_backend': ('auto', 'nvml', 'nvidia-smi', 'cpu'),
+    'queue_policy': ('strict', 'backfill'),
+    'launcher': ('deepspeed', 'python'),
+}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _coerce(name, value):
+    """Turn a string (env) or TOML value into the field's type; raise SettingsError naming the field."""
+    default = Settings.__dataclass_fields__[name].default
+    try:
+        if isinstance(default, bool):
+            value = value if isinstance(value, bool) else str(value).lower() in ('1', 'true', 'yes', 'on')
+        elif isinstance(default, int):
+            value = int(value)
+        elif isinstance(default, float):
+            value = float(value)
+        elif isinstance(default, tuple):
+            if isinstance(value, str):
+                sep = os.pathsep if name == 'model_roots' else ('-' if name == 'port_range' else ',')
+                value = [v for v in value.split(sep) if v.strip()]
+            value = tuple(int(v) for v in value) if name == 'port_range' else tuple(str(v) for v in value)
+        else:
+            value = str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f'setting {name}: {value!r} is not a valid {type(default).__name__}') from None
+    if name in CHOICES and value not in CHOICES[name]:
+        raise SettingsError(f'setting {name}: {value!r} must be one of {", ".join(CHOICES[name])}')
+    if name == 'port_range' and (len(value) != 2 or not 1024 <= value[0] <= value[1] <= 65535):
+        raise SettingsError(f'setting port_range: {value!r} must be two ports FIRST-LAST between 1024 and 65535')
+    return value
+
+
+def _from_env(env):
+    out = {}
+    for f in fields(Settings):
+        key = f'ODEO_{f.name.upper()}'
+        if key in env:
+            out[f.name] = env[key]
+    for key, name in ENV_ALIASES.items():
+        if key in env and f'ODEO_{name.upper()}' not in env:
+            out[name] = env[key]
+    return out
+
+
+def _from_file(path):
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise SettingsError(f'settings file {path}: {e}') from None
+    unknown = set(raw) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise SettingsError(f'settings file {path}: unknown setting(s) {", ".join(sorted(unknown))}')
+    return raw
+
+
+def load_settings(overrides=None, env=None) -> Settings:
+    """Defaults < settings file < environment < overrides (flags, or create_app's config)."""
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = set(overrides) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise SettingsError(f'unknown setting(s): {", ".join(sorted(unknown))}')
+    from_env = _from_env(env)
+    data_root = overrides.get('data_root') or from_env.get('data_root') or Settings.data_root
+    file = env.get('ODEO_SETTINGS') or (Path(data_root).expanduser() / 'settings.toml')
+    from_file = _from_file(file) if (env.get('ODEO_SETTINGS') or Path(file).is_file()) else {}
+    merged = {**from_file, **from_env, **overrides}
+    return replace(Settings(), **{k: _coerce(k, v) for k, v in merged.items()})
+
+
+def public_view(settings: Settings) -> dict:
+    """What the API shows about its settings (never the token)."""
+    return {
+        'data_root': str(settings.data_path),
+        'model_roots': [str(r) for r in settings.all_model_roots],
+        'gpu_backend': settings.gpu_backend,
+        'gpu_memory_threshold_gib': settings.gpu_memory_threshold_gib,
+        'cpu_slots': settings.cpu_slots,
+        'heartbeat_timeout_s': settings.heartbeat_timeout_s,
+        'retry_limit': settings.retry_limit,
+        'stop_grace_s': settings.stop_grace_s,
+        'kill_grace_s': settings.kill_grace_s,
+        'queue_policy': settings.queue_policy,
+        'comfyui_url': settings.comfyui_url,
+        'token_required': bool(settings.token),
+        'max_request_bytes': settings.max_request_bytes,
+    }

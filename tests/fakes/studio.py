@@ -1,0 +1,126 @@
+"""Helpers for studio tests: a tiny model folder, datasets, tasks configured for the fake trainer,
+and waiting on the scheduler without sleeping longer than needed."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_TRAINER = str(REPO / 'tests' / 'fakes' / 'fake_trainer.py')
+
+# Settings every studio under test gets: the fake trainer without a launcher, quick ticks and timeouts.
+TEST_SETTINGS = {
+    'launcher': 'python',
+    'trainer_script': FAKE_TRAINER,
+    'gpu_backend': 'cpu',
+    'cpu_slots': 2,
+    'scheduler_interval_s': 0.1,
+    'heartbeat_timeout_s': 30.0,
+    'retry_limit': 3,
+    'stop_grace_s': 5.0,
+    'kill_grace_s': 2.0,
+    'gpu_cache_s': 0.0,
+}
+
+
+def write_model(folder: Path):
+    """An official-layout Wan2.1 folder (config.json + VAE file) small enough to make per test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {'_class_name': 'WanModel', 'dim': 1536, 'ffn_dim': 8960, 'freq_dim': 256, 'in_dim': 16,
+           'model_type': 't2v', 'num_heads': 12, 'num_layers': 30, 'out_dim': 16, 'text_len': 512, 'eps': 1e-6}
+    (folder / 'config.json').write_text(json.dumps(cfg))
+    import torch
+    torch.save({}, folder / 'Wan2.1_VAE.pth')
+    return folder
+
+
+def write_dataset(folder: Path, items=2, behave=None):
+    """`items` small PNG images with captions, and the fake trainer's behaviour file."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(items):
+        Image.new('RGB', (32, 32), (i * 40 % 255, 80, 120)).save(folder / f'img{i}.png')
+        (folder / f'img{i}.txt').write_text(f'a test image number {i}')
+    if behave:
+        import tomli_w
+        (folder / 'fake_trainer.toml').write_text(tomli_w.dumps(behave))
+    return folder
+
+
+def train_form(model, dataset, epochs=3, **extra):
+    form = {'model_path': str(model), 'dataset': dataset, 'epochs': epochs, 'optimizer': 'adamw',
+            'learning_rate': 1e-4, 'save_every_n_epochs': 1, 'checkpoint_every_n_epochs': 1,
+            'checkpoint_every_n_minutes': None, 'resolutions': [256], 'frame_buckets': [1], 'gpus': 1}
+    form.update(extra)
+    return form
+
+
+def wait_until(cond, timeout=30.0, tick=None, every=0.05, what='condition'):
+    """Poll `cond` (calling `tick` first, e.g. a scheduler tick) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if tick:
+            tick()
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out after {timeout}s waiting for {what}')
+        time.sleep(every)
+
+
+# ---- a real `python -m api` process ----------------------------------------------------------------
+
+def studio_env(data_root, port, **settings):
+    env = dict(os.environ)
+    for k, v in {**TEST_SETTINGS, 'data_root': str(data_root), 'port': port, **settings}.items():
+        env[f'ODEO_{k.upper()}'] = str(v)
+    env.pop('ODEO_SETTINGS', None)
+    return env
+
+
+class StudioProcess:
+    def __init__(self, data_root, port, **settings):
+        self.data_root, self.port, self.settings = data_root, port, settings
+        self.proc = None
+        self.base = f'http://127.0.0.1:{port}/api/v1'
+
+    def start(self, timeout=20.0):
+        log = open(Path(self.data_root).parent / f'studio-{self.port}.log', 'ab')
+        self.proc = subprocess.Popen([sys.executable, '-m', 'api'], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                     env=studio_env(self.data_root, self.port, **self.settings))
+        wait_until(self.ready, timeout, what='the studio to answer')
+        return self
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f'studio exited with {self.proc.returncode}')
+        try:
+            return self.call('GET', '/health')[0] == 200
+        except OSError:
+            return False
+
+    def call(self, method, path, body=None, timeout=10.0):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={'Content-Type': 'application/json'})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read() or b'null')
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b'null')
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def terminate(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
