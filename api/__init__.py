@@ -23,6 +23,7 @@ def create_app(config=None):
     app = Flask(__name__)
     app.config['MAX_CONTENT_LENGTH'] = settings.max_request_bytes
     app.json.sort_keys = False
+    app.url_map.merge_slashes = False          # '//etc' stays an absolute path, refused, not redirected
     app.extensions['odeo'] = Studio(settings, gpu_provider=provider)
     app.extensions['odeo_settings'] = settings
     security.install(app, settings.token)

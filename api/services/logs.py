@@ -39,9 +39,9 @@ def read_log(path, offset=0, max_bytes=65536, tail=None):
     elif at_eof:
         done, rest = b'', chunk
     else:                               # a line longer than max_bytes
-        cr = chunk.rfind(b'\r')
+        cr = chunk.rfind(b'\r')        # progress-bar states up to the last \r are superseded: skip them
         done, rest = (chunk[:cr + 1], b'') if cr >= 0 else (chunk, b'')
-    text = collapse_cr(done.decode('utf-8', 'replace'))
+    text = collapse_cr(done.decode('utf-8', 'replace')) if b'\n' in done or not done.endswith(b'\r') else ''
     return {'offset': offset, 'next_offset': offset + len(done), 'size': size, 'reset': reset,
             'text': text, 'partial': collapse_cr(rest.decode('utf-8', 'replace')) if at_eof else '',
             'eof': at_eof}

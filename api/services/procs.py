@@ -41,15 +41,22 @@ def group_members(pgid, started):
 def signal_job(pid, started, sig) -> bool:
     """Signal the job's process group (the launcher is its leader: start_new_session=True).
 
-    While the leader lives and is ours the whole group gets the signal; once it is gone only the
-    group members that started after it do. Returns True if anything was signalled.
+    While the leader lives and is ours, the whole group gets the signal. Once it is gone, the group's
+    remaining members (ranks the launcher left behind) get it: the kernel hands out no pid that is
+    still some group's id, so they are ours. A pid now held by another program is left alone, and
+    so is its group. Returns True if anything was signalled.
     """
+    if not pid:
+        return False
     if same_process(pid, started):
         try:
             os.killpg(pid, sig)
             return True
         except (ProcessLookupError, PermissionError):
             return False
+    now_started = create_time(pid)
+    if now_started is not None and (started is None or abs(now_started - started) >= 0.05):
+        return False                # the pid was reused: not ours, nor is its group
     hit = False
     for p in group_members(pid, started or 0):
         try:

@@ -1,0 +1,111 @@
+"""Reading what a job writes: events.jsonl by byte offset (partial last lines, unknown types, rewinds on
+resume), progress with a live ETA, metric series after a step, and the incremental log reader."""
+
+import json
+
+from api.services.events import EventTail, progress_view
+from api.services.logs import collapse_cr, read_log
+
+
+def ev(**fields):
+    return (json.dumps({'time': 100.0, **fields}) + '\n').encode()
+
+
+def test_tail_reads_complete_lines_only_and_skips_the_unknown(tmp_path):
+    path = tmp_path / 'events.jsonl'
+    tail = EventTail(path)
+    assert tail.refresh().status is None                      # no file yet
+    whole = ev(type='status', state='training') + ev(type='mystery', x=1) + b'not json\n'
+    half = ev(type='metric', name='train/loss', step=1, epoch=1, value=0.5)
+    path.write_bytes(whole + half[:10])                      # the trainer is mid-write
+    state = tail.refresh()
+    assert state.status['state'] == 'training' and state.skipped == 1 and state.series == {}
+    assert tail.offset == len(whole)
+    with open(path, 'ab') as f:
+        f.write(half[10:] + ev(type='progress', phase='train', step=1, total_steps=10, eta_s=90.0, new_field=1))
+    state = tail.refresh()
+    assert state.series['train/loss'].after(None)['values'] == [0.5]
+    assert state.train['step'] == 1
+    assert tail.refresh() is state and tail.offset == path.stat().st_size   # nothing new: nothing read
+
+
+def test_series_rewind_after_resume_and_after_step(tmp_path):
+    path = tmp_path / 'events.jsonl'
+    lines = b''.join(ev(type='metric', name='train/loss', step=s, epoch=1, value=float(s)) for s in (1, 2, 3, 4, 5))
+    lines += b''.join(ev(type='metric', name='train/loss', step=s, epoch=1, value=10.0 + s) for s in (4, 5, 6))
+    path.write_bytes(lines)
+    series = EventTail(path).refresh().series['train/loss']
+    assert series.after(None)['steps'] == [1, 2, 3, 4, 5, 6]
+    assert series.after(None)['values'] == [1.0, 2.0, 3.0, 14.0, 15.0, 16.0]
+    assert series.after(4) == {'steps': [5, 6], 'values': [15.0, 16.0], 'epochs': [1, 1]}
+    assert series.after(6)['steps'] == []
+
+
+def test_replaced_file_is_read_from_the_start(tmp_path):
+    path = tmp_path / 'events.jsonl'
+    path.write_bytes(ev(type='status', state='training') * 5)
+    tail = EventTail(path)
+    tail.refresh()
+    path.unlink()
+    path.write_bytes(ev(type='status', state='done'))
+    assert tail.refresh().status['state'] == 'done' and tail.state.count == 1
+
+
+def test_progress_eta_counts_down_from_the_event():
+    from api.services.events import EventState
+    s = EventState()
+    s.fold({'type': 'progress', 'phase': 'train', 'time': 1000.0, 'step': 25, 'total_steps': 100, 'epoch': 2,
+            'total_epochs': 8, 'steps_per_s': 2.5, 'eta_s': 30.0})
+    s.fold({'type': 'heartbeat', 'time': 1004.0})
+    p = progress_view(s, now=1010.0)
+    assert p['eta_s'] == 20.0 and p['fraction'] == 0.25 and p['steps_per_s'] == 2.5
+    assert p['heartbeat_age_s'] == 6.0 and p['phase'] == 'train'
+    assert progress_view(s, now=2000.0)['eta_s'] == 0.0
+
+
+def test_metrics_endpoint_after_and_names(make_app, tiny_model):
+    app = make_app()
+    studio, client = app.extensions['odeo'], app.test_client()
+    task = client.post('/api/v1/tasks', json={}).get_json()['id']
+    from api.services.jobs import new_job
+    job = new_job('j1', task, f'runs/{task}/j1', {'gpus': 1, 'gpu_ids': None}, {'action': 'start'})
+    job['attempts'] = [{'devices': [0]}]
+    job['state'] = 'done'
+    (studio.paths.runs / task / 'j1').mkdir()
+    studio.jobs.save(job)
+    events = studio.paths.runs / task / 'j1' / 'events.jsonl'
+    events.write_bytes(b''.join(ev(type='metric', name=n, step=s, epoch=1, value=s / 10)
+                                for s in range(1, 6) for n in ('train/loss', 'eval/x/loss_q0.5')))
+    out = client.get('/api/v1/jobs/j1/metrics?after=3&names=train/loss').get_json()
+    assert out['names'] == ['eval/x/loss_q0.5', 'train/loss'] and list(out['series']) == ['train/loss']
+    assert out['series']['train/loss']['steps'] == [4, 5] and out['last_step'] == 5
+    assert client.get('/api/v1/jobs/j1/metrics?after=x').status_code == 400
+
+
+def test_log_reader_offsets_partial_lines_and_carriage_returns(tmp_path):
+    log = tmp_path / 'log.txt'
+    assert read_log(log)['text'] == '' and read_log(log)['size'] == 0
+    log.write_bytes(b'loading\n 10%\r 50%\r100%\ndone\n 3/9\r 4/9')
+    first = read_log(log, 0)
+    assert first['text'] == 'loading\n100%\ndone\n' and first['partial'] == ' 4/9'
+    assert first['next_offset'] == log.stat().st_size - len(b' 3/9\r 4/9')
+    with open(log, 'ab') as f:
+        f.write(b'\r 9/9\nnext line\n')
+    second = read_log(log, first['next_offset'])
+    assert second['text'] == ' 9/9\nnext line\n' and second['partial'] == '' and second['eof']
+    assert read_log(log, second['next_offset'])['text'] == ''
+
+
+def test_log_reader_bounds_chunks_and_tails(tmp_path):
+    log = tmp_path / 'log.txt'
+    log.write_bytes(b''.join(f'line {i:04d}\n'.encode() for i in range(1000)))    # 10 bytes a line
+    chunk = read_log(log, 0, max_bytes=105)
+    assert chunk['text'].count('\n') == 10 and chunk['next_offset'] == 100 and not chunk['eof']
+    tail = read_log(log, 0, max_bytes=1000, tail=35)
+    assert tail['text'] == 'line 0997\nline 0998\nline 0999\n'
+    huge = tmp_path / 'bar.txt'
+    huge.write_bytes(b'x' * 50 + b'\r' + b'y' * 100)                             # one long progress line
+    part = read_log(huge, 0, max_bytes=80)
+    assert part['next_offset'] == 51 and part['text'] == ''
+    assert read_log(log, 10 ** 9)['reset']
+    assert collapse_cr('a\r\nb') == 'a\nb'

@@ -1,0 +1,162 @@
+"""Tasks through the REST API: automatic names, drafts from the form and the TOML editor, copy, rename,
+delete, validation issues mapped to form fields, and starting (what gets frozen into the run)."""
+
+import time
+import tomllib
+
+import pytest
+
+from tests.fakes.studio import train_form, write_dataset
+
+
+@pytest.fixture
+def client(make_app, data_root, tiny_model):
+    write_dataset(data_root / 'datasets' / 'demo')
+    return make_app().test_client()
+
+
+def create(client, **body):
+    r = client.post('/api/v1/tasks', json=body)
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def test_names_count_up_per_day_and_defaults_pick_the_model_and_dataset(client, tiny_model):
+    day = time.strftime('%Y%m%d')
+    a, b = create(client), create(client)
+    assert (a['id'], b['id']) == (f'wan-{day}-01', f'wan-{day}-02') and a['name'] == a['id']
+    assert a['form']['model_path'] == str(tiny_model) and a['form']['dataset'] == 'demo'
+    assert a['model']['variant']['id'] == 'wan2.1-t2v-1.3B' and a['state'] == 'draft'
+    named = create(client, name='my style', prefix='wan')
+    assert named['name'] == 'my style' and named['id'] == f'wan-{day}-03'
+    assert client.post('/api/v1/tasks', json={'name': 'My Style'}).status_code == 409
+    assert client.post('/api/v1/tasks', json={'prefix': '../x'}).status_code == 400
+    listed = client.get('/api/v1/tasks').get_json()['tasks']
+    assert [t['id'] for t in listed] == [a['id'], b['id'], named['id']]
+
+
+def test_draft_from_the_form_and_from_toml_stay_in_step(client):
+    t = create(client)
+    r = client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'epochs': 7, 'learning_rate': 3e-4, 'lora_rank': 16,
+                                                                 'frame_buckets': [1, 17], 'gpus': 2}})
+    assert r.status_code == 200
+    t = r.get_json()
+    main, ds = tomllib.loads(t['toml']['main']), tomllib.loads(t['toml']['dataset'])
+    assert main['epochs'] == 7 and main['optimizer']['lr'] == 3e-4 and main['adapter']['rank'] == 16
+    assert ds['frame_buckets'] == [1, 17] and t['resources'] == {'gpus': 2, 'gpu_ids': None}
+    text = t['toml']['main'].replace('epochs = 7', 'epochs = 12')
+    t = client.patch(f'/api/v1/tasks/{t["id"]}', json={'toml': {'main': text}}).get_json()
+    assert t['form']['epochs'] == 12 and t['revision'] == 3
+    # a half-typed TOML is saved as it is (a draft), the form reports it, form edits wait for a fix
+    t = client.patch(f'/api/v1/tasks/{t["id"]}', json={'toml': {'main': text + '\n[broken'}}).get_json()
+    assert t['form_errors'] == ['config.toml'] and t['toml']['main'].endswith('[broken')
+    r = client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'epochs': 3}})
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'toml.main'
+    v = client.post(f'/api/v1/tasks/{t["id"]}/validate').get_json()
+    assert not v['ok'] and v['issues'][0]['key'] == '(syntax)'
+    r = client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'nonsense': 1}, 'toml': {'main': text}})
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'nonsense'
+    assert client.patch(f'/api/v1/tasks/{t["id"]}', json={'if_revision': 1, 'name': 'x'}).status_code == 409
+
+
+def test_copy_and_rename(client):
+    t = create(client)
+    client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'epochs': 9}})
+    r = client.post(f'/api/v1/tasks/{t["id"]}/copy', json={'name': 'second try'})
+    assert r.status_code == 201
+    c = r.get_json()
+    assert c['id'] != t['id'] and c['name'] == 'second try' and c['form']['epochs'] == 9 and c['copied_from'] == t['id']
+    r = client.patch(f'/api/v1/tasks/{t["id"]}', json={'name': 'first try'})
+    assert r.get_json()['name'] == 'first try' and r.get_json()['id'] == t['id']
+    assert client.patch(f'/api/v1/tasks/{t["id"]}', json={'name': 'Second Try'}).status_code == 409
+    assert client.patch(f'/api/v1/tasks/{t["id"]}', json={'name': 'bad\nname'}).status_code == 400
+
+
+def test_delete_needs_confirmation(client, data_root):
+    t = create(client)
+    r = client.delete(f'/api/v1/tasks/{t["id"]}')
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'confirm'
+    r = client.delete(f'/api/v1/tasks/{t["id"]}?confirm=true')
+    assert r.status_code == 200 and r.get_json()['deleted']
+    assert client.get(f'/api/v1/tasks/{t["id"]}').status_code == 404
+    assert not (data_root / 'runs' / t['id']).exists()
+
+
+def test_validation_issues_are_mapped_to_form_fields(client):
+    t = create(client)
+    client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {
+        'learning_rate': -1, 'epochs': 'ten', 'resolutions': [500], 'frame_buckets': [1, 30],
+        'pipeline_stages': 3, 'gpus': 2, 'optimizer': 'adamw'}})
+    r = client.post(f'/api/v1/tasks/{t["id"]}/validate')
+    issues = {i['field']: i for i in r.get_json()['issues']}
+    assert issues['learning_rate']['key'] == 'optimizer.lr' and issues['learning_rate']['value'] == -1
+    assert issues['epochs']['message'] == 'must be an integer' and issues['epochs']['file'] == 'config.toml'
+    assert 'multiple of 16' in issues['resolutions']['message'] and issues['resolutions']['file'] == 'dataset.toml'
+    assert '4n+1' in issues['frame_buckets']['message']
+    assert 'larger than the 2 process' in issues['pipeline_stages']['message']
+    r = client.post(f'/api/v1/tasks/{t["id"]}/start', json={})
+    assert r.status_code == 422
+    err = r.get_json()['error']
+    assert err['code'] == 'invalid' and {i['field'] for i in err['issues']} >= {'learning_rate', 'epochs'}
+
+
+def test_start_freezes_the_config_into_the_run_directory(client, data_root, tiny_model):
+    t = create(client, form=train_form(tiny_model, 'demo', epochs=4))
+    r = client.post(f'/api/v1/tasks/{t["id"]}/start', json={})
+    assert r.status_code == 202
+    job = r.get_json()
+    assert job['state'] == 'queued' and job['queue_position'] == 0
+    run = data_root / job['run_dir']
+    assert run.parent == data_root / 'runs' / t['id']
+    main = tomllib.loads((run / 'config.toml').read_text())
+    ds = tomllib.loads((run / 'dataset.toml').read_text())
+    assert main['output_dir'] == str(run.parent) and main['dataset'] == str(run / 'dataset.toml')
+    assert main['epochs'] == 4 and main['model']['ckpt_path'] == str(tiny_model)
+    assert ds['directory'][0]['path'] == str(data_root / 'datasets' / 'demo')
+    # later edits of the draft do not touch the frozen copy
+    client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'epochs': 99}})
+    assert tomllib.loads((run / 'config.toml').read_text())['epochs'] == 4
+    assert client.get(f'/api/v1/tasks/{t["id"]}/jobs').get_json()['jobs'][0]['id'] == job['id']
+
+
+def test_paths_outside_the_data_root_are_refused_with_field_errors(client, tiny_model, tmp_path):
+    t = create(client, form=train_form(tiny_model, 'demo'))
+    main = t['toml']['main']
+    outside = str(tmp_path / 'elsewhere')
+    client.patch(f'/api/v1/tasks/{t["id"]}', json={'toml': {'main': f'output_dir = "{outside}"\n'
+                                                                      f'dataset = "/etc/passwd"\n' + main}})
+    r = client.post(f'/api/v1/tasks/{t["id"]}/start', json={})
+    assert r.status_code == 422
+    keys = {i['key']: i for i in r.get_json()['error']['issues']}
+    assert 'outside the data root' in keys['output_dir']['message'] and keys['output_dir']['value'] == outside
+    assert 'outside the data root' in keys['dataset']['message']
+    assert not (tmp_path / 'elsewhere').exists()
+    ds = t['toml']['dataset'].replace(f'path = "{t["form"]["dataset"]}"', 'path = "/etc"')
+    ds = '\n'.join(line if not line.startswith('path =') else 'path = "../../../etc"' for line in ds.splitlines())
+    client.patch(f'/api/v1/tasks/{t["id"]}', json={'toml': {'main': main, 'dataset': ds}})
+    issues = client.post(f'/api/v1/tasks/{t["id"]}/validate').get_json()['issues']
+    assert [(i['field'], 'outside the datasets folder' in i['message']) for i in issues] == [('dataset', True)]
+    r = client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'dataset': '../../etc'}})
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'dataset'
+    r = client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'model_path': '/etc'}})
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'model_path'
+
+
+def test_models_and_datasets_are_listed(client, tiny_model, data_root):
+    diffusers = data_root / 'models' / 'group' / 'wan-diffusers'
+    (diffusers / 'transformer').mkdir(parents=True)
+    (diffusers / 'model_index.json').write_text('{"_class_name": "WanPipeline"}')
+    (diffusers / 'transformer' / 'config.json').write_text(
+        '{"num_attention_heads": 24, "attention_head_dim": 128, "in_channels": 48}')
+    (data_root / 'models' / 'not-a-model').mkdir()
+    models = {m['name']: m for m in client.get('/api/v1/models').get_json()['models']}
+    assert set(models) == {'tiny', 'group/wan-diffusers'}
+    assert models['tiny']['layout'] == 'wan' and models['tiny']['variant']['size_multiple'] == 16
+    v = models['group/wan-diffusers']['variant']
+    assert models['group/wan-diffusers']['layout'] == 'diffusers' and v['id'] == 'wan2.2-ti2v-5B'
+    assert v['size_multiple'] == 32
+    ds = client.get('/api/v1/datasets').get_json()['datasets']
+    assert ds == [{'name': 'demo', 'path': str(data_root / 'datasets' / 'demo'), 'images': 2, 'videos': 0,
+                   'captions': 2}]
+    assert client.get('/api/v1/datasets/demo').get_json()['images'] == 2
+    assert client.get('/api/v1/schema/config').get_json()['form_fields'][0]['name'] == 'model_path'
