@@ -32,7 +32,7 @@ def make_app(data_root):
 
     Every app made here uses the fake trainer; running jobs are killed when the test ends."""
     from api import create_app
-    from tests.fakes.studio import TEST_SETTINGS
+    from tests.fakes.studio import TEST_SETTINGS, kill_jobs
     apps = []
 
     def make(gpus=None, **settings):
@@ -44,19 +44,5 @@ def make_app(data_root):
         return app
 
     yield make
-    _kill_jobs(data_root)
+    kill_jobs(data_root)
 
-
-def _kill_jobs(data_root):
-    """End every process a test's jobs left behind (their records name pid and start time)."""
-    import json
-    import signal
-    from api.services.procs import signal_job
-    for rec in data_root.glob('runs/*/*/job.json'):
-        try:
-            job = json.loads(rec.read_text())
-        except ValueError:
-            continue
-        for att in job.get('attempts', []):
-            if att.get('pid'):
-                signal_job(att['pid'], att.get('create_time'), signal.SIGKILL)

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.fakes.studio import StudioProcess, train_form, wait_until, write_dataset
+from tests.fakes.studio import StudioProcess, kill_jobs, train_form, wait_until, write_dataset
 
 
 def free_port():
@@ -32,6 +32,7 @@ def studio_proc(data_root, tiny_model):
     yield make
     for p in procs:
         p.kill()
+    kill_jobs(data_root)
 
 
 def start_job(s, model, epochs=15):
@@ -95,7 +96,8 @@ def test_a_reused_pid_is_not_adopted_nor_signalled(make_app, data_root, tiny_mod
     studio, c = app.extensions['odeo'], app.test_client()
     task = c.post('/api/v1/tasks', json={'form': train_form(tiny_model, 'demo', epochs=50)}).get_json()['id']
     job = c.post(f'/api/v1/tasks/{task}/start', json={}).get_json()['id']
-    wait_until(lambda: studio.jobs.get(job)['state'] == 'running', 10, studio.scheduler.tick, what='running')
+    wait_until(lambda: (studio.monitor.progress(studio.jobs.get(job))['step'] or 0) >= 2, 10, studio.scheduler.tick,
+               what='training')
     att = studio.jobs.get(job)['attempts'][-1]
     os.killpg(att['pid'], signal.SIGKILL)
     wait_until(lambda: dead(att['pid']), 10, what='the trainer to die')
@@ -108,7 +110,7 @@ def test_a_reused_pid_is_not_adopted_nor_signalled(make_app, data_root, tiny_mod
         path.write_text(json.dumps(rec))
         again = make_app().extensions['odeo']                      # a studio starting on this data root
         rec = again.jobs.get(job)
-        assert rec['attempts'][0]['outcome'] == 'interrupted' and rec['state'] == 'queued'
+        assert rec['attempts'][0]['outcome'] == 'interrupted' and rec['state'] == 'queued', rec
         time.sleep(0.2)
         assert stranger.poll() is None                            # untouched
     finally:

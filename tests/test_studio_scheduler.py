@@ -44,8 +44,11 @@ class Harness:
         self.studio.scheduler.tick()
 
     def wait_state(self, job_id, *states, timeout=30):
-        return wait_until(lambda: self.job(job_id)['state'] in states and self.job(job_id), timeout, self.tick,
-                          what=f'job {job_id} to be {"/".join(states)} (is {self.job(job_id)["state"]})')
+        try:
+            return wait_until(lambda: self.job(job_id)['state'] in states and self.job(job_id), timeout, self.tick,
+                              what=f'job {job_id} to be {"/".join(states)}')
+        except AssertionError as e:
+            raise AssertionError(f'{e}: {self.job(job_id)}; queue {self.studio.queue_view()}') from None
 
     def wait_step(self, job_id, step, timeout=30):
         return wait_until(lambda: (self.studio.monitor.progress(self.job(job_id))['step'] or 0) >= step, timeout,

@@ -6,6 +6,9 @@ import signal
 
 import psutil
 
+# psutil derives start times from the same boot time and clock ticks (10 ms) each time: equal means equal.
+SAME_START = 0.005
+
 
 def create_time(pid):
     try:
@@ -20,7 +23,7 @@ def same_process(pid, started) -> bool:
         return False
     try:
         p = psutil.Process(pid)
-        return abs(p.create_time() - started) < 0.05 and p.status() != psutil.STATUS_ZOMBIE
+        return abs(p.create_time() - started) < SAME_START and p.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -30,7 +33,7 @@ def group_members(pgid, started):
     out = []
     for p in psutil.process_iter(['pid', 'create_time']):
         try:
-            if os.getpgid(p.pid) == pgid and p.info['create_time'] >= started - 0.05 \
+            if os.getpgid(p.pid) == pgid and p.info["create_time"] >= started - SAME_START \
                     and p.status() != psutil.STATUS_ZOMBIE:
                 out.append(p)
         except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
@@ -55,7 +58,7 @@ def signal_job(pid, started, sig) -> bool:
         except (ProcessLookupError, PermissionError):
             return False
     now_started = create_time(pid)
-    if now_started is not None and (started is None or abs(now_started - started) >= 0.05):
+    if now_started is not None and (started is None or abs(now_started - started) >= SAME_START):
         return False                # the pid was reused: not ours, nor is its group
     hit = False
     for p in group_members(pid, started or 0):

@@ -42,11 +42,13 @@ class TaskService:
     # ---- loading and lookup -------------------------------------------------------------------
     def load(self):
         tasks = {}
-        for path in sorted(self.paths.runs.glob('*/task.json')):
-            clean_temp_files(path.parent, 'task.json')
-            rec = read_record(path)
-            if rec and rec.get('id') == path.parent.name:
+        for folder in sorted(p for p in self.paths.runs.iterdir() if p.is_dir()):
+            clean_temp_files(folder, 'task.json')
+            rec = read_record(folder / 'task.json')
+            if rec and rec.get('id') == folder.name:
                 tasks[rec['id']] = rec
+            elif not any(folder.iterdir()):
+                folder.rmdir()          # an id claimed by a create that never finished
         with self._lock:
             self._tasks = tasks
 

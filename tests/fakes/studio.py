@@ -124,3 +124,16 @@ class StudioProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=15)
+
+
+def kill_jobs(data_root):
+    """End every process a test's jobs left behind (their records name pid and start time)."""
+    import signal
+    from api.services.procs import signal_job
+    for rec in Path(data_root).glob('runs/*/*/job.json'):
+        try:
+            job = json.loads(rec.read_text())
+        except ValueError:
+            continue
+        for att in job.get('attempts', []):
+            signal_job(att.get('pid'), att.get('create_time'), signal.SIGKILL)
