@@ -32,6 +32,11 @@ def field(data, name, kind, default=None, required=False):
     return v
 
 
+def gpu_request(data):
+    """(gpus, gpu_ids) of a body that may override a task's GPU choice."""
+    return field(data, 'gpus', int), field(data, 'gpu_ids', list)
+
+
 def query_int(name, default=None, minimum=None):
     raw = request.args.get(name)
     if raw is None or raw == '':

@@ -4,7 +4,7 @@ import time
 
 from flask import Blueprint, request, send_file
 
-from ..http import body, doc, field, query_int, studio
+from ..http import body, doc, field, gpu_request, query_int, studio
 from ..services.errors import BadRequest
 from ..services.jobs import ACTIVE, FINAL
 
@@ -59,10 +59,8 @@ def cancel_job(job_id):
 @doc('Queue a stopped, failed or interrupted job again, resuming from its newest checkpoint',
      body='GpuRequest', response='Job', status=202)
 def resume_job(job_id):
-    d, s = body(), studio()
-    gpus, ids = field(d, 'gpus', int), field(d, 'gpu_ids', list)
-    req = s.tasks._check_resources({'gpus': gpus, 'gpu_ids': ids}) if gpus or ids else None
-    return s.job_view(s.scheduler.resume(job_id, req)), 202
+    s = studio()
+    return s.job_view(s.resume_job(job_id, *gpu_request(body()))), 202
 
 
 @bp.post('/jobs/<job_id>/restart')
@@ -70,8 +68,7 @@ def resume_job(job_id):
      response='Job', status=202)
 def restart_job(job_id):
     d, s = body(), studio()
-    job = s.restart_job(job_id, field(d, 'checkpoint', str, required=True), field(d, 'gpus', int), field(d, 'gpu_ids', list))
-    return s.job_view(job), 202
+    return s.job_view(s.restart_job(job_id, field(d, 'checkpoint', str, required=True), *gpu_request(d))), 202
 
 
 @bp.post('/jobs/<job_id>/continue')
@@ -79,8 +76,7 @@ def restart_job(job_id):
      response='Job', status=202)
 def continue_job(job_id):
     d, s = body(), studio()
-    job = s.continue_job(job_id, field(d, 'epochs', int, required=True), field(d, 'gpus', int), field(d, 'gpu_ids', list))
-    return s.job_view(job), 202
+    return s.job_view(s.continue_job(job_id, field(d, 'epochs', int, required=True), *gpu_request(d))), 202
 
 
 @bp.get('/jobs/<job_id>/progress')

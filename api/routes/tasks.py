@@ -4,7 +4,7 @@ import time
 
 from flask import Blueprint, request
 
-from ..http import body, doc, field, query_bool, studio
+from ..http import body, doc, field, gpu_request, query_bool, studio
 
 bp = Blueprint('tasks', __name__, url_prefix='/api/v1')
 
@@ -69,9 +69,8 @@ def validate_task(task_id):
 @doc('Queue a training job: freezes config.toml + dataset.toml into a new run directory',
      body='GpuRequest', response='Job', status=202)
 def start_task(task_id):
-    d, s = body(), studio()
-    job = s.start_task(task_id, gpus=field(d, 'gpus', int), gpu_ids=field(d, 'gpu_ids', list))
-    return s.job_view(job), 202
+    s = studio()
+    return s.job_view(s.start_task(task_id, *gpu_request(body()))), 202
 
 
 @bp.get('/tasks/<task_id>/jobs')

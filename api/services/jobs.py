@@ -6,12 +6,9 @@ States:  queued -> running -> (stopping ->) done | stopped | failed
 """
 
 import secrets
-import threading
 import time
 
-from .errors import NotFound
-from .paths import check_id
-from .records import clean_temp_files, read_record, updated, write_record
+from .records import RecordIndex, clean_temp_files, read_record, updated, write_record
 
 ACTIVE = ('queued', 'running', 'stopping')
 LIVE = ('running', 'stopping')
@@ -44,11 +41,12 @@ def new_job(job_id, task_id, run_dir_rel, request, origin, resume_from=None):
     }
 
 
-class JobStore:
+class JobStore(RecordIndex):
+    kind = 'job'
+
     def __init__(self, paths):
+        super().__init__()
         self.paths = paths
-        self._jobs = {}
-        self._lock = threading.RLock()
 
     def load(self):
         """Read every job record under runs/ (startup)."""
@@ -59,20 +57,10 @@ class JobStore:
             if rec and rec.get('id') == path.parent.name and rec.get('task_id') == path.parent.parent.name:
                 jobs[rec['id']] = rec
         with self._lock:
-            self._jobs = jobs
-
-    def get(self, job_id):
-        check_id(job_id, 'job_id')
-        job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFound(f'no job {job_id!r}', field='job_id')
-        return job
-
-    def find(self, job_id):
-        return self._jobs.get(job_id)
+            self._records = jobs
 
     def all(self, task_id=None, states=None):
-        jobs = list(self._jobs.values())
+        jobs = list(self._records.values())
         if task_id is not None:
             jobs = [j for j in jobs if j['task_id'] == task_id]
         if states is not None:
@@ -86,7 +74,7 @@ class JobStore:
     def save(self, job):
         with self._lock:
             write_record(self.paths.job_dir(job['task_id'], job['id']) / 'job.json', job)
-            self._jobs[job['id']] = job
+            self._records[job['id']] = job
         return job
 
     def update(self, job_id, **changes):
@@ -95,5 +83,5 @@ class JobStore:
 
     def forget_task(self, task_id):
         with self._lock:
-            for jid in [j for j, rec in self._jobs.items() if rec['task_id'] == task_id]:
-                del self._jobs[jid]
+            for jid in [j for j, rec in self._records.items() if rec['task_id'] == task_id]:
+                del self._records[jid]

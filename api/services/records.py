@@ -7,10 +7,14 @@ only copy. Records are replaced, never mutated in place, so a reader holding one
 import copy
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 
 from utils.fsutil import atomic_write_json
+
+from .errors import NotFound
+from .paths import check_id
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +53,22 @@ def updated(record, **changes):
     out.update(changes)
     out['updated_at'] = time.time()
     return out
+
+
+class RecordIndex:
+    """The in-memory index of one kind of record (id -> record), filled from disk and written through."""
+    kind = 'record'
+
+    def __init__(self):
+        self._records = {}
+        self._lock = threading.RLock()
+
+    def get(self, rid):
+        check_id(rid, f'{self.kind}_id')
+        rec = self._records.get(rid)
+        if rec is None:
+            raise NotFound(f'no {self.kind} {rid!r}', field=f'{self.kind}_id')
+        return rec
+
+    def find(self, rid):
+        return self._records.get(rid)

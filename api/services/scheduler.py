@@ -12,6 +12,7 @@ queue cannot use. Automatic retries go to the front of the queue.
 
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,6 @@ from pathlib import Path
 from . import launcher, procs
 from .errors import BadRequest, Conflict, Invalid
 from .jobs import ACTIVE, LIVE
-from .records import updated
 from .runs import newest_checkpoint
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ RETRYABLE = ('crashed', 'hung', 'interrupted')
 
 
 def _signal_name(code):
-    import signal
     try:
         return signal.Signals(-code).name
     except ValueError:

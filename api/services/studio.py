@@ -23,7 +23,7 @@ from .queue import JobQueue
 from .runs import checkpoint_path, file_in_run, freeze, list_checkpoints, list_loras, newest_checkpoint
 from .scheduler import Scheduler
 from .taskconfig import FIELDS, check, dump
-from .tasks import TaskService
+from .tasks import TaskService, check_resources
 
 BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s')
 
@@ -72,7 +72,7 @@ class Studio:
     def _request(self, base, gpus=None, gpu_ids=None):
         if gpus is None and gpu_ids is None:
             return dict(base)
-        return self.tasks._check_resources({'gpus': gpus, 'gpu_ids': gpu_ids})
+        return check_resources({'gpus': gpus, 'gpu_ids': gpu_ids})
 
     def _new_run(self, task_id, main_text, dataset_text, request, origin, resume_from=None):
         """Validate, freeze config.toml + dataset.toml into a new run directory, and queue the job."""
@@ -103,6 +103,10 @@ class Studio:
         run = self.paths.root / src['run_dir']
         texts = [(run / name).read_text(encoding='utf-8') for name in ('config.toml', 'dataset.toml')]
         return src, run, texts
+
+    def resume_job(self, job_id, gpus=None, gpu_ids=None):
+        req = None if gpus is None and gpu_ids is None else self._request({}, gpus, gpu_ids)
+        return self.scheduler.resume(job_id, req)
 
     def restart_job(self, job_id, checkpoint, gpus=None, gpu_ids=None):
         """A new job of the same task and config, resuming from a chosen checkpoint of this run."""

@@ -10,12 +10,10 @@ starts equal to the id and can be changed (names are unique, case-insensitive).
 
 import re
 import shutil
-import threading
 import time
 
-from .errors import BadRequest, Conflict, NotFound
-from .paths import check_id
-from .records import clean_temp_files, read_record, updated, write_record
+from .errors import BadRequest, Conflict
+from .records import RecordIndex, clean_temp_files, read_record, updated, write_record
 from .taskconfig import apply_form, default_texts, form_view
 
 PREFIX_RE = re.compile(r'^[a-z][a-z0-9]{0,15}$')
@@ -30,14 +28,31 @@ def check_name(name):
     return name.strip()
 
 
-class TaskService:
+def check_resources(res):
+    """{'gpus': n, 'gpu_ids': [..] or None}, checked; gpu_ids decides the count when given."""
+    gpus, ids = res.get('gpus'), res.get('gpu_ids')
+    if ids is not None:
+        ok = isinstance(ids, list) and ids and len(set(ids)) == len(ids) \
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)
+        if not ok:
+            raise BadRequest('gpu_ids must be a list of distinct GPU indices (0, 1, ...)', field='gpu_ids')
+        gpus = len(ids)
+    if gpus is None:
+        gpus = 1
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or not 1 <= gpus <= 64:
+        raise BadRequest('gpus must be a whole number from 1 to 64', field='gpus')
+    return {'gpus': gpus, 'gpu_ids': ids}
+
+
+class TaskService(RecordIndex):
+    kind = 'task'
+
     def __init__(self, paths, settings, models, datasets):
+        super().__init__()
         self.paths = paths
         self.settings = settings
         self.models = models
         self.datasets = datasets
-        self._tasks = {}
-        self._lock = threading.RLock()
 
     # ---- loading and lookup -------------------------------------------------------------------
     def load(self):
@@ -50,29 +65,19 @@ class TaskService:
             elif not any(folder.iterdir()):
                 folder.rmdir()          # an id claimed by a create that never finished
         with self._lock:
-            self._tasks = tasks
-
-    def get(self, task_id):
-        check_id(task_id, 'task_id')
-        task = self._tasks.get(task_id)
-        if task is None:
-            raise NotFound(f'no task {task_id!r}', field='task_id')
-        return task
-
-    def find(self, task_id):
-        return self._tasks.get(task_id)
+            self._records = tasks
 
     def all(self):
-        return sorted(self._tasks.values(), key=lambda t: t['created_at'])
+        return sorted(self._records.values(), key=lambda t: t['created_at'])
 
     def _save(self, task):
         write_record(self.paths.task_file(task['id']), task)
-        self._tasks[task['id']] = task
+        self._records[task['id']] = task
         return task
 
     def _name_taken(self, name, except_id=None):
         low = name.lower()
-        return any(t['name'].lower() == low and t['id'] != except_id for t in self._tasks.values())
+        return any(t['name'].lower() == low and t['id'] != except_id for t in self._records.values())
 
     # ---- create / copy / rename / edit / delete ---------------------------------------------------
     def _claim_id(self, prefix):
@@ -81,7 +86,7 @@ class TaskService:
         n = 1
         while True:
             tid = f'{prefix}-{day}-{n:02d}'
-            if tid not in self._tasks and not self._name_taken(tid):
+            if tid not in self._records and not self._name_taken(tid):
                 try:
                     self.paths.task_dir(tid).mkdir(parents=True)
                     return tid
@@ -97,7 +102,7 @@ class TaskService:
             main, dataset = default_texts(models[0]['path'] if models else '', datasets[0]['path'] if datasets else '')
             toml = {'main': main, 'dataset': dataset}
         toml = self._check_toml(toml, require_both=True)
-        resources = self._check_resources(resources or {'gpus': 1, 'gpu_ids': None})
+        resources = check_resources(resources or {'gpus': 1, 'gpu_ids': None})
         with self._lock:
             if name is not None:
                 name = check_name(name)
@@ -140,7 +145,7 @@ class TaskService:
                     texts['main'], texts['dataset'], resources, form,
                     datasets_root=self.paths.datasets, model_roots=self.settings.all_model_roots)
             changes['toml'] = texts
-            changes['resources'] = self._check_resources(resources)
+            changes['resources'] = check_resources(resources)
             return self._save(updated(task, revision=task['revision'] + 1, **changes))
 
     def mark_deleting(self, task_id):
@@ -154,7 +159,7 @@ class TaskService:
             self.paths.trash.mkdir(parents=True, exist_ok=True)
             gone = self.paths.trash / f'{task_id}.{time.time_ns()}'
             self.paths.task_dir(task_id).rename(gone)
-            del self._tasks[task_id]
+            del self._records[task_id]
         shutil.rmtree(gone, ignore_errors=True)
 
     # ---- views ------------------------------------------------------------------------------------
@@ -173,17 +178,3 @@ class TaskService:
             if len(v.encode()) > MAX_TOML:
                 raise BadRequest(f'toml.{key} is larger than {MAX_TOML} bytes', field=f'toml.{key}')
         return {k: toml[k] for k in ('main', 'dataset') if k in toml}
-
-    @staticmethod
-    def _check_resources(res):
-        gpus, ids = res.get('gpus'), res.get('gpu_ids')
-        if ids is not None:
-            if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids) \
-                    or len(set(ids)) != len(ids):
-                raise BadRequest('gpu_ids must be a list of distinct GPU indices (0, 1, ...)', field='gpu_ids')
-            gpus = len(ids)
-        if gpus is None:
-            gpus = 1
-        if not isinstance(gpus, int) or isinstance(gpus, bool) or not 1 <= gpus <= 64:
-            raise BadRequest('gpus must be a whole number from 1 to 64', field='gpus')
-        return {'gpus': gpus, 'gpu_ids': ids}
