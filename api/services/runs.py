@@ -8,7 +8,7 @@ from utils.fsutil import atomic_write_text
 
 from .errors import NotFound
 from .paths import inside
-from .taskconfig import dump
+from .taskform import dump
 
 SAVE_DIR_RE = re.compile(r'^(epoch|step)(\d+)$')
 HEADER = '# Frozen by ODEO Studio for job {job}; the trainer rewrites it with every default filled in.\n'

@@ -22,7 +22,8 @@ from .ports import PortAllocator
 from .queue import JobQueue
 from .runs import checkpoint_path, file_in_run, freeze, list_checkpoints, list_loras, newest_checkpoint
 from .scheduler import Scheduler
-from .taskconfig import FIELDS, check, dump
+from .taskconfig import check
+from .taskform import FIELDS, dump
 from .tasks import TaskService, check_resources
 
 BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s')

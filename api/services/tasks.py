@@ -14,7 +14,7 @@ import time
 
 from .errors import BadRequest, Conflict
 from .records import RecordIndex, clean_temp_files, read_record, updated, write_record
-from .taskconfig import apply_form, default_texts, form_view
+from .taskform import apply_form, default_texts, form_view
 
 PREFIX_RE = re.compile(r'^[a-z][a-z0-9]{0,15}$')
 MAX_NAME = 100
