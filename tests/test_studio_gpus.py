@@ -74,3 +74,39 @@ def test_ports_skip_busy_and_live_ones():
         assert first != busy
         second = alloc.allocate(in_use={first})
         assert second not in (busy, first)
+
+
+def test_nvml_provider_reads_devices(monkeypatch):
+    """NVML through a stand-in pynvml module (no GPU here): names, bytes -> GiB, load, temperature."""
+    import sys
+    import types
+
+    class Mem:
+        total, used = 80 * 1024 ** 3, 3 * 1024 ** 3
+
+    fake = types.SimpleNamespace(
+        NVMLError=RuntimeError, NVML_TEMPERATURE_GPU=0, nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i, nvmlDeviceGetName=lambda h: b'NVIDIA A100-SXM4-80GB',
+        nvmlDeviceGetMemoryInfo=lambda h: Mem, nvmlDeviceGetTemperature=lambda h, kind: 40 + h,
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=50 * h))
+    monkeypatch.setitem(sys.modules, 'pynvml', fake)
+    inv = GpuInventory(backend='nvml')
+    snap = inv.snapshot()
+    assert snap.mode == 'gpu' and snap.provider == 'nvml'
+    d = snap.devices[1]
+    assert (d.name, d.memory_total_gib, d.memory_used_gib, d.utilization_pct, d.temperature_c) == \
+        ('NVIDIA A100-SXM4-80GB', 80.0, 3.0, 50.0, 41.0)
+
+
+def test_launch_commands_follow_the_protocol():
+    from api.services.launcher import build
+    from api.settings import load_settings
+    s = load_settings({'trainer_script': '/repo/train.py', 'python': '/venv/bin/python'}, env={})
+    cmd, env = build(s, 'gpu', [2, 5], 29517, '/data/runs/t/j', resume_from='/data/runs/t/j/checkpoints/step9')
+    assert cmd == ['/venv/bin/deepspeed', '--include=localhost:2,5', '--master_port', '29517', '/repo/train.py',
+                   '--deepspeed', '--config', '/data/runs/t/j/config.toml', '--run_dir', '/data/runs/t/j',
+                   '--resume_from_checkpoint', '/data/runs/t/j/checkpoints/step9']
+    assert env['PYTHONUNBUFFERED'] == '1' and 'CUDA_VISIBLE_DEVICES' not in env
+    cmd, env = build(s, 'cpu', [0, 1], 29518, '/data/runs/t/j')
+    assert cmd[1:5] == ['--num_gpus', '2', '--master_port', '29518'] and '--resume_from_checkpoint' not in cmd
+    assert env['OMP_NUM_THREADS'] == '1' and env['DS_ACCELERATOR'] == 'cpu'

@@ -151,8 +151,10 @@ def test_two_live_jobs_never_share_a_port(harness):
         pa, pb = h.job(a)['attempts'][-1]['port'], h.job(b)['attempts'][-1]['port']
         assert pa != pb and base not in (pa, pb)
         assert base <= pa <= base + 20 and base <= pb <= base + 20
-        env_ports = [_env_of(h.job(j)['attempts'][-1]['pid']).get('MASTER_PORT') for j in (a, b)]
-        assert env_ports == [str(pa), str(pb)]
+        envs = [_env_of(h.job(j)['attempts'][-1]['pid']) for j in (a, b)]
+        assert [e.get('MASTER_PORT') for e in envs] == [str(pa), str(pb)]
+        assert [e.get('CUDA_VISIBLE_DEVICES') for e in envs] == ['0', '1']
+        assert all(e.get('PYTHONUNBUFFERED') == '1' for e in envs)
     finally:
         blocker.close()
 

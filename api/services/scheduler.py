@@ -1,5 +1,5 @@
-"""The GPU-aware job queue: a background thread that starts queued jobs on free devices, watches running
-ones (exit, heartbeats, stop requests), and resumes crashed, hung or interrupted training.
+"""The GPU-aware job queue: a background thread that starts queued jobs on free devices and has the
+Supervisor (supervise.py) watch running ones and resume crashed, hung or interrupted training.
 
 Routes never launch anything: they change records (queue a job, ask a stop) and this thread acts on
 the next tick. Every change is written to the job record before anything is done about it, so a

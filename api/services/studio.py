@@ -9,6 +9,7 @@ Tests pass `gpu_provider=` (any object with `name` and `devices()`) to fake a ma
 
 import shutil
 import tomllib
+from pathlib import Path
 
 from .datasets import DatasetCatalog
 from .errors import Conflict, Invalid
@@ -76,28 +77,37 @@ class Studio:
         return check_resources({'gpus': gpus, 'gpu_ids': gpu_ids})
 
     def _new_run(self, task_id, main_text, dataset_text, request, origin, resume_from=None):
-        """Validate, freeze config.toml + dataset.toml into a new run directory, and queue the job."""
+        """Validate, freeze config.toml + dataset.toml into a new run directory, and queue the job.
+
+        Validation runs outside the scheduler's lock (the first one imports the optimizer libraries);
+        the task is checked again under the lock before anything is written."""
         self.scheduler.check_request(request)
         job_id = new_job_id()
         job_dir = self.paths.job_dir(task_id, job_id)
         checked = self._check(main_text, dataset_text, task_id, job_dir, request['gpus'])
         if checked.issues:
-            raise Invalid(f'the configuration has {len(checked.issues)} problem(s)', issues=checked.issues)
-        job_dir.mkdir(parents=True)
-        freeze(job_dir, job_id, checked.main, checked.dataset)
-        job = new_job(job_id, task_id, self.paths.relative(job_dir), request, origin, resume_from)
-        self.scheduler.enqueue(job)
-        return job
+            first = checked.issues[0]
+            raise Invalid(f'the configuration has {len(checked.issues)} problem(s); first: {first["key"]}: '
+                          f'{first["message"]}', field=first['field'], issues=checked.issues)
+        with self.scheduler.lock:
+            self._assert_can_start(task_id)
+            job_dir.mkdir(parents=True)
+            freeze(job_dir, job_id, checked.main, checked.dataset)
+            job = new_job(job_id, task_id, self.paths.relative(job_dir), request, origin, resume_from)
+            self.scheduler.enqueue(job)
+            return job
+
+    def _assert_can_start(self, task_id):
+        if self.tasks.get(task_id).get('deleting'):
+            raise Conflict(f'task {task_id} is being deleted', field='task_id')
+        self.scheduler.assert_task_idle(task_id)
 
     def start_task(self, task_id, gpus=None, gpu_ids=None):
-        with self.scheduler.lock:
-            task = self.tasks.get(task_id)
-            if task.get('deleting'):
-                raise Conflict(f'task {task_id} is being deleted', field='task_id')
-            self.scheduler.assert_task_idle(task_id)
-            request = self._request(task['resources'], gpus, gpu_ids)
-            return self._new_run(task_id, task['toml']['main'], task['toml']['dataset'], request,
-                                 {'action': 'start', 'job_id': None, 'checkpoint': None})
+        self._assert_can_start(task_id)
+        task = self.tasks.get(task_id)
+        request = self._request(task['resources'], gpus, gpu_ids)
+        return self._new_run(task_id, task['toml']['main'], task['toml']['dataset'], request,
+                             {'action': 'start', 'job_id': None, 'checkpoint': None})
 
     def _source(self, job_id):
         src = self.jobs.get(job_id)
@@ -111,32 +121,30 @@ class Studio:
 
     def restart_job(self, job_id, checkpoint, gpus=None, gpu_ids=None):
         """A new job of the same task and config, resuming from a chosen checkpoint of this run."""
-        with self.scheduler.lock:
-            src, run, (main_text, dataset_text) = self._source(job_id)
-            self.scheduler.assert_task_idle(src['task_id'])
-            ckpt = checkpoint_path(run, checkpoint)
-            return self._new_run(src['task_id'], main_text, dataset_text, self._request(src['request'], gpus, gpu_ids),
-                                 {'action': 'restart', 'job_id': job_id, 'checkpoint': checkpoint}, str(ckpt))
+        src, run, (main_text, dataset_text) = self._source(job_id)
+        self._assert_can_start(src['task_id'])
+        ckpt = checkpoint_path(run, checkpoint)
+        return self._new_run(src['task_id'], main_text, dataset_text, self._request(src['request'], gpus, gpu_ids),
+                             {'action': 'restart', 'job_id': job_id, 'checkpoint': checkpoint}, str(ckpt))
 
     def continue_job(self, job_id, epochs, gpus=None, gpu_ids=None):
         """A finished (or stopped) run trained for more epochs: a new job resuming from its newest checkpoint."""
-        with self.scheduler.lock:
-            src, run, (main_text, dataset_text) = self._source(job_id)
-            if src['state'] not in ('done', 'stopped'):
-                raise Conflict(f'job {job_id} is {src["state"]}; only a finished or stopped run can continue',
-                               field='job_id')
-            self.scheduler.assert_task_idle(src['task_id'])
-            main = tomllib.loads(main_text)
-            before = main.get('epochs', 1000)
-            if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= before:
-                raise Invalid(f'epochs must be a whole number above the run\'s {before}', field='epochs')
-            ckpt = newest_checkpoint(run)
-            if ckpt is None:
-                raise Conflict(f'job {job_id} saved no checkpoint to continue from', field='job_id')
-            main['epochs'] = epochs
-            main.pop('max_steps', None)
-            return self._new_run(src['task_id'], dump(main), dataset_text, self._request(src['request'], gpus, gpu_ids),
-                                 {'action': 'continue', 'job_id': job_id, 'checkpoint': ckpt.rsplit('/', 1)[-1]}, ckpt)
+        src, run, (main_text, dataset_text) = self._source(job_id)
+        if src['state'] not in ('done', 'stopped'):
+            raise Conflict(f'job {job_id} is {src["state"]}; only a finished or stopped run can continue',
+                           field='job_id')
+        self._assert_can_start(src['task_id'])
+        main = tomllib.loads(main_text)
+        before = main.get('epochs', 1000)
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= before:
+            raise Invalid(f"epochs must be a whole number above the run's {before}", field='epochs')
+        ckpt = newest_checkpoint(run)
+        if ckpt is None:
+            raise Conflict(f'job {job_id} saved no checkpoint to continue from', field='job_id')
+        main['epochs'] = epochs
+        main.pop('max_steps', None)
+        return self._new_run(src['task_id'], dump(main), dataset_text, self._request(src['request'], gpus, gpu_ids),
+                             {'action': 'continue', 'job_id': job_id, 'checkpoint': Path(ckpt).name}, ckpt)
 
     def delete_task(self, task_id, confirm):
         deleted = self.scheduler.delete_task(task_id, confirm)
