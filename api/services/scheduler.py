@@ -187,9 +187,7 @@ class Scheduler:
             if job['state'] == 'stopping' and not immediate:
                 return job
             now = self.clock()
-            control = self.paths.root / job['run_dir'] / 'control'
-            control.mkdir(parents=True, exist_ok=True)
-            (control / ('save_quit' if save else 'stop')).touch()
+            self._ask(job, 'save_quit' if save else 'stop')
             stop = {'requested_at': now, 'mode': 'save_quit' if save else 'stop', 'signal': None, 'signal_at': None}
             if immediate:
                 att = job['attempts'][-1]
@@ -197,14 +195,18 @@ class Scheduler:
                 stop.update(signal='SIGTERM', signal_at=now)
             return self.jobs.update(job_id, state='stopping', stop=stop, message='stop requested')
 
+    def _ask(self, job, request):
+        """Drop a control file (save, save_quit, stop) for the trainer to act on at its next step."""
+        control = self.paths.root / job['run_dir'] / 'control'
+        control.mkdir(parents=True, exist_ok=True)
+        (control / request).touch()
+
     def save_now(self, job_id):
         with self.lock:
             job = self.jobs.get(job_id)
             if job['state'] != 'running':
                 raise Conflict(f'job {job_id} is {job["state"]}, not running', field='job_id')
-            control = self.paths.root / job['run_dir'] / 'control'
-            control.mkdir(parents=True, exist_ok=True)
-            (control / 'save').touch()
+            self._ask(job, 'save')
             return self.jobs.update(job_id, message='save requested')
 
     def cancel(self, job_id, reason='cancelled'):
