@@ -205,7 +205,7 @@ def test_stop_with_save_writes_the_lora(harness):
 
 
 def test_stop_escalates_to_sigterm_then_sigkill(harness):
-    h = harness(stop_grace_s=0.3, kill_grace_s=0.3)
+    h = harness(stop_grace_s=0.3, kill_grace_s=1.5)
     deaf = h.start(h.task(behave={**SLOW, 'ignore_control': True}, epochs=100))
     stubborn = h.start(h.task(behave={**SLOW, 'ignore_control': True, 'ignore_sigterm': True}, epochs=100))
     h.wait_step(deaf, 2)
@@ -241,7 +241,7 @@ def test_crash_resumes_from_newest_checkpoint(harness):
 
 
 def test_hung_job_is_killed_and_resumed(harness):
-    h = harness(heartbeat_timeout_s=1.0)
+    h = harness(heartbeat_timeout_s=2.0)
     job = h.start(h.task(behave={'hang_at_step': 3, 'heartbeat_interval': 0.1}, epochs=3))
     rec = h.wait_state(job, 'done', 'failed')
     assert rec['state'] == 'done', rec['message']
