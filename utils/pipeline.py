@@ -1,0 +1,75 @@
+"""DeepSpeed pipeline plumbing kept out of the model code: the PipelineModule (with manual split
+points), activation checkpointing flavours, and the release of layers other stages run."""
+
+import torch
+from deepspeed.pipe import PipelineModule
+
+
+class StudioPipelineModule(PipelineModule):
+    """PipelineModule that also accepts partition_method='manual' with explicit split points
+    (`partition_split = [10, 20]`: stage 1 starts at layer 10, stage 2 at layer 20)."""
+
+    def __init__(self, *args, partition_split=None, **kwargs):
+        self._manual_split = list(partition_split or [])
+        super().__init__(*args, **kwargs)
+
+    def _partition_layers(self, method='uniform'):
+        if method != 'manual':
+            return super()._partition_layers(method=method)
+        num_layers = len(self._layer_specs)
+        parts = [0] + self._manual_split + [num_layers]
+        if len(parts) != self.num_stages + 1 or parts != sorted(parts) or parts[-2] >= num_layers:
+            raise ValueError(f'partition_split {self._manual_split} does not split {num_layers} layers into '
+                             f'{self.num_stages} non-empty stages')
+        self.parts = parts
+        stage_id = self._topo.get_coord(self.global_rank).pipe
+        self._set_bounds(start=parts[stage_id], stop=parts[stage_id + 1])
+
+
+def release_other_stages(layers, local_layers):
+    """Layers this process does not run keep no memory: their weights move to the meta device."""
+    local = {id(m) for m in local_layers}
+    for layer in layers:
+        if id(layer) not in local:
+            layer.to('meta')
+
+
+class _OffloadedCheckpoint(torch.autograd.Function):
+    """Activation checkpointing that also parks the saved layer inputs in CPU memory
+    (activation_checkpointing = 'unsloth'): forward keeps only a CPU copy of the inputs,
+    backward brings them back, recomputes the layer and backpropagates through it."""
+
+    @staticmethod
+    def forward(ctx, fn, *args):
+        ctx.fn = fn
+        ctx.devices = [a.device if torch.is_tensor(a) else None for a in args]
+        ctx.cpu_args = [a.detach().to('cpu', non_blocking=True) if torch.is_tensor(a) else a for a in args]
+        ctx.grad_mask = [torch.is_tensor(a) and a.requires_grad for a in args]
+        with torch.no_grad():
+            out = fn(*args)
+        return out
+
+    @staticmethod
+    def backward(ctx, *grads):
+        args = []
+        for a, device, needs in zip(ctx.cpu_args, ctx.devices, ctx.grad_mask):
+            if torch.is_tensor(a):
+                a = a.to(device, non_blocking=True).requires_grad_(needs)
+            args.append(a)
+        with torch.enable_grad():
+            out = ctx.fn(*args)
+        out = out if isinstance(out, tuple) else (out,)
+        pairs = [(o, g) for o, g in zip(out, grads) if torch.is_tensor(o) and o.requires_grad and g is not None]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        return (None,) + tuple(a.grad if torch.is_tensor(a) and a.requires_grad else None for a in args)
+
+
+def checkpoint_function(mode, reentrant=False):
+    """The activation_checkpoint_func handed to PipelineModule for a config's setting."""
+    if mode == 'unsloth':
+        return lambda fn, *args: _OffloadedCheckpoint.apply(fn, *args)
+
+    def checkpoint(fn, *args):
+        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=reentrant)
+    return checkpoint
