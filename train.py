@@ -129,6 +129,9 @@ class Trainer:
         self.adapter.build_diffusion_model(seed=self.seed)
         layers = self.adapter.to_layers()
         ac = cfg['activation_checkpointing']
+        if cfg['blocks_to_swap'] and not ac:
+            print('blocks_to_swap needs activation checkpointing; switching it on', flush=True)
+            ac = True
         self.pipe = StudioPipelineModule(
             layers=layers,
             num_stages=self.stages,
@@ -156,6 +159,14 @@ class Trainer:
         }
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=self.pipe, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+        self.swapper = None
+        if cfg['blocks_to_swap']:
+            from utils.offload import BlockSwapper
+            blocks = [m for m in self.pipe.forward_funcs if type(m).__name__ in self.adapter.checkpointable_layers]
+            if cfg['blocks_to_swap'] > len(blocks) - 2:
+                raise ValueError(f'blocks_to_swap = {cfg["blocks_to_swap"]}: at most {len(blocks) - 2} of the '
+                                 f'{len(blocks)} blocks can be swapped')
+            self.swapper = BlockSwapper(blocks[:cfg['blocks_to_swap']], self.device)
         self.dp_rank = self.engine.grid.get_data_parallel_rank()
         self.stage_id = self.engine.stage_id
         trainable = sum(p.numel() for p in params)
@@ -190,6 +201,8 @@ class Trainer:
             return
         self.events.status('evaluating', f'evaluating {", ".join(self.eval_data)}')
         self.engine.eval()
+        if self.swapper is not None and self.config['disable_block_swap_for_eval']:
+            self.swapper.set_enabled(False)
         ga = self.config['eval_gradient_accumulation_steps']
         for name, data in self.eval_data.items():
             batches = data.global_batches(0)
@@ -204,6 +217,8 @@ class Trainer:
                 self.log_metric(f'eval/{name}/loss_q{q:.1f}', per_quantile[-1])
             self.log_metric(f'eval/{name}/loss', sum(per_quantile) / len(per_quantile))
         self.engine.train()
+        if self.swapper is not None:
+            self.swapper.set_enabled(True)
         self.events.status('training', 'training')
 
     # -- saving ---------------------------------------------------------------------------------
@@ -390,9 +405,6 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else self.config['optimizer']['lr']
         self.log_metric('train/loss', loss)
         self.log_metric('train/lr', lr)
-        grad_norm = self.engine.get_global_grad_norm()
-        if grad_norm is not None:
-            self.log_metric('train/grad_norm', float(grad_norm))
         done = self.step - start_step
         steps_per_s = done / max(1e-9, time.time() - started)
         self.events.progress(phase='train', step=self.step, total_steps=self.total_steps, epoch=self.epoch,
