@@ -20,7 +20,11 @@ def main(argv=None):
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
     from models.wan.tiny import LAYOUTS, write_tiny_model
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     from models.wan.variants import VARIANTS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
