@@ -234,3 +234,14 @@ def test_diffusers_folder_runs_in_wan_pipeline(tiny_models):
                   guidance_scale=3.0, output_type='np', generator=torch.Generator().manual_seed(0)).frames
     assert frames.shape == (1, 5, 32, 48, 3)
     assert 0.0 <= frames.min() and frames.max() <= 1.0 and frames.std() > 0
+
+
+def test_dtype_is_applied_per_tensor_as_read(tiny_models):
+    off = ckpt(tiny_models, 'wan2.2-ti2v-5b')
+    keep = lambda name: torch.float32 if 'norm' in name or 'scale_shift_table' in name else None
+    model = C.load_transformer(off, 'main', torch.bfloat16, dtype_for=keep)
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert dtypes['blocks.0.attn1.to_q.weight'] == torch.bfloat16
+    assert dtypes['blocks.0.norm2.weight'] == dtypes['blocks.0.scale_shift_table'] == torch.float32
+    assert not any(p.is_meta for p in model.parameters())
+    assert C.load_vae(off, torch.bfloat16).dtype == torch.bfloat16

@@ -255,7 +255,7 @@ def vae_config(variant) -> dict:
 def build_modules(variant_id: str, seed: int = 0) -> dict:
     """The variant's random networks (diffusers / transformers modules), the same for every layout."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import AutoTokenizer, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
     variant = VARIANTS[variant_id]
     base = seed * 1000 + sorted(VARIANTS).index(variant_id) * 10
     mods = {'variant': variant, 'transformers': {}}
