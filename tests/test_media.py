@@ -92,3 +92,18 @@ def test_high_bit_depth_video_is_noted_and_decodes(tmp_path):
     assert '10-bit video (yuv420p10le) converted to 8-bit RGB' in info.notes
     clip = read_clip(path, fps=16, start=0, frames=9, size=(32, 32))
     assert clip.shape == (9, 32, 32, 3) and clip.dtype == torch.uint8 and clip.float().std() > 10
+
+
+def test_edit_list_hidden_frames_are_not_counted(clips):
+    """A stream copy cut mid-GOP keeps the frames before the cut in the file, hidden by an edit list."""
+    trimmed = clips['dir'] / 'trimmed.mp4'
+    subprocess.run([ffmpeg_exe(), '-v', 'error', '-y', '-ss', '0.5', '-i', str(clips['cfr30']), '-c', 'copy', str(trimmed)],
+                   check=True)
+    info = probe(trimmed)
+    import av
+    with av.open(str(trimmed)) as c:
+        shown = sum(1 for _ in c.decode(video=0))
+    assert info.frames == shown < 60
+    n = int(info.duration * 16)
+    clip = read_clip(trimmed, fps=16, start=0, frames=n, size=(48, 32))
+    assert clip.shape[0] == n and frame_index(clip)[0] == 15          # the first frame shown is source frame 15

@@ -265,7 +265,7 @@ def _frame_times(container, stream, path, size):
         if not _irregular(deltas):
             return len(stamps), float(len(stamps) * np.median(deltas) * tb), False
     pts = sorted(p.pts if p.pts is not None else p.dts for p in container.demux(stream)
-                 if p.size and (p.pts is not None or p.dts is not None))
+                 if p.size and not p.is_discard and (p.pts is not None or p.dts is not None))
     container.seek(0)
     if not pts:
         raise MediaError(path, 'the video stream has no frames')
@@ -289,7 +289,8 @@ def _irregular(deltas):
 
 def _index_timestamps(path, size, stream):
     """Frame timestamps from the container's index (MP4/MOV sample table) without reading frame data.
-    None when the index is not complete (Matroska, AVI...): the caller demuxes instead."""
+    None when the index is not complete (Matroska, AVI...) or an edit list hides frames: the caller
+    demuxes instead."""
     try:
         entries = list(stream.index_entries)
     except Exception:
@@ -301,6 +302,8 @@ def _index_timestamps(path, size, stream):
         present = sum(1 for e in entries if e.pos + e.size <= size)
         raise MediaError(path, f'truncated: the file is {size} bytes but its frame index needs {end} '
                                f'({present} of {len(entries)} frames present)')
+    if any(e.is_discard for e in entries):
+        return None
     return sorted(e.timestamp for e in entries)
 
 
@@ -500,7 +503,7 @@ def write_video(path, frames, fps, crf=18, video_filter=None, extra_args=()):
     return path
 
 
-PROBE_CACHE_VERSION = 1
+PROBE_CACHE_VERSION = 1         # bump when probe() changes what it reports: cached results are then ignored
 
 
 def probe_many(paths, workers=None, cache_file=None):
