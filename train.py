@@ -185,14 +185,27 @@ class Trainer:
         key = (((self.seed * 1_000_003 + tag) * 1_000_033 + step) * 1009 + micro) * 131 + self.dp_rank
         return torch.Generator().manual_seed(key % (2 ** 63))
 
-    def micro_batches(self, data, global_batch, step, quantile=None, tag=0):
-        for micro, ids in enumerate(global_batch[self.dp_rank]):
-            batch = self.adapter.collate(data.load(ids, step))
+    def micro_batches(self, loaded, step, quantile=None, tag=0):
+        """(inputs, labels) per micro-batch of this data-parallel rank, as DeepSpeed's pipeline pulls them."""
+        for micro, items in enumerate(loaded):
+            batch = self.adapter.collate(items)
             yield self.adapter.prepare_inputs(batch, self.noise_generator(step, micro, tag), quantile)
 
-    def train_step(self, global_batch):
+    def loads_data(self):
+        """Only the first pipeline stage (inputs) and the last (labels) read data."""
+        return self.stage_id in (0, self.stages - 1)
+
+    def epoch_stream(self, batches):
+        """Micro-batches of this rank for the rest of the epoch, loaded ahead of time."""
+        if not self.loads_data():
+            return None
+        return self.data.stream([m for gb in batches[self.batch_in_epoch:] for m in gb.for_rank(self.dp_rank)],
+                                depth=2 * self.ga)
+
+    def train_step(self, stream):
         self.engine.reset_activation_shape()
-        loss = self.engine.train_batch(iter(self.micro_batches(self.data, global_batch, self.step)))
+        loaded = [next(stream) for _ in range(self.ga)] if stream is not None else []
+        loss = self.engine.train_batch(iter(self.micro_batches(loaded, self.step)))
         return float(loss)
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -209,9 +222,10 @@ class Trainer:
             per_quantile = []
             for qi, q in enumerate(EVAL_QUANTILES):
                 losses = []
-                for bi, batch in enumerate(batches):
+                for bi, gb in enumerate(batches):
                     self.engine.reset_activation_shape()
-                    it = self.micro_batches(data, batch, bi, quantile=q, tag=1000 + qi)
+                    loaded = [data.load(m) for m in gb.for_rank(self.dp_rank)] if self.loads_data() else []
+                    it = self.micro_batches(loaded, bi, quantile=q, tag=1000 + qi)
                     losses.append(float(self.engine.eval_batch(it, num_micro_batches=ga)))
                 per_quantile.append(sum(losses) / max(1, len(losses)))
                 self.log_metric(f'eval/{name}/loss_q{q:.1f}', per_quantile[-1])
@@ -353,22 +367,22 @@ class Trainer:
             self.tb = SummaryWriter(str(self.run_dir / 'tensorboard'))
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
-        global_batch_examples = self.data.examples_per_step
         self.events.status('training', 'training')
         if cfg['eval_before_first_step'] and self.step == 0:
             self.evaluate()
         bar = self._progress_bar()
-        started, start_step = time.time(), self.step
+        started, start_step, self.start_examples = time.time(), self.step, self.examples
         finished = self.step >= self.total_steps
         while not finished:
             batches = self.data.global_batches(self.epoch)
+            stream = self.epoch_stream(batches)
             while self.batch_in_epoch < len(batches):
                 t0 = time.time()
-                loss = self.train_step(batches[self.batch_in_epoch])
+                loss = self.train_step(stream)
                 prev_examples = self.examples
+                self.examples += self.data.examples_in(batches[self.batch_in_epoch])
                 self.step += 1
                 self.batch_in_epoch += 1
-                self.examples += global_batch_examples
                 self.report_step(loss, time.time() - t0, started, start_step, len(batches), bar)
                 finished = self.step >= self.total_steps
                 ctl = self.poll_control()
@@ -410,7 +424,7 @@ class Trainer:
         self.events.progress(phase='train', step=self.step, total_steps=self.total_steps, epoch=self.epoch,
                              total_epochs=self.config['epochs'], epoch_step=self.batch_in_epoch,
                              steps_per_epoch=batches_in_epoch, steps_per_s=round(steps_per_s, 4),
-                             examples_per_s=round(steps_per_s * self.data.examples_per_step, 4),
+                             examples_per_s=round((self.examples - self.start_examples) / max(1e-9, time.time() - started), 4),
                              eta_s=round((self.total_steps - self.step) / steps_per_s, 1) if steps_per_s else None)
         if bar is not None:
             bar.update(1)
@@ -498,7 +512,7 @@ def main(argv=None):
 
     if args.dump_dataset:
         from utils.train_data import dump_dataset_report
-        dump_dataset_report(config, adapter, dataset_config)
+        dump_dataset_report(config, adapter, dataset_config, Path(args.run_dir) if args.run_dir else None, world_size)
         return 0
 
     resume_ckpt = None

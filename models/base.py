@@ -12,20 +12,13 @@ this order and never touches family-specific code itself:
  7. ``trainable_state_dict()``, ``save_adapter()``, ``save_full()``   results users load elsewhere
 """
 
-from dataclasses import dataclass
-
 import torch
+
+from utils.dataset import MediaSpec  # noqa: F401  (re-exported: adapters describe their media with it)
 
 
 class ModelConfigError(ValueError):
     """The model files do not match the config (missing file, unknown variant): refused before training."""
-
-
-@dataclass(frozen=True)
-class MediaSpec:
-    framerate: float      # frames per second the model was trained at; clips are resampled to it
-    size_multiple: int    # width and height must be multiples of this
-    needs_video: bool = False   # image-to-video variants train on clips only (first frame = condition)
 
 
 DTYPES = {

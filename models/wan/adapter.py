@@ -25,16 +25,8 @@ def lora_target_modules(transformer):
                   if name.startswith('blocks.') and isinstance(module, torch.nn.Linear))
 
 
-def choose_experts(variant, model_config, named_expert=None):
-    """Which expert(s) of a two-expert variant this run trains (see docs/config.md)."""
-    if len(variant.experts) == 1:
-        return list(variant.experts)
-    if model_config.get('expert') in EXPERT_NAMES:
-        return [model_config['expert']]
-    if model_config.get('expert') == 'both':
-        return list(EXPERT_NAMES)
-    if named_expert in EXPERT_NAMES:
-        return [named_expert]
+def choose_experts(variant, model_config):
+    """Both experts of a two-expert variant, or the one whose timestep range holds [min_t, max_t]."""
     boundary = model_config.get('boundary') or variant.boundary
     if model_config.get('max_t', 1.0) <= boundary:
         return ['low_noise']
@@ -52,6 +44,11 @@ class WanAdapter(ModelAdapter):
         mc = self.model_config
         try:
             self.ckpt = checkpoints.inspect_checkpoint(mc)
+            if len(self.ckpt.transformers) == 2 and not mc.get('expert'):
+                # min_t / max_t wholly on one side of the boundary select that expert alone.
+                chosen = choose_experts(self.ckpt.variant, mc)
+                if len(chosen) == 1:
+                    self.ckpt = checkpoints.inspect_checkpoint({**mc, 'expert': chosen[0]})
         except checkpoints.CheckpointError as e:
             raise ModelConfigError(str(e)) from None
         self.variant = self.ckpt.variant
