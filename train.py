@@ -168,6 +168,8 @@ class Trainer:
                                  f'{len(blocks)} blocks can be swapped')
             self.swapper = BlockSwapper(blocks[:cfg['blocks_to_swap']], self.device)
         self.dp_rank = self.engine.grid.get_data_parallel_rank()
+        if self.dp_world == 1:
+            self.engine.pipeline_enable_backward_allreduce = False     # one replica: no gradients to average
         self.stage_id = self.engine.stage_id
         trainable = sum(p.numel() for p in params)
         print(f'[rank {self.rank}] stage {self.stage_id}, data-parallel rank {self.dp_rank}: '

@@ -202,3 +202,16 @@ def test_train_py_refuses_before_loading_weights(tmp_path):
     assert 'pipeline_stages = 2: larger than the 1 process(es)' in result.stderr
     events = (run_dir / 'events.jsonl').read_text()
     assert '"state": "failed"' in events and 'pipeline_stages' in events
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in (ROOT / 'examples').glob('*.toml')))
+def test_example_configs_are_valid(name):
+    """Every commented example stays loadable: a main config with up to 4 processes, or a dataset config."""
+    path = ROOT / 'examples' / name
+    raw = __import__('tomllib').loads(path.read_text())
+    if 'directory' in raw:
+        multiple = 32 if '5b' in name else 16
+        load_dataset_config(path, size_multiple=multiple)
+    else:
+        cfg = load_main_config(path, world_size=4)
+        assert Path(cfg['dataset']).is_absolute()

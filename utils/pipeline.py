@@ -13,6 +13,20 @@ class StudioPipelineModule(PipelineModule):
         self._manual_split = list(partition_split or [])
         super().__init__(*args, **kwargs)
 
+    def _build(self):
+        super()._build()
+        # The last layer of every stage but the last hands its outputs to the next stage (see layers.grad_ready).
+        if self.stage_id < self.num_stages - 1 and self.forward_funcs:
+            self.forward_funcs[-1].sends_to_next_stage = True
+
+    def train(self, mode=True):
+        """DeepSpeed calls train() before every step; walking every submodule each time costs more than a
+        tiny model's step, so only a real change of mode walks the tree."""
+        if getattr(self, '_training_mode', None) == mode:
+            return self
+        self._training_mode = mode
+        return super().train(mode)
+
     def _partition_layers(self, method='uniform'):
         if method != 'manual':
             return super()._partition_layers(method=method)

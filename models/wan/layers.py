@@ -19,9 +19,13 @@ import torch.nn as nn
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
 
-def grad_ready(tensors):
-    """DeepSpeed runs backward from every floating-point tensor a stage sends on, so each must be
-    part of the graph. Frozen embeddings (LoRA training) are not; make them leaves that ask for grad."""
+def grad_ready(layer, tensors):
+    """DeepSpeed runs backward from every floating-point tensor a stage sends to the next one, so each
+    must be part of the graph. Frozen embeddings (LoRA training) are not; at a stage boundary they
+    become leaves that ask for grad. Inside a stage nothing changes (no gradient is computed that the
+    math does not need). `sends_to_next_stage` is set by the pipeline on each stage's last layer."""
+    if not getattr(layer, 'sends_to_next_stage', False):
+        return tuple(tensors)
     return tuple(t if (not t.is_floating_point() or t.requires_grad) else t.detach().requires_grad_(True)
                  for t in tensors)
 
@@ -80,7 +84,7 @@ class EmbedLayer(nn.Module):
 
         tensors = [x, timestep, text] + ([clip] if clip is not None else [])
         hidden, context, timestep_proj, temb = route(expert, len(self.patch_embedding), embed, tensors)
-        return grad_ready((hidden, context, timestep_proj, temb)) + (grid, expert)
+        return grad_ready(self, (hidden, context, timestep_proj, temb, grid, expert))
 
 
 class BlockLayer(nn.Module):
@@ -109,7 +113,7 @@ class BlockLayer(nn.Module):
             return (self.blocks[e](hidden, context, timestep_proj, rotary),)
 
         (hidden,) = route(expert, len(self.blocks), run, [hidden, context, timestep_proj])
-        return hidden, context, timestep_proj, temb, grid, expert
+        return grad_ready(self, (hidden, context, timestep_proj, temb, grid, expert))
 
 
 class _Holder(nn.Module):
