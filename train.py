@@ -122,7 +122,7 @@ class Trainer:
         import deepspeed
 
         from optimizers import build_optimizer
-        from utils.pipeline import StudioPipelineModule, checkpoint_function, release_other_stages
+        from utils.pipeline import ClippedStep, StudioPipelineModule, checkpoint_function, release_other_stages
         from utils.schedule import build_scheduler
 
         cfg = self.config
@@ -150,10 +150,12 @@ class Trainer:
         optimizer = build_optimizer(cfg['optimizer'], params)
         self.total_steps = self.planned_steps()
         scheduler = build_scheduler(optimizer, cfg['warmup_steps'], self.total_steps, cfg['lr_scheduler'])
+        pipe_group = self.pipe._grid.get_pipe_parallel_group() if self.stages > 1 else None
+        self.clipper = ClippedStep(optimizer, params, cfg['gradient_clipping'], pipe_group)   # after the scheduler wraps step
         ds_config = {
             'train_micro_batch_size_per_gpu': 1,     # our data iterator sizes each micro-batch itself
             'gradient_accumulation_steps': self.ga,
-            'gradient_clipping': cfg['gradient_clipping'],
+            'gradient_clipping': 0.0,               # ClippedStep clips (trainable weights only)
             'steps_per_print': 10 ** 9,             # progress is ours (events.jsonl, console bar)
             'wall_clock_breakdown': False,
         }
@@ -167,6 +169,7 @@ class Trainer:
                 raise ValueError(f'blocks_to_swap = {cfg["blocks_to_swap"]}: at most {len(blocks) - 2} of the '
                                  f'{len(blocks)} blocks can be swapped')
             self.swapper = BlockSwapper(blocks[:cfg['blocks_to_swap']], self.device)
+        self.engine.zero_grad = self.clipper.zero_grad
         self.dp_rank = self.engine.grid.get_data_parallel_rank()
         if self.dp_world == 1:
             self.engine.pipeline_enable_backward_allreduce = False     # one replica: no gradients to average
@@ -421,6 +424,8 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else self.config['optimizer']['lr']
         self.log_metric('train/loss', loss)
         self.log_metric('train/lr', lr)
+        if self.clipper.last_norm is not None:
+            self.log_metric('train/grad_norm', self.clipper.last_norm)
         done = self.step - start_step
         steps_per_s = done / max(1e-9, time.time() - started)
         self.events.progress(phase='train', step=self.step, total_steps=self.total_steps, epoch=self.epoch,

@@ -87,3 +87,40 @@ def checkpoint_function(mode, reentrant=False):
     def checkpoint(fn, *args):
         return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=reentrant)
     return checkpoint
+
+
+class ClippedStep:
+    """Gradient clipping done just before the optimizer step, over the trainable parameters only:
+    one fused norm per stage, summed across pipeline stages (every stage holds different weights;
+    data-parallel replicas already hold the same averaged gradients). It replaces DeepSpeed's own
+    clipping, which walks every parameter, frozen ones included, and keeps the norm for the
+    `train/grad_norm` metric."""
+
+    def __init__(self, optimizer, params, max_norm, pipe_group=None):
+        self.params = [p for p in params if p.requires_grad]
+        self.max_norm = max_norm
+        self.pipe_group = pipe_group
+        self.last_norm = None
+        self._step = optimizer.step
+        optimizer.step = self.step
+
+    def step(self, *args, **kwargs):
+        import deepspeed.comm as dist
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:
+            sq = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) ** 2
+        else:
+            sq = torch.zeros((), device=self.params[0].device if self.params else 'cpu')
+        if self.pipe_group is not None:
+            dist.all_reduce(sq, group=self.pipe_group)
+        norm = sq.sqrt()
+        self.last_norm = float(norm)
+        if self.max_norm and grads:
+            scale = (self.max_norm / (norm + 1e-6)).clamp(max=1.0)
+            torch._foreach_mul_(grads, scale.to(grads[0].device))
+        return self._step(*args, **kwargs)
+
+    def zero_grad(self):
+        """Stands in for DeepSpeed's engine.zero_grad (which walks every parameter): clear the trained ones."""
+        for p in self.params:
+            p.grad = None
