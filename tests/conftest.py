@@ -3,13 +3,23 @@ huggingface_hub, and every model a test uses is a tiny random-weight one written
 
 import os
 
+import pytest
+
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 
 
-# ---- studio (api/) fixtures ---------------------------------------------------------------------------
-import pytest  # noqa: E402
+@pytest.fixture(scope='session')
+def tiny_models(tmp_path_factory):
+    """Root folder holding every tiny Wan variant in every layout: <root>/<variant>/<official|diffusers|comfy>.
+    Written once per test session (a few seconds); see models/wan/tiny.py for the file names."""
+    from models.wan.tiny import write_all
+    root = tmp_path_factory.mktemp('tiny_models')
+    write_all(root)
+    return root
 
+
+# ---- studio (api/) fixtures ---------------------------------------------------------------------------
 
 @pytest.fixture
 def data_root(tmp_path):
@@ -21,9 +31,10 @@ def data_root(tmp_path):
 
 
 @pytest.fixture
-def tiny_model(data_root):
-    from tests.fakes.studio import write_model
-    return write_model(data_root / 'models' / 'tiny')
+def tiny_model(data_root, tiny_models):
+    """The tiny Wan2.1 T2V 1.3B (official layout) in the data root's models/tiny."""
+    from tests.fakes.studio import copy_tiny_model
+    return copy_tiny_model(tiny_models, data_root / 'models' / 'tiny')
 
 
 @pytest.fixture
@@ -45,4 +56,3 @@ def make_app(data_root):
 
     yield make
     kill_jobs(data_root)
-

@@ -1,0 +1,319 @@
+"""Wan2.1 / Wan2.2 adapter: diffusers' Wan networks behind the trainer's hooks (models/base.py).
+
+Variants: Wan2.1 t2v 1.3B / 14B, Wan2.1 i2v 14B (CLIP image context), Wan2.2 t2v-A14B and
+i2v-A14B (two experts split at a timestep boundary), Wan2.2 ti2v-5B (48-channel VAE, 24 fps).
+Weights load from the official Wan-AI folder, a Diffusers folder or ComfyUI single files
+(models/wan/checkpoints.py). LoRA is injected with peft on every Linear of every transformer
+block, alpha = rank unless set; without an [adapter] table the whole transformer trains.
+"""
+
+import torch
+
+from models.base import MediaSpec, ModelAdapter, ModelConfigError, dtype_of
+from models.wan import checkpoints
+from models.wan.layers import BlockLayer, EmbedLayer, OutputLayer
+from utils import timesteps
+from utils.fsutil import atomic_save, atomic_write_json
+
+TEXT_LEN = 512              # UMT5 context the networks were trained with; prompts are zero-padded to it
+EXPERT_NAMES = ('high_noise', 'low_noise')   # index 0 handles t >= boundary
+
+
+def lora_target_modules(transformer):
+    """Every nn.Linear inside the transformer blocks (attention q/k/v/o, image k/v, feed-forward)."""
+    return sorted(name for name, module in transformer.named_modules()
+                  if name.startswith('blocks.') and isinstance(module, torch.nn.Linear))
+
+
+def choose_experts(variant, model_config):
+    """Both experts of a two-expert variant, or the one whose timestep range holds [min_t, max_t]."""
+    boundary = model_config.get('boundary') or variant.boundary
+    if model_config.get('max_t', 1.0) <= boundary:
+        return ['low_noise']
+    if model_config.get('min_t', 0.0) >= boundary:
+        return ['high_noise']
+    return list(EXPERT_NAMES)
+
+
+class WanAdapter(ModelAdapter):
+    name = 'wan'
+    checkpointable_layers = ['BlockLayer']
+
+    def __init__(self, config):
+        super().__init__(config)
+        mc = self.model_config
+        try:
+            self.ckpt = checkpoints.inspect_checkpoint(mc)
+            if len(self.ckpt.transformers) == 2 and not mc.get('expert'):
+                # min_t / max_t wholly on one side of the boundary select that expert alone.
+                chosen = choose_experts(self.ckpt.variant, mc)
+                if len(chosen) == 1:
+                    self.ckpt = checkpoints.inspect_checkpoint({**mc, 'expert': chosen[0]})
+        except checkpoints.CheckpointError as e:
+            raise ModelConfigError(str(e)) from None
+        self.variant = self.ckpt.variant
+        self.experts = [e for e in EXPERT_NAMES if e in self.ckpt.transformers] or list(self.ckpt.transformers)
+        self.boundary = mc.get('boundary') or self.variant.boundary
+        self.dtype = dtype_of(mc.get('dtype', 'bfloat16'))
+        self.storage_dtype = dtype_of(mc['transformer_dtype']) if mc.get('transformer_dtype') else self.dtype
+        self.adapter_config = config.get('adapter')
+        self.t_table = timesteps.timestep_table(mc)
+        self.transformers = None
+        self.vae = self.text_encoder = self.tokenizer = self.image_encoder = self.image_processor = None
+
+    # -- data side ----------------------------------------------------------------------------
+    @property
+    def media_spec(self):
+        return MediaSpec(self.variant.framerate, self.variant.size_multiple, needs_video=self.variant.i2v_condition)
+
+    def cache_identity(self):
+        ident = self.ckpt.identity()
+        return {'variant': self.variant.id, 'vae': ident.get('vae'), 'image_encoder': ident.get('image_encoder'),
+                'text_encoder': ident.get('text_encoder'), 'text_len': TEXT_LEN}
+
+    @property
+    def uses_cond(self):
+        return self.variant.i2v_condition
+
+    @property
+    def uses_clip(self):
+        return self.variant.uses_clip
+
+    # -- encoders (caching phase) -------------------------------------------------------------
+    def load_encoders(self, device):
+        self.device = torch.device(device)
+        self.vae = checkpoints.load_vae(self.ckpt, self.dtype).to(self.device).eval()
+        self.tokenizer, self.text_encoder = checkpoints.load_text_encoder(self.ckpt, self.dtype)
+        if self.model_config.get('text_encoder_fp8'):
+            from diffusers.hooks import apply_layerwise_casting
+            apply_layerwise_casting(self.text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
+        self.text_encoder.to(self.device).eval()
+        if self.uses_clip:
+            self.image_encoder, self.image_processor = checkpoints.load_image_encoder(self.ckpt, self.dtype)
+            self.image_encoder.to(self.device).eval()
+        cfg = self.vae.config
+        self._latents_mean = torch.tensor(cfg.latents_mean, device=self.device).view(1, -1, 1, 1, 1)
+        self._latents_std = torch.tensor(cfg.latents_std, device=self.device).view(1, -1, 1, 1, 1)
+
+    def unload_encoders(self):
+        self.vae = self.text_encoder = self.tokenizer = self.image_encoder = self.image_processor = None
+
+    def _vae_encode(self, pixels):
+        # [B, 3, F, H, W] in [-1, 1] -> normalized latents [B, z, (F-1)/4+1, H/8, W/8] (mean of the posterior)
+        latents = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist.mode()
+        return ((latents.float() - self._latents_mean) / self._latents_std)
+
+    @torch.no_grad()
+    def encode_media(self, pixels, masks=None):
+        out = {'latents': self._vae_encode(pixels)}
+        if self.uses_cond:
+            if pixels.shape[2] < 2:
+                raise ValueError(f'{self.variant.id} trains on videos only (first frame = condition); got a single image')
+            # The condition is the encoded clip with every frame but the first blacked out (zero in [-1, 1]).
+            cond = torch.zeros_like(pixels)
+            cond[:, :, :1] = pixels[:, :, :1]
+            out['y'] = self._vae_encode(cond)
+        if self.uses_clip:
+            first = ((pixels[:, :, 0].float() + 1) / 2).clamp(0, 1)     # [B, 3, H, W] in [0, 1]
+            inputs = self.image_processor(images=list(first), return_tensors='pt', do_rescale=False)
+            hidden = self.image_encoder(pixel_values=inputs.pixel_values.to(self.device, self.dtype),
+                                        output_hidden_states=True).hidden_states[-2]
+            out['clip_context'] = hidden.float()
+        return {k: v.cpu() for k, v in out.items()}
+
+    @torch.no_grad()
+    def encode_text(self, captions):
+        tokens = self.tokenizer(list(captions), padding='max_length', max_length=TEXT_LEN, truncation=True,
+                                add_special_tokens=True, return_attention_mask=True, return_tensors='pt')
+        ids = tokens.input_ids.to(self.device)
+        mask = tokens.attention_mask.to(self.device)
+        hidden = self.text_encoder(ids, mask).last_hidden_state.float()
+        lengths = mask.sum(dim=1).tolist()
+        return [{'text_embeddings': hidden[i, :n].cpu()} for i, n in enumerate(lengths)]
+
+    # -- the trained network ------------------------------------------------------------------
+    def build_diffusion_model(self, seed=0):
+        transformers = [checkpoints.load_transformer(self.ckpt, expert, self.dtype) for expert in self.experts]
+        lora = self.adapter_config
+        for t in transformers:
+            t.requires_grad_(False)
+            if lora is None:
+                if self.storage_dtype.itemsize == 1:
+                    raise ValueError('transformer_dtype float8 needs LoRA training (full fine-tuning updates every weight)')
+                t.requires_grad_(True)
+                continue
+            if self.storage_dtype != self.dtype:
+                # Frozen weights stored in e.g. float8, cast to the compute dtype layer by layer as they run.
+                t.enable_layerwise_casting(storage_dtype=self.storage_dtype, compute_dtype=self.dtype)
+        if lora is not None:
+            from peft import LoraConfig
+            for i, t in enumerate(transformers):
+                torch.manual_seed(seed + i)     # same LoRA init whatever the pipeline layout
+                t.add_adapter(LoraConfig(r=lora['rank'], lora_alpha=lora['alpha'], lora_dropout=lora['dropout'],
+                                         target_modules=lora_target_modules(t), init_lora_weights=True))
+                for name, p in t.named_parameters():
+                    if '.lora_' in name:
+                        p.data = p.data.to(dtype_of(lora['dtype']))
+                        p.requires_grad_(True)
+            if lora.get('init_from_existing'):
+                self.load_adapter_weights(transformers, lora['init_from_existing'])
+        self.transformers = transformers
+        return transformers
+
+    def to_layers(self):
+        ts = self.transformers
+        layers = [EmbedLayer(ts, self.uses_cond, self.uses_clip, self.dtype)]
+        for i in range(len(ts[0].blocks)):
+            layers.append(BlockLayer([t.blocks[i] for t in ts], ts[0].config))
+        layers.append(OutputLayer(ts))
+        return layers
+
+    # -- one micro-batch ----------------------------------------------------------------------
+    def collate(self, items):
+        batch = {'latents': torch.stack([it['latents'] for it in items]).float()}
+        text = torch.zeros(len(items), TEXT_LEN, items[0]['text_embeddings'].shape[-1])
+        for i, it in enumerate(items):
+            emb = it['text_embeddings'][:TEXT_LEN]
+            text[i, :emb.shape[0]] = emb
+        batch['text'] = text
+        for key in ('y', 'clip_context'):
+            if key in items[0]:
+                batch[key] = torch.stack([it[key] for it in items]).float()
+        if any(it.get('mask') is not None for it in items):
+            h, w = batch['latents'].shape[-2:]
+            batch['mask'] = torch.stack([it['mask'] if it.get('mask') is not None else torch.ones(h, w) for it in items])
+        if 'uncond_text' in items[0]:
+            batch['uncond_text'] = items[0]['uncond_text']
+        return batch
+
+    def condition_mask(self, batch, frames_latent, height, width):
+        """The i2v mask channels: 1 where the frame is given (the first pixel frame), packed like the
+        VAE packs time (the first frame counts 4 times), -> [B, 4, F', H', W']."""
+        stride = self.variant.vae_stride[0]
+        frames = (frames_latent - 1) * stride + 1
+        mask = torch.zeros(batch, 1, frames, height, width)
+        mask[:, :, 0] = 1
+        mask = torch.cat([mask[:, :, :1].repeat_interleave(stride, dim=2), mask[:, :, 1:]], dim=2)
+        return mask.view(batch, -1, stride, height, width).transpose(1, 2)
+
+    def prepare_inputs(self, batch, generator, timestep_quantile=None):
+        x0 = batch['latents']
+        b, _, f, h, w = x0.shape
+        table = self.t_table
+        if self.model_config.get('flux_shift') and not self.model_config.get('shift'):
+            table = timesteps.timestep_table(self.model_config, latent_tokens=(h // 2) * (w // 2))
+        t = timesteps.sample(table, b, generator, timestep_quantile)
+        noise = torch.randn(x0.shape, generator=generator)
+        t_ = t.view(-1, 1, 1, 1, 1)
+        x_t = (1 - t_) * x0 + t_ * noise
+        target = noise - x0
+        text = batch['text']
+        uncond = self.config.get('uncond_fraction', 0.0)
+        if uncond and timestep_quantile is None and 'uncond_text' in batch:
+            drop = torch.rand(b, generator=generator) < uncond
+            if drop.any():
+                text = text.clone()
+                text[drop] = batch['uncond_text']
+        if len(self.experts) == 2:
+            expert = (t < self.boundary).long()        # 0 = high noise expert
+        else:
+            expert = torch.zeros(b, dtype=torch.long)
+        inputs = [x_t, t * 1000, text]
+        if self.uses_cond:
+            inputs.append(torch.cat([self.condition_mask(b, f, h, w), batch['y']], dim=1))
+        if self.uses_clip:
+            inputs.append(batch['clip_context'])
+        inputs.append(expert)
+        mask = batch.get('mask')
+        mask = mask.view(b, 1, 1, h, w) if mask is not None else torch.zeros(0)
+        return tuple(inputs), (target, mask)
+
+    def loss(self, output, labels):
+        target, mask = labels
+        diff = output.float() - target.float()
+        c = self.config.get('pseudo_huber_c')
+        loss = (torch.sqrt(diff.square() + c * c) - c) if c else diff.square()
+        if mask.numel():
+            loss = loss * mask
+        return loss.mean()
+
+    # -- results ------------------------------------------------------------------------------
+    def trainable_state_dict(self, local_parameters=None):
+        """{expert: {diffusers parameter name: tensor}} of the trained weights this process holds."""
+        local = None if local_parameters is None else {id(p) for p in local_parameters}
+        out = {}
+        for expert, t in zip(self.experts, self.transformers):
+            sd = {}
+            for name, p in t.named_parameters():
+                if p.requires_grad and (local is None or id(p) in local):
+                    sd[name.replace('.default.', '.')] = p.detach()
+            out[expert] = sd
+        return out
+
+    def adapter_file_name(self, expert):
+        return 'adapter_model.safetensors' if len(self.experts) == 1 else f'adapter_model_{expert}.safetensors'
+
+    def save_adapter(self, save_dir, state_dicts, metadata=None):
+        """ComfyUI-format LoRA: diffusion_model.<official module>.lora_A/B.weight, one file per expert."""
+        from safetensors.torch import save_file
+        lora = self.adapter_config
+        save_dtype = dtype_of(self.config.get('save_dtype', 'bfloat16'))
+        targets = set()
+        for expert, sd in state_dicts.items():
+            out = {}
+            for name, tensor in sd.items():
+                module, suffix = name.rsplit('.lora_', 1)
+                official = checkpoints.diffusers_to_official(module)
+                targets.add(official.split('.', 2)[-1] if official.startswith('blocks.') else official)
+                out[f'diffusion_model.{official}.lora_{suffix}'] = tensor.to(save_dtype).contiguous()
+                if lora['alpha'] != lora['rank'] and suffix == 'A.weight':
+                    out[f'diffusion_model.{official}.alpha'] = torch.tensor(float(lora['alpha']))
+            meta = {'format': 'pt', 'odeo.variant': self.variant.id, 'odeo.rank': str(lora['rank']),
+                    'odeo.alpha': str(lora['alpha']), 'odeo.expert': expert, **(metadata or {})}
+            atomic_save(save_dir / self.adapter_file_name(expert), lambda p, o=out, m=meta: save_file(o, p, metadata=m))
+        atomic_write_json(save_dir / 'adapter_config.json', {
+            'peft_type': 'LORA', 'r': lora['rank'], 'lora_alpha': lora['alpha'], 'lora_dropout': lora['dropout'],
+            'target_modules': sorted(targets), 'base_model_name_or_path': self.variant.id,
+            'experts': list(state_dicts), 'format': 'comfyui'})
+
+    def save_full(self, save_dir, state_dicts, metadata=None):
+        """Full fine-tune: the official parameter names and config.json, loadable as transformer_path."""
+        from safetensors.torch import save_file
+        save_dtype = dtype_of(self.config.get('save_dtype', 'bfloat16'))
+        for expert, sd in state_dicts.items():
+            folder = save_dir if len(state_dicts) == 1 else save_dir / f'{expert}_model'
+            out = {k: v.to(save_dtype).contiguous() for k, v in checkpoints.official_state_dict(sd).items()}
+            atomic_save(folder / 'diffusion_pytorch_model.safetensors',
+                        lambda p, o=out: save_file(o, p, metadata={'format': 'pt', **(metadata or {})}))
+            source = self.ckpt.transformers[expert]
+            if source.config is not None:
+                atomic_write_json(folder / 'config.json', source.config)
+
+    def load_adapter_weights(self, transformers, path):
+        """Start from a saved LoRA (ComfyUI format, as we save it): a folder or a .safetensors file."""
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+        path = Path(path)
+        for expert, t in zip(self.experts, transformers):
+            file = path / self.adapter_file_name(expert) if path.is_dir() else path
+            if not file.exists() and path.is_dir():
+                file = path / 'adapter_model.safetensors'
+            if not file.exists():
+                raise FileNotFoundError(f'init_from_existing: {file} not found')
+            saved = load_file(file)
+            wanted = {}
+            for name, p in t.named_parameters():
+                if '.lora_' in name:
+                    module, suffix = name.replace('.default.', '.').rsplit('.lora_', 1)
+                    wanted[f'diffusion_model.{checkpoints.diffusers_to_official(module)}.lora_{suffix}'] = p
+            missing = sorted(set(wanted) - set(saved))
+            if missing:
+                raise ValueError(f'init_from_existing: {file} lacks {len(missing)} LoRA weights, e.g. {missing[0]} '
+                                 f'(rank or model variant differ?)')
+            with torch.no_grad():
+                for key, p in wanted.items():
+                    if saved[key].shape != p.shape:
+                        raise ValueError(f'init_from_existing: {file}: {key} has shape {tuple(saved[key].shape)}, '
+                                         f'this run needs {tuple(p.shape)}')
+                    p.copy_(saved[key])

@@ -1,0 +1,558 @@
+"""Train a LoRA (or the whole network) for a video diffusion model with DeepSpeed pipeline parallelism.
+
+    deepspeed --include=localhost:0,1 train.py --deepspeed --config my.toml
+    deepspeed --num_gpus 2 train.py --deepspeed --config examples/demo.toml     # no GPU: CPU ranks (gloo)
+
+Configs speak diffusion-pipe's dialect (utils/config.py lists every key). The run directory gets
+the resolved config, the dataset report, events.jsonl (progress for the studio), TensorBoard
+scalars, epochN/ LoRAs and checkpoints/ to resume from (docs/architecture.md).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from utils.config import ConfigError, load_dataset_config, load_main_config
+
+EVAL_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--config', required=True, help='main TOML config')
+    p.add_argument('--local_rank', type=int, default=-1, help='set by the deepspeed launcher')
+    p.add_argument('--run_dir', help='write into this run directory instead of a new one under output_dir')
+    p.add_argument('--resume_from_checkpoint', nargs='?', const=True, default=None,
+                   help='resume: no value = newest checkpoint (of --run_dir, else of the newest run), '
+                        'or a run directory, or a checkpoint folder')
+    p.add_argument('--regenerate_cache', action='store_true', help='encode every item again')
+    p.add_argument('--cache_only', action='store_true', help='fill the cache, then exit')
+    p.add_argument('--trust_cache', action='store_true', help='use the saved item list without re-checking source files')
+    p.add_argument('--dump_dataset', action='store_true', help='print the dataset report and exit (loads no weights)')
+    p.add_argument('--deepspeed', action='store_true', help='accepted for diffusion-pipe compatibility')
+    p.add_argument('--deepspeed_config', help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------------------------
+# Run directory and resume discovery
+# ------------------------------------------------------------------------------------------------
+
+def complete_checkpoints(run_dir):
+    """Checkpoint folders of a run that finished writing (trainer_state.json is written last), oldest first."""
+    root = Path(run_dir) / 'checkpoints'
+    found = [d for d in root.glob('*') if (d / 'trainer_state.json').is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda d: json.loads((d / 'trainer_state.json').read_text())['step'])
+
+
+def find_resume_checkpoint(arg, output_dir, run_dir):
+    """-> checkpoint folder for --resume_from_checkpoint, or raise with what was looked at."""
+    if arg is True:
+        runs = [Path(run_dir)] if run_dir else sorted(Path(output_dir).glob('*'), key=lambda d: d.stat().st_mtime)
+        for run in reversed(runs):
+            ckpts = complete_checkpoints(run)
+            if ckpts:
+                return ckpts[-1]
+        raise FileNotFoundError(f'--resume_from_checkpoint: no complete checkpoint in {run_dir or output_dir}')
+    path = Path(arg)
+    if (path / 'trainer_state.json').is_file():
+        return path
+    if path.is_dir() and complete_checkpoints(path):
+        return complete_checkpoints(path)[-1]
+    raise FileNotFoundError(f'--resume_from_checkpoint: {path} is neither a checkpoint folder nor a run with checkpoints')
+
+
+# ------------------------------------------------------------------------------------------------
+# The trainer
+# ------------------------------------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, args, config, adapter, dataset_config, eval_configs, run_dir, events, resume_from=None):
+        import deepspeed.comm as dist
+        self.dist = dist
+        self.args = args
+        self.config = config
+        self.adapter = adapter
+        self.dataset_config = dataset_config
+        self.eval_configs = eval_configs
+        self.run_dir = Path(run_dir)
+        self.events = events
+        self.resume_from = resume_from
+        self.rank = dist.get_rank()
+        self.world = dist.get_world_size()
+        self.stages = config['pipeline_stages']
+        self.dp_world = self.world // self.stages
+        self.seed = config['seed']
+        self.ga = config['gradient_accumulation_steps']
+        self.stop_requested = False
+        # Position in the data; saved in checkpoints so that a resume continues exactly here.
+        self.step = 0
+        self.epoch = 1
+        self.batch_in_epoch = 0
+        self.examples = 0
+        self.last_checkpoint_time = time.time()
+        self.tb = None
+
+    # -- setup ----------------------------------------------------------------------------------
+    @property
+    def device(self):
+        from deepspeed.accelerator import get_accelerator
+        acc = get_accelerator()
+        if acc.device_name() == 'cpu':
+            return torch.device('cpu')
+        return torch.device(acc.device_name(int(os.environ.get('LOCAL_RANK', 0))))
+
+    def prepare_data(self):
+        from utils.train_data import TrainData
+        self.events.status('caching', 'building the dataset and the latent / text cache')
+        self.data = TrainData.build(self, self.dataset_config, 'train')
+        self.eval_data = {name: TrainData.build(self, cfg, f'eval/{name}') for name, cfg in self.eval_configs.items()}
+        self.dist.barrier()
+
+    def build_engine(self):
+        import deepspeed
+
+        from optimizers import build_optimizer
+        from utils.pipeline import ClippedStep, StudioPipelineModule, checkpoint_function, release_other_stages
+        from utils.schedule import build_scheduler
+
+        cfg = self.config
+        self.adapter.build_diffusion_model(seed=self.seed)
+        layers = self.adapter.to_layers()
+        ac = cfg['activation_checkpointing']
+        if cfg['blocks_to_swap'] and not ac:
+            print('blocks_to_swap needs activation checkpointing; switching it on', flush=True)
+            ac = True
+        self.pipe = StudioPipelineModule(
+            layers=layers,
+            num_stages=self.stages,
+            loss_fn=self.adapter.loss,
+            partition_method=cfg['partition_method'],
+            partition_split=cfg.get('partition_split'),
+            activation_checkpoint_interval=1 if ac else 0,
+            activation_checkpoint_func=checkpoint_function(ac, cfg['reentrant_activation_checkpointing']),
+            checkpointable_layers=self.adapter.checkpointable_layers,
+        )
+        release_other_stages(layers, self.pipe.forward_funcs)
+        if cfg['compile']:
+            for layer in self.pipe.forward_funcs:
+                layer.compile()
+        params = [p for p in self.pipe.parameters() if p.requires_grad]
+        optimizer = build_optimizer(cfg['optimizer'], params)
+        self.total_steps = self.planned_steps()
+        scheduler = build_scheduler(optimizer, cfg['warmup_steps'], self.total_steps, cfg['lr_scheduler'])
+        pipe_group = self.pipe._grid.get_pipe_parallel_group() if self.stages > 1 else None
+        self.clipper = ClippedStep(optimizer, params, cfg['gradient_clipping'], pipe_group)   # after the scheduler wraps step
+        ds_config = {
+            'train_micro_batch_size_per_gpu': 1,     # our data iterator sizes each micro-batch itself
+            'gradient_accumulation_steps': self.ga,
+            'gradient_clipping': 0.0,               # ClippedStep clips (trainable weights only)
+            'steps_per_print': 10 ** 9,             # progress is ours (events.jsonl, console bar)
+            'wall_clock_breakdown': False,
+        }
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=self.pipe, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+        self.swapper = None
+        if cfg['blocks_to_swap']:
+            from utils.offload import BlockSwapper
+            blocks = [m for m in self.pipe.forward_funcs if type(m).__name__ in self.adapter.checkpointable_layers]
+            if cfg['blocks_to_swap'] > len(blocks) - 2:
+                raise ValueError(f'blocks_to_swap = {cfg["blocks_to_swap"]}: at most {len(blocks) - 2} of the '
+                                 f'{len(blocks)} blocks can be swapped')
+            self.swapper = BlockSwapper(blocks[:cfg['blocks_to_swap']], self.device)
+        self.engine.zero_grad = self.clipper.zero_grad
+        self.dp_rank = self.engine.grid.get_data_parallel_rank()
+        if self.dp_world == 1:
+            self.engine.pipeline_enable_backward_allreduce = False     # one replica: no gradients to average
+        self.stage_id = self.engine.stage_id
+        trainable = sum(p.numel() for p in params)
+        print(f'[rank {self.rank}] stage {self.stage_id}, data-parallel rank {self.dp_rank}: '
+              f'{len(self.pipe.forward_funcs)} layers, {trainable:,} trainable parameters', flush=True)
+
+    def planned_steps(self):
+        per_epoch = self.data.steps_per_epoch
+        by_epochs = per_epoch * self.config['epochs']
+        return min(by_epochs, self.config['max_steps']) if self.config['max_steps'] else by_epochs
+
+    # -- one step -------------------------------------------------------------------------------
+    def noise_generator(self, step, micro, tag=0):
+        """Noise and timesteps depend only on (seed, step, micro-batch, data-parallel rank): identical on
+        the first and last pipeline stage, and identical after a resume."""
+        key = (((self.seed * 1_000_003 + tag) * 1_000_033 + step) * 1009 + micro) * 131 + self.dp_rank
+        return torch.Generator().manual_seed(key % (2 ** 63))
+
+    def micro_batches(self, loaded, step, quantile=None, tag=0):
+        """(inputs, labels) per micro-batch of this data-parallel rank, as DeepSpeed's pipeline pulls them."""
+        for micro, items in enumerate(loaded):
+            batch = self.adapter.collate(items)
+            yield self.adapter.prepare_inputs(batch, self.noise_generator(step, micro, tag), quantile)
+
+    def loads_data(self):
+        """Only the first pipeline stage (inputs) and the last (labels) read data."""
+        return self.stage_id in (0, self.stages - 1)
+
+    def epoch_stream(self, batches):
+        """Micro-batches of this rank for the rest of the epoch, loaded ahead of time."""
+        if not self.loads_data():
+            return None
+        return self.data.stream([m for gb in batches[self.batch_in_epoch:] for m in gb.for_rank(self.dp_rank)],
+                                depth=2 * self.ga)
+
+    def train_step(self, stream):
+        self.engine.reset_activation_shape()
+        loaded = [next(stream) for _ in range(self.ga)] if stream is not None else []
+        loss = self.engine.train_batch(iter(self.micro_batches(loaded, self.step)))
+        return float(loss)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def evaluate(self):
+        if not self.eval_data:
+            return
+        self.events.status('evaluating', f'evaluating {", ".join(self.eval_data)}')
+        self.engine.eval()
+        if self.swapper is not None and self.config['disable_block_swap_for_eval']:
+            self.swapper.set_enabled(False)
+        ga = self.config['eval_gradient_accumulation_steps']
+        for name, data in self.eval_data.items():
+            batches = data.global_batches(0)
+            per_quantile = []
+            for qi, q in enumerate(EVAL_QUANTILES):
+                losses = []
+                for bi, gb in enumerate(batches):
+                    self.engine.reset_activation_shape()
+                    loaded = [data.load(m) for m in gb.for_rank(self.dp_rank)] if self.loads_data() else []
+                    it = self.micro_batches(loaded, bi, quantile=q, tag=1000 + qi)
+                    losses.append(float(self.engine.eval_batch(it, num_micro_batches=ga)))
+                per_quantile.append(sum(losses) / max(1, len(losses)))
+                self.log_metric(f'eval/{name}/loss_q{q:.1f}', per_quantile[-1])
+            self.log_metric(f'eval/{name}/loss', sum(per_quantile) / len(per_quantile))
+        self.engine.train()
+        if self.swapper is not None:
+            self.swapper.set_enabled(True)
+        self.events.status('training', 'training')
+
+    # -- saving ---------------------------------------------------------------------------------
+    def save_adapter(self, name):
+        """Write epochN/ or stepN/: every stage contributes its layers' trained weights, rank 0 merges."""
+        from safetensors.torch import load_file, save_file
+        self.events.status('saving', f'saving {name}')
+        final = self.run_dir / name
+        staging = self.run_dir / f'.{name}.partial'
+        parts = staging / 'parts'
+        local = self.adapter.trainable_state_dict(list(self.pipe.parameters()))
+        if self.rank == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            parts.mkdir(parents=True)
+        self.dist.barrier()
+        if self.dp_rank == 0:
+            flat = {f'{expert}|{k}': v.float().cpu().contiguous() for expert, sd in local.items() for k, v in sd.items()}
+            save_file(flat, parts / f'stage{self.stage_id}.safetensors')
+        self.dist.barrier()
+        if self.rank == 0:
+            merged = {}
+            for part in sorted(parts.glob('*.safetensors')):
+                for key, tensor in load_file(part).items():
+                    expert, param = key.split('|', 1)
+                    merged.setdefault(expert, {})[param] = tensor
+            shutil.rmtree(parts)
+            meta = {'odeo.epoch': str(self.epoch), 'odeo.step': str(self.step)}
+            if self.config.get('adapter') is not None:
+                self.adapter.save_adapter(staging, merged, meta)
+            else:
+                self.adapter.save_full(staging, merged, meta)
+            shutil.copy(self.run_dir / 'config.toml', staging / 'config.toml')
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging, final)
+            for expert in merged:
+                file = final / self.adapter.adapter_file_name(expert) if self.config.get('adapter') is not None else final
+                self.events.artifact('lora' if self.config.get('adapter') is not None else 'model',
+                                     file.relative_to(self.run_dir), epoch=self.epoch, step=self.step,
+                                     expert=None if len(merged) == 1 else expert)
+            print(f'saved {final}', flush=True)
+        self.dist.barrier()
+        self.events.status('training', 'training')
+
+    def state_dict(self):
+        return {'step': self.step, 'epoch': self.epoch, 'batch_in_epoch': self.batch_in_epoch,
+                'examples': self.examples, 'seed': self.seed, 'stages': self.stages, 'dp_world': self.dp_world,
+                'time': time.time()}
+
+    def load_state_dict(self, state):
+        self.step = state['step']
+        self.epoch = state['epoch']
+        self.batch_in_epoch = state['batch_in_epoch']
+        self.examples = state['examples']
+
+    def save_checkpoint(self):
+        tag = f'step{self.step}'
+        root = self.run_dir / 'checkpoints'
+        self.events.status('saving', f'checkpoint {tag}')
+        self.engine.save_checkpoint(str(root), tag=tag, client_state={}, save_latest=False,
+                                    exclude_frozen_parameters=True)
+        torch.save({'torch': torch.get_rng_state()}, root / tag / f'rng_rank{self.rank}.pt')
+        self.dist.barrier()
+        if self.rank == 0:
+            from utils.fsutil import atomic_write_json
+            atomic_write_json(root / tag / 'trainer_state.json', self.state_dict())
+            self.events.artifact('checkpoint', (root / tag).relative_to(self.run_dir), epoch=self.epoch, step=self.step)
+        self.dist.barrier()
+        self.last_checkpoint_time = time.time()
+        self.events.status('training', 'training')
+
+    def resume(self, ckpt_dir):
+        ckpt_dir = Path(ckpt_dir)
+        force_lr = self.config.get('force_constant_lr') is not None
+        load_path, _ = self.engine.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name, load_module_strict=False,
+                                                   load_optimizer_states=True, load_lr_scheduler_states=not force_lr)
+        if load_path is None:
+            raise FileNotFoundError(f'could not load DeepSpeed checkpoint {ckpt_dir}')
+        state = json.loads((ckpt_dir / 'trainer_state.json').read_text())
+        self.load_state_dict(state)
+        rng = ckpt_dir / f'rng_rank{self.rank}.pt'
+        if rng.exists():
+            torch.set_rng_state(torch.load(rng, weights_only=True)['torch'])
+        print(f'resumed from {ckpt_dir}: step {self.step}, epoch {self.epoch}, batch {self.batch_in_epoch}', flush=True)
+
+    # -- control and logging --------------------------------------------------------------------
+    def poll_control(self):
+        """Rank 0 reads control files (and every rank its SIGTERM flag); all ranks get the union."""
+        flags = [0] * len(CONTROL_FLAGS)
+        if self.rank == 0:
+            control = self.run_dir / 'control'
+            for i, name in enumerate(CONTROL_FLAGS):
+                f = control / name
+                if f.exists():
+                    flags[i] = 1
+                    f.unlink(missing_ok=True)
+            minutes = self.config.get('checkpoint_every_n_minutes')
+            if minutes and time.time() - self.last_checkpoint_time >= minutes * 60:
+                flags[CONTROL_FLAGS.index('checkpoint')] = 1
+        if self.stop_requested:
+            flags[CONTROL_FLAGS.index('stop')] = 1
+        t = torch.tensor(flags, dtype=torch.int64, device=self.device)
+        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
+        return {name: bool(v) for name, v in zip(CONTROL_FLAGS, t.tolist())}
+
+    def log_metric(self, name, value):
+        self.events.metric(name, self.step, value, epoch=self.epoch)
+        if self.tb is not None:
+            self.tb.add_scalar(name, value, self.examples if self.config['x_axis_examples'] else self.step)
+
+    def due(self, key, unit_value, previous=None):
+        n = self.config.get(key)
+        if not n:
+            return False
+        if previous is None:
+            return unit_value % n == 0
+        return unit_value // n > previous // n
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self):
+        cfg = self.config
+        self.events.status('starting', 'loading the model')
+        self.prepare_data()
+        if self.args.cache_only:
+            self.events.status('done', 'cache complete')
+            return
+        self.build_engine()
+        if self.resume_from:
+            self.resume(self.resume_from)
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(self.run_dir / 'tensorboard'))
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+        self.events.status('training', 'training')
+        if cfg['eval_before_first_step'] and self.step == 0:
+            self.evaluate()
+        bar = self._progress_bar()
+        started, start_step, self.start_examples = time.time(), self.step, self.examples
+        finished = self.step >= self.total_steps
+        while not finished:
+            batches = self.data.global_batches(self.epoch)
+            stream = self.epoch_stream(batches)
+            while self.batch_in_epoch < len(batches):
+                t0 = time.time()
+                loss = self.train_step(stream)
+                prev_examples = self.examples
+                self.examples += self.data.examples_in(batches[self.batch_in_epoch])
+                self.step += 1
+                self.batch_in_epoch += 1
+                self.report_step(loss, time.time() - t0, started, start_step, len(batches), bar)
+                finished = self.step >= self.total_steps
+                ctl = self.poll_control()
+                if self.due('save_every_n_steps', self.step) or \
+                        self.due('save_every_n_examples', self.examples, prev_examples) or ctl['save'] or ctl['save_quit']:
+                    self.save_adapter(f'step{self.step}')
+                if ctl['checkpoint'] or ctl['stop'] or ctl['save_quit']:
+                    self.save_checkpoint()
+                if ctl['stop'] or ctl['save_quit']:
+                    self.events.status('stopped', f'stopped at step {self.step} on request; resume from checkpoints/step{self.step}')
+                    return self._close(bar)
+                if self.due('eval_every_n_steps', self.step) or self.due('eval_every_n_examples', self.examples, prev_examples):
+                    self.evaluate()
+                if finished:
+                    break
+            if self.batch_in_epoch >= len(batches):      # the epoch is complete
+                epoch_done = self.epoch
+                finished = finished or epoch_done >= cfg['epochs']
+                if self.due('save_every_n_epochs', epoch_done) or finished:
+                    self.save_adapter(f'epoch{epoch_done}')
+                if self.due('eval_every_n_epochs', epoch_done):
+                    self.evaluate()
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                if self.due('checkpoint_every_n_epochs', epoch_done) and not finished:
+                    self.save_checkpoint()
+            elif finished and not (self.run_dir / f'step{self.step}').exists():
+                self.save_adapter(f'step{self.step}')     # max_steps reached inside an epoch
+        self.save_checkpoint()       # a final checkpoint lets a finished run continue for more epochs
+        self.events.status('done', f'finished: {self.step} steps, {self.epoch - 1} epochs')
+        return self._close(bar)
+
+    def report_step(self, loss, seconds, started, start_step, batches_in_epoch, bar):
+        lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else self.config['optimizer']['lr']
+        self.log_metric('train/loss', loss)
+        self.log_metric('train/lr', lr)
+        if self.clipper.last_norm is not None:
+            self.log_metric('train/grad_norm', self.clipper.last_norm)
+        done = self.step - start_step
+        steps_per_s = done / max(1e-9, time.time() - started)
+        self.events.progress(phase='train', step=self.step, total_steps=self.total_steps, epoch=self.epoch,
+                             total_epochs=self.config['epochs'], epoch_step=self.batch_in_epoch,
+                             steps_per_epoch=batches_in_epoch, steps_per_s=round(steps_per_s, 4),
+                             examples_per_s=round((self.examples - self.start_examples) / max(1e-9, time.time() - started), 4),
+                             eta_s=round((self.total_steps - self.step) / steps_per_s, 1) if steps_per_s else None)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.2e}', epoch=self.epoch)
+
+    def _progress_bar(self):
+        if self.rank != 0:
+            return None
+        from tqdm import tqdm
+        return tqdm(total=self.total_steps, initial=self.step, desc='train', unit='step', dynamic_ncols=True,
+                    mininterval=1.0, file=sys.stdout)
+
+    def _close(self, bar):
+        if bar is not None:
+            bar.close()
+        if self.tb is not None:
+            self.tb.close()
+
+    def _on_sigterm(self, signum, frame):
+        self.stop_requested = True
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry point
+# ------------------------------------------------------------------------------------------------
+
+def load_everything(args, world_size):
+    """Config, model adapter (cheap: no weights), dataset configs. Raises on any refusal."""
+    from models import get_adapter_class
+    config = load_main_config(args.config, world_size=world_size)
+    adapter = get_adapter_class(config['model']['type'])(config)
+    spec = adapter.media_spec
+    dataset_config = load_dataset_config(config['dataset'], spec.size_multiple)
+    eval_configs = {e['name']: load_dataset_config(e['config'], spec.size_multiple) for e in config['eval_datasets']}
+    return config, adapter, dataset_config, eval_configs
+
+
+def refuse(message, run_dir, rank):
+    print(f'error: {message}', file=sys.stderr, flush=True)
+    if run_dir and rank == 0:
+        from utils.events import EventWriter
+        events = EventWriter(run_dir)
+        events.status('failed', message)
+        events.close()
+    sys.exit(2)
+
+
+def choose_run_dir(args, config, resume_ckpt):
+    if args.run_dir:
+        return Path(args.run_dir).resolve()
+    if resume_ckpt is not None:
+        return Path(resume_ckpt).resolve().parent.parent
+    return Path(config['output_dir']).resolve() / datetime.now().strftime('%Y%m%d_%H-%M-%S')
+
+
+def write_run_files(run_dir, args, config):
+    import tomli_w
+
+    from utils.fsutil import atomic_write_text
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / 'control').mkdir(exist_ok=True)
+    dataset_copy = run_dir / 'dataset.toml'
+    if Path(config['dataset']).resolve() != dataset_copy.resolve():
+        shutil.copy(config['dataset'], dataset_copy)
+    clean = json.loads(json.dumps(config, default=str))
+    atomic_write_text(run_dir / 'config.toml', tomli_w.dumps(_drop_none(clean)))
+
+
+def _drop_none(value):
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    rank = int(os.environ.get('RANK', '0'))
+    try:
+        config, adapter, dataset_config, eval_configs = load_everything(args, world_size)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:    # ModelConfigError is a ValueError
+        refuse(str(e).strip("'\""), args.run_dir, rank)
+
+    if args.dump_dataset:
+        from utils.train_data import dump_dataset_report
+        dump_dataset_report(config, adapter, dataset_config, Path(args.run_dir) if args.run_dir else None, world_size)
+        return 0
+
+    resume_ckpt = None
+    if args.resume_from_checkpoint:
+        try:
+            resume_ckpt = find_resume_checkpoint(args.resume_from_checkpoint, config['output_dir'], args.run_dir)
+        except FileNotFoundError as e:
+            refuse(str(e), args.run_dir, rank)
+    run_dir = choose_run_dir(args, config, resume_ckpt)
+
+    import deepspeed
+    deepspeed.init_distributed()
+    import deepspeed.comm as dist
+    names = [str(run_dir)]
+    dist.broadcast_object_list(names, src=0)      # a timestamped name is chosen once, by rank 0
+    run_dir = Path(names[0])
+    if dist.get_rank() == 0:
+        write_run_files(run_dir, args, config)
+    dist.barrier()
+
+    from utils.events import EventWriter
+    events = EventWriter(run_dir, enabled=dist.get_rank() == 0)
+    events.start_heartbeat()
+    trainer = Trainer(args, config, adapter, dataset_config, eval_configs, run_dir, events, resume_ckpt)
+    try:
+        trainer.run()
+    except Exception as e:
+        events.status('failed', f'{type(e).__name__}: {e}')
+        raise
+    finally:
+        events.close()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Learning-rate schedule: linear warm-up, then constant, linear or cosine decay to zero."""
+
+import math
+
+import torch
+
+
+def lr_multiplier(step, warmup_steps, total_steps, kind):
+    """Factor applied to the base learning rate before optimizer step `step` (0-based)."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if kind == 'constant' or not total_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if kind == 'linear':
+        return max(0.0, 1.0 - progress)
+    if kind == 'cosine':
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f'unknown lr_scheduler {kind!r}')
+
+
+def build_scheduler(optimizer, warmup_steps, total_steps, kind):
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, warmup_steps, total_steps, kind))

@@ -1,0 +1,174 @@
+"""The trainer's view of a dataset: items and their report, the latent / text cache filled through
+the model adapter's encoders, and, per epoch, the global batches each rank trains on.
+
+    data = TrainData.build(trainer, dataset_config, 'train')
+    for gb in data.global_batches(epoch): ...            # utils.dataset.GlobalBatch
+    items = data.load(gb.for_rank(dp_rank)[micro])       # item dicts from the memory-mapped cache
+"""
+
+import sys
+import time
+
+from utils.cache import Cache, Prefetcher
+from utils.dataset import build_dataset, epoch_batches, format_report, micro_batch_size_fn
+from utils.fsutil import atomic_write_json
+
+
+class TrainData:
+    def __init__(self, dataset, reader, batch_size_fn, dp_world, grad_accum, seed, text_encoder=None):
+        self.dataset = dataset
+        self.reader = reader
+        self.batch_size_fn = batch_size_fn
+        self.dp_world = dp_world
+        self.grad_accum = grad_accum
+        self.seed = seed
+        self.text_encoder = text_encoder        # adapter.encode_text when text embeddings are not cached
+        self._batches = {}
+        self.steps_per_epoch = len(self.global_batches(1))
+
+    @classmethod
+    def build(cls, trainer, dataset_config, name):
+        """Build the dataset, report it, and make sure every item is in the cache (each rank encodes its share)."""
+        cfg, adapter, args = trainer.config, trainer.adapter, trainer.args
+        is_train = name == 'train'
+        dataset = build_dataset(dataset_config, adapter.media_spec, cfg['video_clip_mode'], seed=cfg['seed'])
+        mbs = cfg['micro_batch_size_per_gpu'] if is_train else cfg['eval_micro_batch_size_per_gpu']
+        image_mbs = cfg['image_micro_batch_size_per_gpu'] if is_train else cfg['image_eval_micro_batch_size_per_gpu']
+        ga = cfg['gradient_accumulation_steps'] if is_train else cfg['eval_gradient_accumulation_steps']
+
+        cache_text = adapter.model_config.get('cache_text_embeddings', True)
+        identity = adapter.cache_identity()
+        if cache_text:
+            cache = Cache.from_identity(dataset, identity, regenerate=args.regenerate_cache, trust=args.trust_cache)
+        else:
+            cache = Cache(dataset, identity['variant'], identity.get('vae'), None, identity.get('image_encoder'),
+                          regenerate=args.regenerate_cache, trust=args.trust_cache)
+        encoders = _LazyEncoders(adapter, trainer.device)
+        progress = _CacheProgress(trainer.events, name, trainer.world)
+        result = cache.build(dataset.items, encoders.encode_media, encoders.encode_text,
+                             batch_size=cfg['caching_batch_size'], rank=trainer.rank, world_size=trainer.world,
+                             barrier=trainer.dist.barrier, progress=progress, map_num_proc=cfg['map_num_proc'])
+        if cache_text:
+            encoders.unload()
+        dataset.drop(result.failed, result.gone)
+        dataset.steps_per_epoch(mbs, image_mbs, trainer.dp_world, ga)
+        if trainer.rank == 0:
+            file = 'dataset_report.json' if is_train else f'dataset_report_{name.split("/", 1)[-1]}.json'
+            atomic_write_json(trainer.run_dir / file, dataset.report)
+            trainer.events.artifact('report', file, dataset=name)
+            print(f'--- {name} ---\n{format_report(dataset.report)}', flush=True)
+            print(f'cache: {result.reused} entries reused, {result.encoded_latents} latents and '
+                  f'{result.encoded_texts} captions encoded', flush=True)
+        if not dataset.items:
+            raise ValueError(f'{name} dataset has no usable items (see dataset_report.json for why each file was dropped)')
+        data = cls(dataset, cache.reader(dataset.items), micro_batch_size_fn(mbs, image_mbs), trainer.dp_world, ga,
+                   cfg['seed'], None if cache_text else adapter.encode_text)
+        if data.steps_per_epoch == 0:
+            raise ValueError(f'{name} dataset has {len(dataset.items)} items but none of its buckets fills one global '
+                             f'batch ({trainer.dp_world} data-parallel ranks x {ga} accumulation steps x micro-batch)')
+        return data
+
+    def global_batches(self, epoch):
+        if epoch not in self._batches:
+            self._batches = {epoch: epoch_batches(self.dataset, self.batch_size_fn, self.dp_world, self.grad_accum,
+                                                  self.seed, epoch)}
+        return self._batches[epoch]
+
+    @staticmethod
+    def examples_in(global_batch):
+        return sum(len(micro) for rank in global_batch.ids for micro in rank)
+
+    def load(self, micro_batch):
+        """[(item id, caption index), ...] -> item dicts ready for adapter.collate()."""
+        items = [self.reader.get(item_id, caption) for item_id, caption in micro_batch]
+        if self.text_encoder is not None:
+            captions = [self.dataset.by_id[i].captions[c] for i, c in micro_batch]
+            for item, text in zip(items, self.text_encoder(captions)):
+                item.update(text)
+        return self._with_empty(items)
+
+    def stream(self, micro_batches, depth=4):
+        """Loaded micro-batches in order; a background thread reads ahead from the cache."""
+        if self.text_encoder is not None:        # captions are encoded as they come: no thread
+            return (self.load(m) for m in micro_batches)
+        return (self._with_empty(items) for items in Prefetcher(self.reader, micro_batches, depth=depth))
+
+    def _with_empty(self, items):
+        """Attach the empty caption's embedding, which uncond_fraction swaps in."""
+        empty = self.empty_text()
+        if empty is not None:
+            for item in items:
+                item['uncond_text'] = empty
+        return items
+
+    def empty_text(self):
+        if not hasattr(self, '_empty'):
+            try:
+                self._empty = self.reader.empty_text().get('text_embeddings') if self.text_encoder is None else \
+                    self.text_encoder([''])[0]['text_embeddings']
+            except KeyError:
+                self._empty = None
+        return self._empty
+
+
+class _LazyEncoders:
+    """Encoders load on first use, so a run whose cache is complete never loads the VAE or UMT5."""
+
+    def __init__(self, adapter, device):
+        self.adapter = adapter
+        self.device = device
+        self.loaded = False
+
+    def _ensure(self):
+        if not self.loaded:
+            self.adapter.load_encoders(self.device)
+            self.loaded = True
+
+    def encode_media(self, pixels, masks=None):
+        self._ensure()
+        return self.adapter.encode_media(pixels, masks)
+
+    def encode_text(self, captions):
+        self._ensure()
+        return self.adapter.encode_text(captions)
+
+    def unload(self):
+        if self.loaded:
+            self.adapter.unload_encoders()
+            self.loaded = False
+
+
+class _CacheProgress:
+    """progress(done, total) of rank 0's share -> `progress` events (phase cache), scaled to the whole set."""
+
+    def __init__(self, events, name, world):
+        self.events = events
+        self.name = name
+        self.world = world
+        self.start = time.time()
+        self.last = 0.0
+        self.first_done = None
+
+    def __call__(self, done, total):
+        now = time.time()
+        if self.first_done is None:
+            self.first_done = done
+        if done < total and now - self.last < 1.0:
+            return
+        self.last = now
+        rate = (done - self.first_done) / max(1e-9, now - self.start)
+        self.events.progress(phase='cache', dataset=self.name, done=done * self.world, total=total * self.world,
+                             items_per_s=round(rate * self.world, 3))
+
+
+def dump_dataset_report(config, adapter, dataset_config, run_dir=None, world_size=1):
+    """train.py --dump_dataset: the report, printed (and saved into run_dir if given); no weights load."""
+    dataset = build_dataset(dataset_config, adapter.media_spec, config['video_clip_mode'], seed=config['seed'])
+    dp_world = max(1, world_size // config['pipeline_stages'])
+    dataset.steps_per_epoch(config['micro_batch_size_per_gpu'], config['image_micro_batch_size_per_gpu'], dp_world,
+                            config['gradient_accumulation_steps'])
+    print(format_report(dataset.report))
+    sys.stdout.flush()
+    if run_dir is not None:
+        atomic_write_json(run_dir / 'dataset_report.json', dataset.report)
+    return dataset.report
