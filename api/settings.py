@@ -35,6 +35,7 @@ class Settings:
     port_range: tuple = (29500, 29999)              # master ports handed to DeepSpeed jobs
     launcher: str = 'deepspeed'                     # deepspeed | python (one process, no launcher; tests)
     trainer_script: str = str(REPO_ROOT / 'train.py')   # the training entry point the launcher runs
+    job_nice: int = 10                              # CPU niceness of jobs, so the studio stays responsive
     python: str = sys.executable                    # interpreter of the studio's virtual environment
     deepspeed: str = ''                             # deepspeed launcher (default: next to `python`)
     max_request_bytes: int = 2 * 1024 * 1024        # larger request bodies get 413

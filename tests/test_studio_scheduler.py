@@ -7,6 +7,7 @@ import os
 import socket
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.fakes.gpus import FakeGpus
@@ -155,6 +156,7 @@ def test_two_live_jobs_never_share_a_port(harness):
         assert [e.get('MASTER_PORT') for e in envs] == [str(pa), str(pb)]
         assert [e.get('CUDA_VISIBLE_DEVICES') for e in envs] == ['0', '1']
         assert all(e.get('PYTHONUNBUFFERED') == '1' for e in envs)
+        assert psutil.Process(h.job(a)['attempts'][-1]['pid']).nice() == 10     # the studio stays responsive
     finally:
         blocker.close()
 

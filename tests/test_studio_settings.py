@@ -3,7 +3,7 @@
 import pytest
 
 from api.settings import Settings, SettingsError, load_settings
-from tests.fakes.studio import write_model
+from tests.fakes.studio import copy_tiny_model
 
 
 def test_defaults():
@@ -45,9 +45,9 @@ def test_every_setting_has_a_comment():
         assert '#' in line, f'{name} has no comment'
 
 
-def test_extra_model_roots_are_scanned(make_app, tmp_path):
+def test_extra_model_roots_are_scanned(make_app, tmp_path, tiny_models):
     extra = tmp_path / 'data2' / 'models'
-    write_model(extra / 'wan-1.3b')
+    copy_tiny_model(tiny_models, extra / 'wan-1.3b')
     models = make_app(model_roots=(str(extra),)).test_client().get('/api/v1/models').get_json()
     assert [m['path'] for m in models['models']] == [str(extra / 'wan-1.3b')]
     assert models['roots'][1] == str(extra)

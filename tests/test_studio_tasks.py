@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from tests.fakes.studio import train_form, write_dataset
+from tests.fakes.studio import copy_tiny_model, train_form, write_dataset
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_names_count_up_per_day_and_defaults_pick_the_model_and_dataset(client, 
     a, b = create(client), create(client)
     assert (a['id'], b['id']) == (f'wan-{day}-01', f'wan-{day}-02') and a['name'] == a['id']
     assert a['form']['model_path'] == str(tiny_model) and a['form']['dataset'] == 'demo'
-    assert a['model']['variant']['id'] == 'wan2.1-t2v-1.3B' and a['state'] == 'draft'
+    assert a['model']['variant']['id'] == 'wan2.1-t2v-1.3b' and a['state'] == 'draft'
     named = create(client, name='my style', prefix='wan')
     assert named['name'] == 'my style' and named['id'] == f'wan-{day}-03'
     assert client.post('/api/v1/tasks', json={'name': 'My Style'}).status_code == 409
@@ -142,19 +142,30 @@ def test_paths_outside_the_data_root_are_refused_with_field_errors(client, tiny_
     assert r.status_code == 400 and r.get_json()['error']['field'] == 'model_path'
 
 
-def test_models_and_datasets_are_listed(client, tiny_model, data_root):
-    diffusers = data_root / 'models' / 'group' / 'wan-diffusers'
-    (diffusers / 'transformer').mkdir(parents=True)
-    (diffusers / 'model_index.json').write_text('{"_class_name": "WanPipeline"}')
-    (diffusers / 'transformer' / 'config.json').write_text(
-        '{"num_attention_heads": 24, "attention_head_dim": 128, "in_channels": 48}')
+def test_models_and_datasets_are_listed(client, tiny_model, tiny_models, data_root):
+    copy_tiny_model(tiny_models, data_root / 'models' / 'group' / 'ti2v', 'wan2.2-ti2v-5b', 'diffusers')
+    copy_tiny_model(tiny_models, data_root / 'models' / 'wan22' / 'a14b', 'wan2.2-t2v-a14b', 'official')
     (data_root / 'models' / 'not-a-model').mkdir()
+    broken = data_root / 'models' / 'broken'
+    broken.mkdir()
+    (broken / 'config.json').write_text('{"dim": 5120}')
+    (broken / 'Wan2.1_VAE.pth').write_bytes(b'')
     models = {m['name']: m for m in client.get('/api/v1/models').get_json()['models']}
-    assert set(models) == {'tiny', 'group/wan-diffusers'}
+    assert set(models) == {'tiny', 'group/ti2v', 'wan22/a14b', 'broken'}
     assert models['tiny']['layout'] == 'wan' and models['tiny']['variant']['size_multiple'] == 16
-    v = models['group/wan-diffusers']['variant']
-    assert models['group/wan-diffusers']['layout'] == 'diffusers' and v['id'] == 'wan2.2-ti2v-5B'
-    assert v['size_multiple'] == 32
+    v = models['group/ti2v']['variant']
+    assert models['group/ti2v']['layout'] == 'diffusers' and v['id'] == 'wan2.2-ti2v-5b' and v['size_multiple'] == 32
+    assert models['wan22/a14b']['variant']['experts'] == ['high_noise', 'low_noise']
+    assert models['broken']['variant'] is None and models['broken']['error']
+    # a model the inspector refuses is refused as the task's model, with its reason
+    t = create(client, form={'model_path': str(broken)})
+    issues = client.post(f'/api/v1/tasks/{t["id"]}/validate').get_json()['issues']
+    assert any(i['field'] == 'model_path' and i['message'] == models['broken']['error'] for i in issues)
+    # the ti2v model needs sides that are multiples of 32
+    client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'model_path': models['group/ti2v']['path'],
+                                                             'resolutions': [496]}})
+    issues = client.post(f'/api/v1/tasks/{t["id"]}/validate').get_json()['issues']
+    assert any(i['field'] == 'resolutions' and 'multiple of 32' in i['message'] for i in issues)
     ds = client.get('/api/v1/datasets').get_json()['datasets']
     assert ds == [{'name': 'demo', 'path': str(data_root / 'datasets' / 'demo'), 'images': 2, 'videos': 0,
                    'captions': 2}]

@@ -56,8 +56,9 @@ def build(settings, mode, devices, port, run_dir, resume_from=None):
     return LAUNCHERS[settings.launcher](settings, mode, devices, port, args), job_env(settings, mode, devices, port)
 
 
-def start(command, env, run_dir, cwd, header):
-    """Start the job in its own session, stdout+stderr appended to <run>/log.txt. Returns (Popen, create_time)."""
+def start(command, env, run_dir, cwd, header, nice=0):
+    """Start the job in its own session, stdout+stderr appended to <run>/log.txt, at CPU niceness `nice`
+    (set before the launcher starts its ranks, which inherit it). Returns (Popen, create_time)."""
     run_dir = Path(run_dir)
     (run_dir / 'control').mkdir(parents=True, exist_ok=True)
     with open(run_dir / 'log.txt', 'ab') as log:
@@ -65,4 +66,9 @@ def start(command, env, run_dir, cwd, header):
         log.flush()
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, cwd=str(cwd), start_new_session=True)
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
+        except OSError:
+            pass
     return proc, create_time(proc.pid)

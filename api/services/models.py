@@ -2,28 +2,17 @@
 
 A folder is a checkpoint if it is an official Wan-AI folder (config.json, or high_noise_model/ and
 low_noise_model/ for Wan2.2 A14B, next to Wan2.1_VAE.pth or Wan2.2_VAE.pth) or a Diffusers folder
-(model_index.json). The variant comes from the trainer's own inspector (models.wan.checkpoints) when
-it is there; until then `inspect_variant` reads the same facts from the files. Keep that one call.
+(model_index.json). What it is (variant, size multiple) comes from the trainer's own inspector,
+models.wan.checkpoints.inspect_checkpoint, called in one place: `inspect_variant`.
 """
 
-import json
 import threading
 import time
 from pathlib import Path
 
 VAE_FILES = ('Wan2.1_VAE.pth', 'Wan2.2_VAE.pth')
-# (dim, in_dim) of the official configs -> size label
-SIZES = {1536: '1.3B', 3072: '5B', 5120: '14B'}
-TASKS_BY_IN_DIM = {16: 't2v', 36: 'i2v', 48: 'ti2v'}
-SCAN_DEPTH = 2
+SCAN_DEPTH = 3              # <root>/<name>, <root>/<group>/<name>, <root>/tiny/<variant>/<layout>
 CACHE_S = 5.0
-
-
-def _json(path):
-    try:
-        return json.loads(Path(path).read_text(encoding='utf-8'))
-    except (OSError, ValueError):
-        return None
 
 
 def layout_of(folder: Path):
@@ -35,35 +24,12 @@ def layout_of(folder: Path):
     return 'wan' if has_vae and has_cfg else None
 
 
-def _variant_from_files(folder: Path, layout):
-    if layout == 'diffusers':
-        t = _json(folder / 'transformer' / 'config.json') or {}
-        dim = (t.get('num_attention_heads') or 0) * (t.get('attention_head_dim') or 0)
-        in_dim = t.get('in_channels')
-        two_experts = (folder / 'transformer_2').is_dir()
-        family = 'wan2.2' if two_experts or in_dim == 48 else 'wan2.1'
-    else:
-        two_experts = (folder / 'high_noise_model').is_dir()
-        t = _json(folder / ('high_noise_model/config.json' if two_experts else 'config.json')) or {}
-        dim, in_dim = t.get('dim'), t.get('in_dim')
-        family = 'wan2.2' if two_experts or (folder / 'Wan2.2_VAE.pth').is_file() else 'wan2.1'
-    task = t.get('model_type') or TASKS_BY_IN_DIM.get(in_dim, 't2v')
-    size = 'A14B' if two_experts else SIZES.get(dim, f'dim{dim}' if dim else 'unknown')
-    return {'id': f'{family}-{task}-{size}', 'family': family, 'task': task, 'size': size,
-            'experts': ['high_noise', 'low_noise'] if two_experts else [],
-            'size_multiple': 32 if task == 'ti2v' else 16, 'inspector': 'files'}
-
-
-def inspect_variant(folder: Path, layout):
-    """Variant facts of a checkpoint folder: id and size_multiple at least."""
-    try:
-        from models.wan.checkpoints import inspect_checkpoint
-    except ImportError:
-        return _variant_from_files(folder, layout)
-    ckpt = inspect_checkpoint({'type': 'wan', 'ckpt_path': str(folder)})
-    v = ckpt.variant
-    return {'id': v.id, 'size_multiple': v.size_multiple, 'inspector': 'models.wan.checkpoints',
-            **{k: getattr(v, k) for k in ('family', 'task', 'size', 'experts') if hasattr(v, k)}}
+def inspect_variant(folder: Path):
+    """Variant facts of a checkpoint folder (reads JSON and safetensors headers, no weights)."""
+    from models.wan.checkpoints import inspect_checkpoint
+    v = inspect_checkpoint({'type': 'wan', 'ckpt_path': str(folder)}).variant
+    return {'id': v.id, 'task': v.task, 'experts': list(v.experts), 'size_multiple': v.size_multiple,
+            'framerate': v.framerate, 'vae': v.vae}
 
 
 class ModelCatalog:
@@ -103,10 +69,17 @@ class ModelCatalog:
         entry = {'name': str(folder.relative_to(root)), 'path': str(folder), 'root': str(root), 'layout': layout,
                  'variant': None, 'error': None}
         try:
-            entry['variant'] = inspect_variant(folder, layout)
-        except Exception as e:      # a broken checkpoint is listed with its error, never hides the others
+            entry['variant'] = inspect_variant(folder)
+        except Exception as e:      # a broken checkpoint is listed with its error and hides no other
             entry['error'] = f'{type(e).__name__}: {e}'
         return entry
+
+    def default(self):
+        """The model a new task starts with: a working one, single-expert text-to-video first."""
+        ok = [m for m in self.list() if m['variant']]
+        rank = lambda m: (m['variant']['task'] != 't2v', len(m['variant']['experts']) > 1,  # noqa: E731
+                          m['layout'] != 'wan', m['name'])
+        return min(ok, key=rank) if ok else None
 
     def find(self, path):
         """The catalog entry of a checkpoint path, or None."""

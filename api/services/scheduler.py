@@ -151,7 +151,7 @@ class Scheduler:
         self.queue.remove(job['id'])
         header = f'job {job["id"]} attempt {att["n"]}' + (f', resuming from {resume}' if resume else '')
         try:
-            proc, started = launcher.start(command, env, run_dir, Path(s.trainer_script).parent, header)
+            proc, started = launcher.start(command, env, run_dir, Path(s.trainer_script).parent, header, s.job_nice)
         except OSError as e:
             atts = job['attempts'][:-1] + [{**att, 'outcome': 'failed', 'reason': str(e), 'ended_at': self.clock()}]
             self.jobs.update(job['id'], state='failed', finished_at=self.clock(), attempts=atts,

@@ -76,17 +76,18 @@ warmup_steps = 10
 save_every_n_epochs = 2
 checkpoint_every_n_minutes = 30
 activation_checkpointing = true
-save_dtype = 'bfloat16'
+save_dtype = {dtype}
 
 [model]
 type = 'wan'
 ckpt_path = {model}
-dtype = 'bfloat16'
+# bfloat16 on a GPU; a CPU is faster (and exact) in float32.
+dtype = {dtype}
 
 [adapter]
 type = 'lora'
 rank = 32
-dtype = 'bfloat16'
+dtype = {dtype}
 
 [optimizer]
 type = 'adamw_optimi'
@@ -111,10 +112,23 @@ num_repeats = 1
 """
 
 
-def default_texts(model_path='', dataset_path=''):
-    q = tomli_w.dumps
-    return (DEFAULT_MAIN.replace('{model}', q({'v': model_path})[4:].strip()),
-            DEFAULT_DATASET.replace('{dataset}', q({'v': dataset_path})[4:].strip()))
+def _quoted(value):
+    return tomli_w.dumps({'v': value})[4:].strip()
+
+
+def default_texts(model_path='', dataset_path='', cpu=False):
+    """The draft of a new task. A dataset folder that carries its own dataset.toml (the demo does)
+    gives the dataset draft, its relative paths made absolute."""
+    main = DEFAULT_MAIN.replace('{model}', _quoted(model_path)).replace('{dtype}', _quoted('float32' if cpu else 'bfloat16'))
+    own = Path(dataset_path) / 'dataset.toml' if dataset_path else None
+    doc = parse(own.read_text(encoding='utf-8'), 'dataset')[0] if own and own.is_file() else None
+    if not isinstance(doc, dict) or not isinstance(doc.get('directory'), list):
+        return main, DEFAULT_DATASET.replace('{dataset}', _quoted(dataset_path))
+    for entry in doc['directory']:
+        for key in ('path', 'mask_path', 'metadata_file'):
+            if isinstance(entry, dict) and isinstance(entry.get(key), str):
+                entry[key] = str((Path(dataset_path) / entry[key]).resolve())
+    return main, f'# From {own}.\n' + dump(doc)
 
 
 # ------------------------------------------------------------------------------------------------

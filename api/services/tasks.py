@@ -47,12 +47,13 @@ def check_resources(res):
 class TaskService(RecordIndex):
     kind = 'task'
 
-    def __init__(self, paths, settings, models, datasets):
+    def __init__(self, paths, settings, models, datasets, inventory):
         super().__init__()
         self.paths = paths
         self.settings = settings
         self.models = models
         self.datasets = datasets
+        self.inventory = inventory        # new drafts use float32 where jobs run on the CPU
 
     # ---- loading and lookup -------------------------------------------------------------------
     def load(self):
@@ -98,8 +99,9 @@ class TaskService(RecordIndex):
         if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
             raise BadRequest('prefix must be lowercase letters and digits, starting with a letter', field='prefix')
         if toml is None:
-            models, datasets = self.models.list(), self.datasets.list()
-            main, dataset = default_texts(models[0]['path'] if models else '', datasets[0]['path'] if datasets else '')
+            model, datasets = self.models.default(), self.datasets.list()
+            main, dataset = default_texts(model['path'] if model else '', datasets[0]['path'] if datasets else '',
+                                          cpu=self.inventory.mode == 'cpu')
             toml = {'main': main, 'dataset': dataset}
         toml = self._check_toml(toml, require_both=True)
         resources = check_resources(resources or {'gpus': 1, 'gpu_ids': None})

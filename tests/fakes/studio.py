@@ -28,15 +28,11 @@ TEST_SETTINGS = {
 }
 
 
-def write_model(folder: Path):
-    """An official-layout Wan2.1 folder (config.json + VAE file) small enough to make per test."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {'_class_name': 'WanModel', 'dim': 1536, 'ffn_dim': 8960, 'freq_dim': 256, 'in_dim': 16,
-           'model_type': 't2v', 'num_heads': 12, 'num_layers': 30, 'out_dim': 16, 'text_len': 512, 'eps': 1e-6}
-    (folder / 'config.json').write_text(json.dumps(cfg))
-    import torch
-    torch.save({}, folder / 'Wan2.1_VAE.pth')
-    return folder
+def copy_tiny_model(tiny_models, dest: Path, variant='wan2.1-t2v-1.3b', layout='official'):
+    """A copy of one of the session's tiny random-weight models (tests' `tiny_models`) at `dest`."""
+    import shutil
+    shutil.copytree(Path(tiny_models) / variant / layout, dest)
+    return dest
 
 
 def write_dataset(folder: Path, items=2, behave=None):
