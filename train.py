@@ -101,6 +101,7 @@ class Trainer:
         self.examples = 0
         self.last_checkpoint_time = time.time()
         self.tb = None
+        self.wandb = None
 
     # -- setup ----------------------------------------------------------------------------------
     @property
@@ -149,7 +150,12 @@ class Trainer:
         params = [p for p in self.pipe.parameters() if p.requires_grad]
         optimizer = build_optimizer(cfg['optimizer'], params)
         self.total_steps = self.planned_steps()
-        scheduler = build_scheduler(optimizer, cfg['warmup_steps'], self.total_steps, cfg['lr_scheduler'])
+        if cfg.get('force_constant_lr') is not None:
+            for group in optimizer.param_groups:
+                group['lr'] = cfg['force_constant_lr']
+            scheduler = build_scheduler(optimizer, 0, self.total_steps, 'constant')
+        else:
+            scheduler = build_scheduler(optimizer, cfg['warmup_steps'], self.total_steps, cfg['lr_scheduler'])
         pipe_group = self.pipe._grid.get_pipe_parallel_group() if self.stages > 1 else None
         self.clipper = ClippedStep(optimizer, params, cfg['gradient_clipping'], pipe_group)   # after the scheduler wraps step
         ds_config = {
@@ -316,6 +322,9 @@ class Trainer:
                                                    load_optimizer_states=True, load_lr_scheduler_states=not force_lr)
         if load_path is None:
             raise FileNotFoundError(f'could not load DeepSpeed checkpoint {ckpt_dir}')
+        if force_lr:          # the optimizer state just loaded carries the old learning rate
+            for group in self.optimizer.param_groups:
+                group['lr'] = self.config['force_constant_lr']
         state = json.loads((ckpt_dir / 'trainer_state.json').read_text())
         self.load_state_dict(state)
         rng = ckpt_dir / f'rng_rank{self.rank}.pt'
@@ -345,8 +354,22 @@ class Trainer:
 
     def log_metric(self, name, value):
         self.events.metric(name, self.step, value, epoch=self.epoch)
+        x = self.examples if self.config['x_axis_examples'] else self.step
         if self.tb is not None:
-            self.tb.add_scalar(name, value, self.examples if self.config['x_axis_examples'] else self.step)
+            self.tb.add_scalar(name, value, x)
+        if self.wandb is not None:
+            self.wandb.log({name: value}, step=x)
+
+    def _start_wandb(self):
+        mon = self.config.get('monitoring') or {}
+        if not mon.get('enable_wandb'):
+            return None
+        import wandb
+        if mon.get('wandb_api_key'):
+            wandb.login(key=mon['wandb_api_key'])
+        wandb.init(project=mon.get('wandb_tracker_name') or None, name=mon.get('wandb_run_name') or self.run_dir.name,
+                   config=json.loads(json.dumps(self.config, default=str)), dir=str(self.run_dir))
+        return wandb
 
     def due(self, key, unit_value, previous=None):
         n = self.config.get(key)
@@ -370,6 +393,7 @@ class Trainer:
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(self.run_dir / 'tensorboard'))
+            self.wandb = self._start_wandb()
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
         self.events.status('training', 'training')
@@ -449,6 +473,8 @@ class Trainer:
             bar.close()
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
     def _on_sigterm(self, signum, frame):
         self.stop_requested = True

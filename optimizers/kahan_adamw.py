@@ -9,7 +9,7 @@ kept and this is plain AdamW.
 With `quantize_states=True` both moments are stored as 8-bit codes in blocks of 256 with one
 float32 scale per block (bitsandbytes' block-wise dynamic quantization), cutting optimizer memory
 from 8 to about 2 bytes per parameter. `stabilize=True` scales each tensor's step by
-1 / max(1, RMS(g^2 / v)) (update clipping as in StableAdamW).
+1 / max(1, RMS(g^2 / v_hat)) (update clipping as in StableAdamW).
 """
 
 import torch
@@ -93,11 +93,11 @@ class KahanAdamW(torch.optim.Optimizer):
                 self._store(state, m, v)
 
                 lr = group['lr']
-                if group['stabilize']:
-                    rms = (grad.square() / v.clamp_min(group['eps'] ** 2)).mean().sqrt().item()
-                    lr = lr / max(1.0, rms)
                 bias1 = 1 - beta1 ** step
                 bias2 = 1 - beta2 ** step
+                if group['stabilize']:
+                    rms = (grad.square() / (v / bias2).clamp_min(group['eps'] ** 2)).mean().sqrt().item()
+                    lr = lr / max(1.0, rms)
                 update = (m / bias1) / ((v / bias2).sqrt() + group['eps'])
                 weight = p.float()
                 delta = -lr * (update + group['weight_decay'] * weight)

@@ -173,7 +173,10 @@ def test_stop_then_resume_equals_an_uninterrupted_run(pipeline_run, tmp_path):
     run = tmp_path / 'run'
     proc = launch(config, run, procs=2, wait=False)
     try:
-        assert wait_for(lambda: len(metric(run, 'train/loss')) >= 5, timeout=240), log_of(run)[-2000:]
+        assert wait_for(lambda: len(metric(run, 'train/loss')) >= 3, timeout=240), log_of(run)[-2000:]
+        (run / 'control' / 'save').touch()                 # save now, keep training
+        assert wait_for(lambda: any(e['type'] == 'artifact' and e['path'].startswith('step') for e in events(run)),
+                        timeout=60)
         (run / 'control' / 'stop').touch()
         proc.wait(timeout=120)
     finally:
@@ -183,6 +186,8 @@ def test_stop_then_resume_equals_an_uninterrupted_run(pipeline_run, tmp_path):
     status = last_status(run)
     assert status['state'] == 'stopped'
     stopped_at = max(metric(run, 'train/loss'))
+    saved_now = [e for e in events(run) if e['type'] == 'artifact' and e['path'].startswith('step')]
+    assert saved_now and (run / saved_now[0]['path']).is_file() and not (run / 'control' / 'save').exists()
     assert stopped_at < 32 and (run / 'checkpoints' / f'step{stopped_at}' / 'trainer_state.json').is_file()
 
     proc = launch(config, run, procs=2, extra=['--resume_from_checkpoint'])
@@ -251,3 +256,22 @@ def test_float8_storage_keeps_frozen_weights_in_float8(tiny_models, demo_dataset
     loss.backward()
     assert torch.isfinite(loss) and q.lora_B['default'].weight.grad is not None
     assert q.base_layer.weight.dtype == torch.float8_e4m3fn          # still stored in float8 after running
+
+
+def test_full_fine_tune_saves_official_names_loadable_as_transformer_path(tiny_models, demo_dataset, tmp_path):
+    from models.wan import checkpoints
+    src = official(tiny_models, 'wan2.1-t2v-1.3b')
+    config = write_config(tmp_path, config_text(src, demo_dataset, tmp_path / 'out', max_steps=2, adapter=None,
+                                                optimizer="type = 'adamw'\nlr = 1e-3"))
+    run = tmp_path / 'run'
+    proc = launch(config, run, procs=1)
+    assert proc.returncode == 0, log_of(run)[-3000:]
+    (artifact,) = [e for e in events(run) if e['type'] == 'artifact' and e['kind'] == 'model']
+    folder = run / artifact['path']
+    saved = load_file(folder / 'diffusion_pytorch_model.safetensors')
+    original = load_file(src / 'diffusion_pytorch_model.safetensors')
+    assert set(saved) == set(original)                       # the official parameter names, every one
+    assert not torch.equal(saved['blocks.0.self_attn.q.weight'], original['blocks.0.self_attn.q.weight'])
+    ckpt = checkpoints.inspect_checkpoint({'ckpt_path': str(src), 'transformer_path': str(folder)})
+    loaded = checkpoints.load_transformer(ckpt, 'main', torch.float32).state_dict()
+    assert torch.equal(loaded['blocks.0.attn1.to_q.weight'], saved['blocks.0.self_attn.q.weight'])
