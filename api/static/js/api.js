@@ -1,0 +1,73 @@
+// The one way the UI talks to the studio: fetch /api/v1 with the access token, JSON in and out.
+// Errors become ApiError(code, message, field) from the studio's {"error": {...}} body, so views can
+// show the message next to the field it names. Nothing here knows about any area of the UI.
+
+const TOKEN_KEY = 'odeo.token';
+
+export class ApiError extends Error {
+  constructor(status, code, message, field, details) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+    this.details = details || {};
+  }
+}
+
+export function token() {
+  const fromUrl = new URLSearchParams(location.search).get('token');
+  if (fromUrl) localStorage.setItem(TOKEN_KEY, fromUrl);
+  return localStorage.getItem(TOKEN_KEY) || '';
+}
+
+export function setToken(value) {
+  if (value) localStorage.setItem(TOKEN_KEY, value);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+// A URL the browser fetches directly (download, <video>, <img>): the token rides in the query.
+export function fileUrl(path) {
+  const t = token();
+  const url = path.startsWith('/') ? path : `/api/v1/${path}`;
+  return t ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(t)}` : url;
+}
+
+export async function api(path, { method = 'GET', body, query, raw = false, signal, headers = {} } = {}) {
+  let url = path.startsWith('/') ? path : `/api/v1/${path}`;
+  if (query) {
+    const q = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined && v !== null));
+    if ([...q].length) url += `?${q}`;
+  }
+  const h = { Accept: 'application/json', ...headers };
+  const t = token();
+  if (t) h.Authorization = `Bearer ${t}`;
+  let payload = body;
+  if (body !== undefined && !(body instanceof Blob) && !(body instanceof FormData) && !(body instanceof ArrayBuffer)) {
+    h['Content-Type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, { method, body: payload, headers: h, signal });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'unreachable', 'The studio does not answer (is it running?)');
+  }
+  if (raw) {
+    if (!response.ok) throw await errorOf(response);
+    return response;
+  }
+  if (!response.ok) throw await errorOf(response);
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+async function errorOf(response) {
+  let err = {};
+  try {
+    err = (await response.json()).error || {};
+  } catch (_) { /* not JSON */ }
+  if (response.status === 401) document.dispatchEvent(new CustomEvent('odeo:unauthorized'));
+  return new ApiError(response.status, err.code || `http_${response.status}`,
+    err.message || `${response.status} ${response.statusText}`, err.field, err);
+}

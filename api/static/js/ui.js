@@ -1,0 +1,103 @@
+// Small DOM helpers shared by every area: element builder, toasts, confirm dialog, formatting.
+
+// h('div.card#id', {onclick, title, dataset: {...}, ...attrs}, child, [children], 'text')
+export function h(spec, attrs = {}, ...children) {
+  const [, tag = 'div', rest = ''] = spec.match(/^([a-z0-9-]*)(.*)$/i);
+  const el = document.createElement(tag || 'div');
+  for (const part of rest.match(/[.#][^.#]+/g) || []) {
+    if (part[0] === '.') el.classList.add(part.slice(1));
+    else el.id = part.slice(1);
+  }
+  if (attrs instanceof Node || typeof attrs === 'string' || Array.isArray(attrs)) {
+    children.unshift(attrs);
+    attrs = {};
+  }
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2).toLowerCase(), v);
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k === 'style' && typeof v === 'object') Object.assign(el.style, v);
+    else if (k === 'class') el.className += ` ${v}`;
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.firstChild.remove();
+  return el;
+}
+
+export function toast(message, kind = 'info', ms = 5000) {
+  const box = document.getElementById('toasts');
+  const el = h(`div.toast.${kind}`, { role: kind === 'error' ? 'alert' : 'status' }, message);
+  box.append(el);
+  setTimeout(() => el.remove(), ms);
+  return el;
+}
+
+// Show an error from api() (or anything thrown) as a message, never a stack trace.
+export function showError(err, where) {
+  const text = err && err.message ? err.message : String(err);
+  toast(where ? `${where}: ${text}` : text, 'error', 8000);
+}
+
+export function confirmDialog(message, { confirm = 'OK', cancel = 'Cancel', danger = false } = {}) {
+  return new Promise((resolve) => {
+    const dialog = h('dialog.confirm', {},
+      h('p', message),
+      h('div.actions',
+        h('button', { type: 'button', onclick: () => { dialog.close(); resolve(false); } }, cancel),
+        h(`button${danger ? '.danger' : '.primary'}`, { type: 'button', onclick: () => { dialog.close(); resolve(true); } }, confirm)));
+    dialog.addEventListener('close', () => { dialog.remove(); resolve(false); });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
+export function formatBytes(n) {
+  if (n === null || n === undefined) return '';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+export function formatDuration(seconds) {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return '–';
+  seconds = Math.round(seconds);
+  const hh = Math.floor(seconds / 3600), mm = Math.floor((seconds % 3600) / 60), ss = seconds % 60;
+  return hh ? `${hh}h ${String(mm).padStart(2, '0')}m` : mm ? `${mm}m ${String(ss).padStart(2, '0')}s` : `${ss}s`;
+}
+
+export function formatTime(unixSeconds) {
+  return unixSeconds ? new Date(unixSeconds * 1000).toLocaleString() : '';
+}
+
+// Poll fn every ms while the view is alive; returns a stop function. Errors are shown once, not per tick.
+export function poll(fn, ms) {
+  let stopped = false, timer = null, failing = false;
+  const tick = async () => {
+    if (stopped) return;
+    try {
+      await fn();
+      failing = false;
+    } catch (e) {
+      if (!failing) showError(e);
+      failing = true;
+    }
+    if (!stopped) timer = setTimeout(tick, ms);
+  };
+  tick();
+  return () => { stopped = true; clearTimeout(timer); };
+}
