@@ -102,11 +102,11 @@ def test_launch_commands_follow_the_protocol():
     from api.services.launcher import build
     from api.settings import load_settings
     s = load_settings({'trainer_script': '/repo/train.py', 'python': '/venv/bin/python'}, env={})
-    cmd, env = build(s, 'gpu', [2, 5], 29517, '/data/runs/t/j', resume_from='/data/runs/t/j/checkpoints/step9')
+    cmd, env = build(s, {'kind': 'train'}, 'gpu', [2, 5], 29517, '/data/runs/t/j', resume_from='/data/runs/t/j/checkpoints/step9')
     assert cmd == ['/venv/bin/deepspeed', '--include=localhost:2,5', '--master_port', '29517', '/repo/train.py',
                    '--deepspeed', '--config', '/data/runs/t/j/config.toml', '--run_dir', '/data/runs/t/j',
                    '--resume_from_checkpoint', '/data/runs/t/j/checkpoints/step9']
     assert env['PYTHONUNBUFFERED'] == '1' and 'CUDA_VISIBLE_DEVICES' not in env
-    cmd, env = build(s, 'cpu', [0, 1], 29518, '/data/runs/t/j')
+    cmd, env = build(s, {'kind': 'train'}, 'cpu', [0, 1], 29518, '/data/runs/t/j')
     assert cmd[1:5] == ['--num_gpus', '2', '--master_port', '29518'] and '--resume_from_checkpoint' not in cmd
     assert env['OMP_NUM_THREADS'] == '1' and env['DS_ACCELERATOR'] == 'cpu'

@@ -19,12 +19,12 @@ def new_job_id(now=None):
     return time.strftime('j%Y%m%d-%H%M%S', time.localtime(now)) + '-' + secrets.token_hex(2)
 
 
-def new_job(job_id, task_id, run_dir_rel, request, origin, resume_from=None):
+def new_job(job_id, task_id, run_dir_rel, request, origin, resume_from=None, kind='train'):
     now = time.time()
     return {
         'id': job_id,
         'task_id': task_id,
-        'kind': 'train',
+        'kind': kind,                  # train | infer | caption ... (api/services/launcher.py KINDS)
         'state': 'queued',
         'created_at': now,
         'updated_at': now,

@@ -1,13 +1,19 @@
-"""Build the trainer's command line and start it, as docs/architecture.md specifies.
+"""Build a job's command line and start it, as docs/architecture.md specifies.
 
-Launchers are a registry: `deepspeed` (the real path: GPUs by --include, CPU ranks by --num_gpus) and
-`python` (one process, no launcher: the tests' fake trainer, or a quick single-device run).
+Job kinds are a registry (KINDS): `train` runs train.py through a launcher; other kinds (`infer`,
+`caption`, ...) are one Python process, `python -m api.jobs.<kind> --run_dir <run>`, that speaks the
+same protocol (events.jsonl, control/, log.txt) on the devices the scheduler gave it.
+
+Launchers for training are a registry too: `deepspeed` (the real path: GPUs by --include, CPU ranks by
+--num_gpus) and `python` (one process, no launcher: the tests' fake trainer, or a quick single-device run).
 """
 
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .procs import create_time
 
@@ -49,11 +55,46 @@ def job_env(settings, mode, devices, port, base=None):
     return env
 
 
-def build(settings, mode, devices, port, run_dir, resume_from=None):
-    """(command, env) for one attempt of a training job."""
-    run_dir = Path(run_dir)
+def train_command(settings, job, mode, devices, port, run_dir, resume_from):
     args = _trainer_args(settings.trainer_script, run_dir / 'config.toml', run_dir, resume_from)
     return LAUNCHERS[settings.launcher](settings, mode, devices, port, args), job_env(settings, mode, devices, port)
+
+
+def module_command(module):
+    """A one-process job: `python -m <module> --run_dir <run>`, seeing only its devices."""
+    def command(settings, job, mode, devices, port, run_dir, resume_from):
+        env = job_env(settings, mode, devices, port)
+        if mode == 'gpu':
+            env['CUDA_VISIBLE_DEVICES'] = ','.join(str(d) for d in devices)
+        return [settings.python, '-m', module, '--run_dir', str(run_dir)], env
+    return command
+
+
+@dataclass(frozen=True)
+class JobKind:
+    command: Callable          # (settings, job, mode, devices, port, run_dir, resume_from) -> (argv, env)
+    resumable: bool            # a crash or hang is retried from the newest checkpoint
+
+
+KINDS = {'train': JobKind(train_command, resumable=True)}
+
+
+def register_kind(kind, module, resumable=False):
+    """Other areas add their job kinds here (e.g. register_kind('infer', 'api.jobs.infer'))."""
+    KINDS[kind] = JobKind(module_command(module), resumable)
+
+
+def build(settings, job, mode, devices, port, run_dir, resume_from=None):
+    """(command, env) for one attempt of a job of any kind."""
+    kind = job.get('kind', 'train')
+    if kind not in KINDS:
+        raise ValueError(f'unknown job kind {kind!r}; known: {", ".join(sorted(KINDS))}')
+    return KINDS[kind].command(settings, job, mode, devices, port, Path(run_dir), resume_from)
+
+
+def resumable(job):
+    kind = KINDS.get(job.get('kind', 'train'))
+    return bool(kind and kind.resumable)
 
 
 def start(command, env, run_dir, cwd, header, nice=0):

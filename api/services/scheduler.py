@@ -139,7 +139,7 @@ class Scheduler:
         in_use = {j['attempts'][-1].get('port') for j in self.jobs.all(states=LIVE)}
         port = self.ports.allocate(in_use)
         resume = job['resume_from']
-        command, env = launcher.build(s, mode, devices, port, run_dir, resume)
+        command, env = launcher.build(s, job, mode, devices, port, run_dir, resume)
         events = self.monitor.events_path(job)
         att = {'n': len(job['attempts']) + 1, 'started_at': self.clock(), 'ended_at': None, 'pid': None,
                'create_time': None, 'port': port, 'devices': list(devices), 'device_kind': mode,

@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from . import procs
+from . import launcher, procs
 from .jobs import LIVE
 from .runs import newest_checkpoint
 
@@ -142,7 +142,8 @@ class Supervisor:
         changes = {'attempts': atts, 'message': reason}
         task = self.tasks.find(job['task_id'])
         deleting = task is None or task.get('deleting')
-        if outcome in RETRYABLE and not deleting and job['retries'] < self.settings.retry_limit:
+        retry = outcome in RETRYABLE and launcher.resumable(job)
+        if retry and not deleting and job['retries'] < self.settings.retry_limit:
             run_dir = self.paths.root / job['run_dir']
             resume = newest_checkpoint(run_dir) or job['resume_from']
             n = job['retries'] + 1
@@ -154,6 +155,6 @@ class Supervisor:
             log.warning('job %s %s (%s); retry %d', job['id'], outcome, reason, n)
             return
         final = {'done': 'done', 'stopped': 'stopped', 'interrupted': 'interrupted'}.get(outcome, 'failed')
-        if outcome in RETRYABLE and self.settings.retry_limit and not deleting:
+        if retry and self.settings.retry_limit and not deleting:
             changes['message'] = f'{outcome}: {reason}; gave up after {self.settings.retry_limit} automatic retries'
         self.jobs.update(job['id'], state=final, finished_at=now, **changes)
