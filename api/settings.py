@@ -42,6 +42,10 @@ class Settings:
     log_chunk_bytes: int = 256 * 1024               # most bytes one log read returns
     threads: int = 64                               # waitress worker threads (50 pollers and then some)
     gpu_cache_s: float = 2.0                        # GPU inventory is re-read at most this often
+    max_upload_bytes: int = 64 * 1024 ** 3          # largest single file an upload may declare (Data studio)
+    upload_chunk_bytes: int = 16 * 1024 * 1024      # bytes the browser sends per upload request
+    upload_expiry_s: float = 24 * 3600.0            # an unfinished upload untouched this long is removed
+    import_roots: tuple = ()                        # server folders imports may read (<data>/imports always)
 
     @property
     def data_path(self) -> Path:
@@ -54,6 +58,11 @@ class Settings:
     @property
     def all_model_roots(self) -> list:
         roots = [self.data_path / 'models'] + [Path(r).expanduser().resolve() for r in self.model_roots]
+        return list(dict.fromkeys(roots))
+
+    @property
+    def all_import_roots(self) -> list:
+        roots = [self.data_path / 'imports'] + [Path(r).expanduser().resolve() for r in self.import_roots]
         return list(dict.fromkeys(roots))
 
 
@@ -81,7 +90,7 @@ def _coerce(name, value):
             value = float(value)
         elif isinstance(default, tuple):
             if isinstance(value, str):
-                sep = os.pathsep if name == 'model_roots' else ('-' if name == 'port_range' else ',')
+                sep = os.pathsep if name in ('model_roots', 'import_roots') else ('-' if name == 'port_range' else ',')
                 value = [v for v in value.split(sep) if v.strip()]
             value = tuple(int(v) for v in value) if name == 'port_range' else tuple(str(v) for v in value)
         else:
@@ -149,4 +158,7 @@ def public_view(settings: Settings) -> dict:
         'comfyui_url': settings.comfyui_url,
         'token_required': bool(settings.token),
         'max_request_bytes': settings.max_request_bytes,
+        'max_upload_bytes': settings.max_upload_bytes,
+        'upload_chunk_bytes': settings.upload_chunk_bytes,
+        'import_roots': [str(r) for r in settings.all_import_roots],
     }

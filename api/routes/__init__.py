@@ -1,11 +1,15 @@
 """One blueprint per area, all under /api/v1 (the index page aside). Further areas (Data studio,
 Inference studio) add their blueprint here and their services under api/services/."""
 
+from .buckets import bp as buckets
+from .captions import bp as captions
+from .datasets import bp as datasets
 from .gpus import bp as gpus
 from .jobs import bp as jobs
 from .library import bp as library
 from .queue import bp as queue
 from .system import bp as system
 from .tasks import bp as tasks
+from .uploads import bp as uploads
 
-BLUEPRINTS = [system, tasks, jobs, queue, gpus, library]
+BLUEPRINTS = [system, tasks, jobs, queue, gpus, library, datasets, uploads, captions, buckets]

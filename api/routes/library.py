@@ -1,4 +1,4 @@
-"""Inputs a task can use: model checkpoints found under the model roots, and datasets."""
+"""Inputs a task can use: model checkpoints found under the model roots (datasets: routes/datasets.py)."""
 
 from flask import Blueprint
 
@@ -12,15 +12,3 @@ bp = Blueprint('library', __name__, url_prefix='/api/v1')
 def models():
     s = studio()
     return {'roots': [str(r) for r in s.settings.all_model_roots], 'models': s.models.list()}
-
-
-@bp.get('/datasets')
-@doc('Dataset folders under <data>/datasets', response='DatasetList')
-def datasets():
-    return {'datasets': studio().datasets.list()}
-
-
-@bp.get('/datasets/<name>')
-@doc('One dataset folder', response='Dataset')
-def dataset(name):
-    return studio().datasets.get(name)

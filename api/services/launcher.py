@@ -17,6 +17,8 @@ from typing import Callable
 
 from .procs import create_time
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 def _trainer_args(script, config, run_dir, resume_from):
     args = [str(script), '--deepspeed', '--config', str(config), '--run_dir', str(run_dir)]
@@ -61,11 +63,13 @@ def train_command(settings, job, mode, devices, port, run_dir, resume_from):
 
 
 def module_command(module):
-    """A one-process job: `python -m <module> --run_dir <run>`, seeing only its devices."""
+    """A one-process job: `python -m <module> --run_dir <run>`, seeing only its devices; the repository
+    is on PYTHONPATH so the module imports from any working directory."""
     def command(settings, job, mode, devices, port, run_dir, resume_from):
         env = job_env(settings, mode, devices, port)
         if mode == 'gpu':
             env['CUDA_VISIBLE_DEVICES'] = ','.join(str(d) for d in devices)
+        env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
         return [settings.python, '-m', module, '--run_dir', str(run_dir)], env
     return command
 
@@ -74,14 +78,15 @@ def module_command(module):
 class JobKind:
     command: Callable          # (settings, job, mode, devices, port, run_dir, resume_from) -> (argv, env)
     resumable: bool            # a crash or hang is retried from the newest checkpoint
+    needs_task: bool = True    # False: the job stands alone (e.g. captioning a dataset), no task record
 
 
 KINDS = {'train': JobKind(train_command, resumable=True)}
 
 
-def register_kind(kind, module, resumable=False):
+def register_kind(kind, module, resumable=False, needs_task=True):
     """Other areas add their job kinds here (e.g. register_kind('infer', 'api.jobs.infer'))."""
-    KINDS[kind] = JobKind(module_command(module), resumable)
+    KINDS[kind] = JobKind(module_command(module), resumable, needs_task)
 
 
 def build(settings, job, mode, devices, port, run_dir, resume_from=None):
@@ -95,6 +100,11 @@ def build(settings, job, mode, devices, port, run_dir, resume_from=None):
 def resumable(job):
     kind = KINDS.get(job.get('kind', 'train'))
     return bool(kind and kind.resumable)
+
+
+def needs_task(job):
+    kind = KINDS.get(job.get('kind', 'train'))
+    return not kind or kind.needs_task
 
 
 def start(command, env, run_dir, cwd, header, nice=0):

@@ -111,7 +111,7 @@ class Scheduler:
                 self.queue.remove(jid)
                 continue
             task = self.tasks.find(job['task_id'])
-            if task is None or task.get('deleting'):
+            if (task is None and launcher.needs_task(job)) or (task and task.get('deleting')):
                 self.cancel(jid, reason='task deleted')
                 continue
             got = self.pick(job['request'], usable, existing) if existing else None

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 from .datasets import DatasetCatalog
+from .datastudio import DataStudio
 from .errors import Conflict, Invalid
 from .gpus import GpuInventory
 from .jobs import LIVE, JobStore, new_job, new_job_id
@@ -49,6 +50,7 @@ class Studio:
         self.ports = PortAllocator(*settings.port_range)
         self.scheduler = Scheduler(settings, self.paths, self.jobs, self.queue, self.tasks, self.inventory,
                                    self.monitor, self.ports)
+        self.data = DataStudio(self)            # Data area: uploads, previews, captions, buckets, caption jobs
         self.scheduler.recover()
 
     def start(self):

@@ -95,14 +95,15 @@ class TaskService(RecordIndex):
                     pass
             n += 1
 
-    def create(self, name=None, prefix='wan', toml=None, resources=None, copied_from=None):
+    def create(self, name=None, prefix='wan', toml=None, resources=None, copied_from=None, dataset=None):
+        """`dataset` (a folder name) picks the dataset of the draft; its own dataset.toml is the dataset draft."""
         if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
             raise BadRequest('prefix must be lowercase letters and digits, starting with a letter', field='prefix')
         if toml is None:
             model, datasets = self.models.default(), self.datasets.list()
-            main, dataset = default_texts(model['path'] if model else '', datasets[0]['path'] if datasets else '',
-                                          cpu=self.inventory.mode == 'cpu')
-            toml = {'main': main, 'dataset': dataset}
+            folder = str(self.datasets.folder(dataset)) if dataset else datasets[0]['path'] if datasets else ''
+            main, dataset_text = default_texts(model['path'] if model else '', folder, cpu=self.inventory.mode == 'cpu')
+            toml = {'main': main, 'dataset': dataset_text}
         toml = self._check_toml(toml, require_both=True)
         resources = check_resources(resources or {'gpus': 1, 'gpu_ids': None})
         with self._lock:
