@@ -1,0 +1,50 @@
+"""Data area: dataset folders are created, listed with counts / duration / size, renamed and deleted."""
+
+from tests.datahelp import API, small_dataset
+
+
+def test_create_list_rename_delete(make_app, data_root):
+    c = make_app().test_client()
+    r = c.post(f'{API}/datasets', json={'name': 'beach clips'})
+    assert r.status_code == 201 and r.get_json()['files'] == 0
+    folder = data_root / 'datasets' / 'beach clips'
+    small_dataset(folder)
+    (folder / 'notes.md').write_text('not media')
+    listed = c.get(f'{API}/datasets?details=true').get_json()['datasets']
+    ds = next(d for d in listed if d['name'] == 'beach clips')
+    sizes = sum((folder / n).stat().st_size for n in ('clip.mp4', 'wide.mp4', 'still.png'))
+    assert (ds['videos'], ds['images'], ds['captions'], ds['files']) == (2, 1, 2, 3)
+    assert ds['size_bytes'] == sizes and ds['unreadable'] == 0
+    assert abs(ds['duration_s'] - (40 + 24) / 16) < 1e-6            # 2.5 s + 1.5 s
+    assert set(c.get(f'{API}/datasets').get_json()['datasets'][0]) == {'name', 'path', 'images', 'videos', 'captions'}
+
+    assert c.post(f'{API}/datasets', json={'name': 'Beach Clips'}).status_code == 409
+    for bad in ['../up', '.hidden', 'a/b', '', ' padded', 'x' * 101]:
+        r = c.post(f'{API}/datasets', json={'name': bad})
+        assert r.status_code == 400 and r.get_json()['error']['field'] == 'name', bad
+
+    r = c.patch(f'{API}/datasets/beach clips', json={'name': 'beach-v2'})
+    assert r.status_code == 200 and r.get_json()['files'] == 3
+    assert c.get(f'{API}/datasets/beach clips').status_code == 404
+    assert (data_root / 'datasets' / 'beach-v2' / 'clip.txt').read_text().startswith('a grey square')
+    c.post(f'{API}/datasets', json={'name': 'other'})
+    assert c.patch(f'{API}/datasets/beach-v2', json={'name': 'OTHER'}).status_code == 409
+
+    r = c.delete(f'{API}/datasets/beach-v2')
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'confirm'
+    assert (data_root / 'datasets' / 'beach-v2').is_dir()
+    assert c.delete(f'{API}/datasets/beach-v2?confirm=true').get_json() == {'name': 'beach-v2', 'deleted': True}
+    assert not (data_root / 'datasets' / 'beach-v2').exists()
+    assert [d['name'] for d in c.get(f'{API}/datasets').get_json()['datasets']] == ['other']
+    assert not any((data_root / 'trash').iterdir())
+
+
+def test_delete_a_file_removes_its_caption_and_previews(make_app, data_root):
+    c = make_app().test_client()
+    folder = small_dataset(data_root / 'datasets' / 'd')
+    assert c.get(f'{API}/datasets/d/thumbnail/clip.mp4').status_code == 200
+    assert c.delete(f'{API}/datasets/d/files/clip.mp4').status_code == 400
+    assert c.delete(f'{API}/datasets/d/files/clip.mp4?confirm=true').status_code == 200
+    assert not (folder / 'clip.mp4').exists() and not (folder / 'clip.txt').exists()
+    assert not list((folder / '.studio' / 'previews').iterdir())
+    assert [f['name'] for f in c.get(f'{API}/datasets/d/files').get_json()['files']] == ['still.png', 'wide.mp4']
