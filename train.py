@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from utils.config import ConfigError, load_dataset_config, load_main_config
+from utils.config import ConfigError, ConfigIssue, load_dataset_config, load_main_config
 
 EVAL_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint')
@@ -174,9 +174,6 @@ class Trainer:
         if cfg['blocks_to_swap']:
             from utils.offload import BlockSwapper
             blocks = [m for m in self.pipe.forward_funcs if type(m).__name__ in self.adapter.checkpointable_layers]
-            if cfg['blocks_to_swap'] > len(blocks) - 2:
-                raise ValueError(f'blocks_to_swap = {cfg["blocks_to_swap"]}: at most {len(blocks) - 2} of the '
-                                 f'{len(blocks)} blocks can be swapped')
             self.swapper = BlockSwapper(blocks[:cfg['blocks_to_swap']], self.device)
         self.engine.zero_grad = self.clipper.zero_grad
         self.dp_rank = self.engine.grid.get_data_parallel_rank()
@@ -504,6 +501,10 @@ def load_everything(args, world_size):
     config = load_main_config(args.config, world_size=world_size)
     adapter = get_adapter_class(config['model']['type'])(config)
     spec = adapter.media_spec
+    blocks = getattr(adapter, 'num_blocks', None)
+    if config['blocks_to_swap'] and blocks is not None and config['blocks_to_swap'] > blocks - 2:
+        raise ConfigError([ConfigIssue(args.config, 'blocks_to_swap', config['blocks_to_swap'],
+                                       f'this model has {blocks} blocks; at most {blocks - 2} can be swapped')])
     dataset_config = load_dataset_config(config['dataset'], spec.size_multiple)
     eval_configs = {e['name']: load_dataset_config(e['config'], spec.size_multiple) for e in config['eval_datasets']}
     return config, adapter, dataset_config, eval_configs
@@ -571,7 +572,10 @@ def main(argv=None):
     run_dir = choose_run_dir(args, config, resume_ckpt)
 
     import deepspeed
+    from deepspeed.accelerator import get_accelerator
     deepspeed.init_distributed()
+    if get_accelerator().device_name() != 'cpu':
+        get_accelerator().set_device(int(os.environ.get('LOCAL_RANK', 0)))
     import deepspeed.comm as dist
     names = [str(run_dir)]
     dist.broadcast_object_list(names, src=0)      # a timestamped name is chosen once, by rank 0
