@@ -32,8 +32,8 @@ def official(tiny_models, variant):
 
 
 def pipeline_config(tiny_models, demo_dataset, out, **extra):
-    settings = dict(pipeline_stages=2, epochs=8, eval_datasets=EVAL % demo_dataset, eval_before_first_step='true',
-                    eval_every_n_epochs=8, save_every_n_epochs=4,
+    settings = dict(pipeline_stages=2, epochs=16, eval_datasets=EVAL % demo_dataset, eval_before_first_step='true',
+                    eval_every_n_epochs=16, save_every_n_epochs=8,
                     optimizer="type = 'adamw'\nlr = 5e-3\nweight_decay = 0.0",
                     adapter="type = 'lora'\nrank = 8\ndtype = 'float32'")
     settings.update(extra)
@@ -61,15 +61,16 @@ def test_two_stage_pipeline_learns(pipeline_run):
     report = json.loads((run / 'dataset_report.json').read_text())
     assert report['totals']['used'] == 12 and report['batching']['steps'] == 4
     progress = [e for e in events(run) if e['type'] == 'progress' and e['phase'] == 'train']
-    assert progress[-1]['step'] == progress[-1]['total_steps'] == 32
+    assert progress[-1]['step'] == progress[-1]['total_steps'] == 64
     assert {e['path'] for e in events(run) if e['type'] == 'artifact' and e['kind'] == 'lora'} == {
-        'epoch4/adapter_model.safetensors', 'epoch8/adapter_model.safetensors'}
+        'epoch8/adapter_model.safetensors', 'epoch16/adapter_model.safetensors'}
     assert (run / 'tensorboard').is_dir() and any((run / 'tensorboard').iterdir())
 
 
 def test_data_parallel_learns(tiny_models, demo_dataset, tmp_path):
     config = write_config(tmp_path, pipeline_config(tiny_models, demo_dataset, tmp_path / 'out', pipeline_stages=1,
-                                                     gradient_accumulation_steps=1, epochs=6, eval_every_n_epochs=6))
+                                                     gradient_accumulation_steps=1, epochs=6, eval_every_n_epochs=6,
+                                                     save_every_n_epochs=6))
     proc = launch(config, tmp_path / 'run', procs=2)
     assert proc.returncode == 0, log_of(tmp_path / 'run')[-3000:]
     before, after = eval_losses(tmp_path / 'run')
@@ -120,7 +121,7 @@ def test_saved_lora_loads_in_diffusers_and_matches_the_trained_network(pipeline_
     from models.wan.adapter import WanAdapter
     from utils.config import load_main_config
     config, run = pipeline_run
-    lora = run / 'epoch8' / 'adapter_model.safetensors'
+    lora = run / 'epoch16' / 'adapter_model.safetensors'
     keys = list(load_file(lora))
     # ComfyUI's naming: diffusion_model.<official module>.lora_A/B.weight, every module present in the official file
     with safe_open(official(tiny_models, 'wan2.1-t2v-1.3b') / 'diffusion_pytorch_model.safetensors', 'pt') as f:
@@ -188,7 +189,7 @@ def test_stop_then_resume_equals_an_uninterrupted_run(pipeline_run, tmp_path):
     stopped_at = max(metric(run, 'train/loss'))
     saved_now = [e for e in events(run) if e['type'] == 'artifact' and e['path'].startswith('step')]
     assert saved_now and (run / saved_now[0]['path']).is_file() and not (run / 'control' / 'save').exists()
-    assert stopped_at < 32 and (run / 'checkpoints' / f'step{stopped_at}' / 'trainer_state.json').is_file()
+    assert stopped_at < 64 and (run / 'checkpoints' / f'step{stopped_at}' / 'trainer_state.json').is_file()
 
     proc = launch(config, run, procs=2, extra=['--resume_from_checkpoint'])
     assert proc.returncode == 0, log_of(run)[-3000:]
@@ -196,7 +197,7 @@ def test_stop_then_resume_equals_an_uninterrupted_run(pipeline_run, tmp_path):
     resumed = [e for e in events(run) if e['type'] == 'metric' and e['name'] == 'train/loss']
     after = {e['step']: e['value'] for e in resumed if e['step'] > stopped_at}
     uninterrupted = metric(reference, 'train/loss')
-    assert sorted(after) == list(range(stopped_at + 1, 33))
+    assert sorted(after) == list(range(stopped_at + 1, 65))
     for step, value in after.items():
         assert value == pytest.approx(uninterrupted[step], rel=1e-5, abs=1e-6), step
     assert eval_losses(run)[-1] == pytest.approx(eval_losses(reference)[-1], rel=1e-5)
