@@ -1,0 +1,70 @@
+// Helpers the Data area's views share: dataset URLs, media URLs with the token, small dialogs, formats.
+import { api, fileUrl } from '../api.js';
+import { h } from '../ui.js';
+
+export const enc = encodeURIComponent;
+export const encPath = (p) => p.split('/').map(encodeURIComponent).join('/');
+
+// api() for a path under /api/v1/datasets/<name>
+export function dsApi(dataset, rest = '', options = {}) {
+  return api(`datasets/${enc(dataset)}${rest}`, options);
+}
+
+// A URL the browser loads directly (img, video): thumbnail, strip, media, preview.
+export function mediaUrl(kind, dataset, file, query = {}) {
+  const q = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined && v !== null));
+  const qs = [...q].length ? `?${q}` : '';
+  return fileUrl(`/api/v1/datasets/${enc(dataset)}/${kind}/${encPath(file)}${qs}`);
+}
+
+export function formatSeconds(s) {
+  if (s === null || s === undefined || !isFinite(s)) return '–';
+  if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+  const m = Math.floor(s / 60);
+  return `${m}:${(s - m * 60).toFixed(1).padStart(4, '0')}`;
+}
+
+export function mediaSummary(media) {
+  if (!media) return '';
+  const size = `${media.width}×${media.height}`;
+  if (!media.duration) return size;
+  return `${size} · ${formatSeconds(media.duration)} · ${media.fps ? media.fps.toFixed(2).replace(/\.?0+$/, '') : '?'} fps · ${media.frames} frames`;
+}
+
+export function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A modal asking for one line of text; resolves to the text, or null when cancelled.
+export function promptDialog(message, value = '', { confirm = 'OK', label = '' } = {}) {
+  return new Promise((resolve) => {
+    const input = h('input', { type: 'text', value, 'aria-label': label || message });
+    let answer = null;
+    const form = h('form', { method: 'dialog', onsubmit: () => { answer = input.value.trim(); } },
+      h('p', message), input,
+      h('div.actions',
+        h('button', { type: 'button', onclick: () => dialog.close() }, 'Cancel'),
+        h('button.primary', { type: 'submit' }, confirm)));
+    const dialog = h('dialog.confirm', {}, form);
+    dialog.addEventListener('close', () => { dialog.remove(); resolve(answer); });
+    document.body.append(dialog);
+    dialog.showModal();
+    input.select();
+  });
+}
+
+// Tabs: [{id, label}], the active id, and a callback; returns the tab bar element.
+export function tabBar(tabs, active, onPick) {
+  return h('nav.data-tabs', { role: 'tablist' }, tabs.map((t) => h('button', {
+    type: 'button', role: 'tab', class: t.id === active ? 'active' : '', 'aria-selected': t.id === active ? 'true' : 'false',
+    dataset: { tab: t.id }, onclick: () => onPick(t.id),
+  }, t.label)));
+}
+
+// A labelled form field: h('label.field', h('span', label), input, hint)
+export function fieldRow(label, input, hint) {
+  return h('label.field', h('span', label), input, hint ? h('div.hint', hint) : null);
+}
