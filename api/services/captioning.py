@@ -12,7 +12,7 @@ from api.jobs.captioners import CaptionerError, check_folder
 
 from .errors import BadRequest, Conflict, Invalid, PathRefused
 from .jobs import ACTIVE, new_job, new_job_id
-from .paths import within_any
+from .paths import find_folders, within_any
 from .tasks import check_resources
 
 TASK_ID = 'captions'
@@ -113,20 +113,13 @@ class Captioning:
 def find_captioners(roots, depth=2):
     """Folders under the model roots whose config.json names a model type that can caption."""
     from api.jobs.captioners import CAPTIONERS, model_type
-    out, frontier = [], [(Path(r), 0) for r in roots]
-    while frontier:
-        folder, d = frontier.pop(0)
+
+    def captioner(folder):
         try:
-            children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
-        except OSError:
-            continue
-        for child in children:
-            try:
-                kind = model_type(child) if (child / 'config.json').is_file() else None
-            except CaptionerError:
-                kind = None
-            if kind in CAPTIONERS:
-                out.append({'name': child.name, 'path': str(child), 'model_type': kind})
-            elif d + 1 < depth:
-                frontier.append((child, d + 1))
-    return out
+            kind = model_type(folder) if (folder / 'config.json').is_file() else None
+        except CaptionerError:
+            return None
+        return kind if kind in CAPTIONERS else None
+
+    return [{'name': f.name, 'path': str(f), 'model_type': kind}
+            for root in roots for f, kind in find_folders(root, captioner, depth)]

@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from .paths import find_folders
+
 VAE_FILES = ('Wan2.1_VAE.pth', 'Wan2.2_VAE.pth')
 SCAN_DEPTH = 3              # <root>/<name>, <root>/<group>/<name>, <root>/tiny/<variant>/<layout>
 CACHE_S = 5.0
@@ -47,23 +49,7 @@ class ModelCatalog:
             return models
 
     def _scan(self, root):
-        out = []
-        if not root.is_dir():
-            return out
-        frontier = [(root, 0)]
-        while frontier:
-            folder, depth = frontier.pop(0)
-            try:
-                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
-            except OSError:
-                continue
-            for child in children:
-                layout = layout_of(child)
-                if layout:
-                    out.append(self.describe(child, root, layout))
-                elif depth + 1 < SCAN_DEPTH:
-                    frontier.append((child, depth + 1))
-        return out
+        return [self.describe(folder, root, layout) for folder, layout in find_folders(root, layout_of, SCAN_DEPTH)]
 
     def describe(self, folder, root, layout):
         entry = {'name': str(folder.relative_to(root)), 'path': str(folder), 'root': str(root), 'layout': layout,

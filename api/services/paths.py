@@ -38,6 +38,24 @@ def within_any(path, roots) -> bool:
     return any(is_within(path, r) for r in roots)
 
 
+def find_folders(root, classify, depth):
+    """(folder, kind) for each folder under root, breadth first and at most `depth` levels down, that
+    classify(folder) gives a kind for; the search does not go into those (a model's own sub-folders)."""
+    frontier = [(Path(root), 0)] if Path(root).is_dir() else []
+    while frontier:
+        folder, level = frontier.pop(0)
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
+        except OSError:
+            continue
+        for child in children:
+            kind = classify(child)
+            if kind:
+                yield child, kind
+            elif level + 1 < depth:
+                frontier.append((child, level + 1))
+
+
 class Paths:
     def __init__(self, data_root):
         self.root = Path(data_root).expanduser().resolve()
