@@ -32,8 +32,7 @@ def setup(make_app, data_root, vlm_root):
     mediagen.video(folder / 'd.mp4', 48, 48, 16, 12)
     mediagen.caption(folder / 'b.mp4', 'a person wrote this')
     CaptionBook(folder).write('d.mp4', 'an earlier model wrote this', by='machine', model='old-vl')
-    app = make_app(model_roots=(str(vlm_root),))
-    return app, folder, str(vlm_root / 'tiny-vl')
+    return (lambda **settings: make_app(model_roots=(str(vlm_root),), **settings)), folder, str(vlm_root / 'tiny-vl')
 
 
 def _run(app, body):
@@ -51,7 +50,8 @@ def _events(run):
 
 
 def test_captions_only_what_it_may_and_marks_its_work(setup):
-    app, folder, model = setup
+    make, folder, model = setup
+    app = make()
     c = app.test_client()
     assert c.get(f'{API}/captioning').get_json()['models'] == [{'name': 'tiny-vl', 'path': model, 'model_type': 'qwen2_5_vl'}]
     human = (folder / 'b.txt').read_bytes()
@@ -94,7 +94,8 @@ def test_captions_only_what_it_may_and_marks_its_work(setup):
 
 
 def test_stop_is_honoured_and_refusals_are_clear(setup, vlm_root, tmp_path):
-    app, folder, model = setup
+    make, folder, model = setup
+    app = make(stop_grace_s=120.0)              # the job acts on control/stop itself, however slow it loads
     c, studio = app.test_client(), app.extensions['odeo']
     r = c.post(f'{API}/datasets/d/caption-jobs', json={'model_path': model})
     job_id = r.get_json()['id']
@@ -122,3 +123,19 @@ def test_stop_is_honoured_and_refusals_are_clear(setup, vlm_root, tmp_path):
     assert r.get_json()['error']['field'] == 'overwrite'
     r = c.post(f'{API}/datasets/d/caption-jobs', json={'model_path': model, 'files': ['../x.mp4']})
     assert r.status_code == 400 and r.get_json()['error']['field'] == 'files'
+
+
+def test_florence2_captions_through_the_same_loader(tmp_path):
+    """The other model family of the registry, loaded from its folder as the job loads it (in-process)."""
+    import torch
+    from PIL import Image
+
+    from api.jobs.captioners import FlorenceCaptioner, check_folder, load_captioner
+    from tests.tiny_vlm import write_tiny_florence2
+    folder = write_tiny_florence2(tmp_path / 'tiny-florence')
+    assert check_folder(folder) == 'florence2'
+    cap = load_captioner(folder, 'cpu', torch.float32)
+    assert isinstance(cap, FlorenceCaptioner) and cap.frames_wanted == 1
+    frames = [Image.new('RGB', (80, 60), (200, 30, 30)), Image.new('RGB', (80, 60), (30, 200, 30))]
+    text = cap.caption(frames, 'ignored: not a task token', max_new_tokens=6)
+    assert isinstance(text, str) and text.strip() and '<MORE_DETAILED_CAPTION>' not in text

@@ -50,3 +50,35 @@ def write_tiny_qwen25_vl(folder, seed=0):
     (folder / 'chat_template.jinja').write_text(CHAT_TEMPLATE, encoding='utf-8')
     (folder / 'processor_config.json').write_text(json.dumps({'processor_class': 'Qwen2_5_VLProcessor'}), encoding='utf-8')
     return folder
+
+
+def write_tiny_florence2(folder, seed=0):
+    """A tiny random-weight Florence-2 (transformers' native class) with its processor: a BART tokenizer
+    trained here, a CLIP image processor at 64x64 (2x2 patches after the DaViT strides, + 1 pooled)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (BartTokenizerFast, CLIPImageProcessorPil, Florence2Config,
+                              Florence2ForConditionalGeneration, Florence2Processor)
+    folder = Path(folder)
+    special = ['<s>', '<pad>', '</s>', '<unk>', '<mask>', '<image>']
+    bpe = Tokenizer(models.BPE(unk_token='<unk>'))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(CORPUS + ['describe with a paragraph what is shown in the image'],
+                            trainers.BpeTrainer(vocab_size=300, special_tokens=special,
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = BartTokenizerFast(tokenizer_object=bpe, bos_token='<s>', eos_token='</s>', pad_token='<pad>',
+                            unk_token='<unk>', mask_token='<mask>', extra_special_tokens={'image_token': '<image>'})
+    images = CLIPImageProcessorPil(size={'height': 64, 'width': 64}, do_center_crop=False, image_seq_length=5)
+    cfg = Florence2Config(
+        text_config=dict(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+                         bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2),
+        vision_config=dict(depths=[1, 1, 1, 1], embed_dim=[8, 16, 16, 32], num_heads=[1, 2, 2, 4], num_groups=[1, 2, 2, 4],
+                           window_size=2, projection_dim=32, drop_path_rate=0.0, max_position_embeddings=8,
+                           max_temporal_embeddings=2),
+        image_token_id=tok.image_token_id)
+    torch.manual_seed(seed)
+    Florence2ForConditionalGeneration(cfg).save_pretrained(folder)
+    Florence2Processor(image_processor=images, tokenizer=tok).save_pretrained(folder)
+    return folder

@@ -1,0 +1,137 @@
+"""The Data area in a real Chromium against a real studio process with the demo dataset: upload a clip
+through the page, see its thumbnail, edit its caption, see the bucket view, preview a bulk caption edit,
+open the import tab; screenshots go to test-artifacts/screenshots/data-area.png and data-buckets.png.
+
+Chromium is Debian's /usr/bin/chromium driven by Playwright's Python API (never `playwright install`).
+Without it the test is skipped, unless ODEO_REQUIRE_BROWSER=1 (CI), where that is a failure. The page
+fails the test on any console error and on any request that leaves the loopback address."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests import mediagen
+from tests.fakes.studio import REPO, StudioProcess
+from tests.trainer_helpers import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = '/usr/bin/chromium'
+ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--no-first-run']
+SHOTS = REPO / 'test-artifacts' / 'screenshots'
+
+
+@pytest.fixture(scope='module')
+def browser():
+    if not Path(CHROMIUM).is_file() or not (REPO / 'api' / 'static' / 'vendor' / 'uPlot.iife.min.js').is_file():
+        why = f'{CHROMIUM} or the vendored UI libraries (tools/vendor_assets.py) are missing'
+        if os.environ.get('ODEO_REQUIRE_BROWSER') == '1':
+            pytest.fail(why)
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def studio(data_root):
+    subprocess.run([sys.executable, 'tools/make_demo_dataset.py', '--out', str(data_root / 'datasets' / 'demo')],
+                   cwd=REPO, check=True, capture_output=True)
+    s = StudioProcess(data_root, free_port()).start()
+    yield s
+    s.kill()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={'width': 1400, 'height': 1000})
+    pg = context.new_page()
+    problems = []
+    pg.on('console', lambda m: problems.append(f'console {m.type}: {m.text}') if m.type == 'error' else None)
+    pg.on('pageerror', lambda e: problems.append(f'page error: {e}'))
+
+    def only_loopback(route):
+        host = urlparse(route.request.url).hostname
+        if host in ('127.0.0.1', 'localhost') or route.request.url.startswith(('data:', 'blob:')):
+            return route.continue_()
+        problems.append(f'request off the machine: {route.request.url}')
+        return route.abort()
+
+    pg.route('**/*', only_loopback)
+    yield pg
+    context.close()
+    assert not problems, problems
+
+
+def shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f'{name}.png'), full_page=True)
+
+
+def loaded_images(page, selector):
+    return page.eval_on_selector_all(selector, 'els => els.filter(e => e.complete && e.naturalWidth > 0).length')
+
+
+def test_upload_thumbnail_caption_and_buckets(studio, page, data_root, tmp_path):
+    base = f'http://127.0.0.1:{studio.port}/'
+    page.goto(base + '#/data')
+    page.wait_for_selector('tr[data-dataset="demo"]')
+    assert page.inner_text('tr[data-dataset="demo"]').split('\t')[1:3] == ['8', '4']
+
+    page.click('tr[data-dataset="demo"] a')
+    page.wait_for_selector('.clip-card[data-file="clip_00.mp4"]')
+    page.wait_for_function('document.querySelectorAll(".clip-card img").length == 12')
+    page.wait_for_function('[...document.querySelectorAll(".clip-card img")].every(i => i.complete && i.naturalWidth > 0)')
+    assert page.inner_text('.clip-card[data-file="clip_00.mp4"] .badge.bucket') == '96x48x17'
+
+    clip = mediagen.video(tmp_path / 'my beach.mp4', 80, 48, 16, 36)
+    page.set_input_files('section.upload input[type=file]', str(clip))
+    page.wait_for_selector('.upload-row.ok', timeout=20000)
+    assert 'added as my beach.mp4' in page.inner_text('.upload-row.ok')
+    card = '.clip-card[data-file="my beach.mp4"]'
+    page.wait_for_selector(card)
+    page.wait_for_function(f'(() => {{ const i = document.querySelector(\'{card} img\'); return i.complete && i.naturalWidth > 0; }})()')
+    assert (data_root / 'datasets' / 'demo' / 'my beach.mp4').read_bytes() == clip.read_bytes()
+    assert page.inner_text(f'{card} .badge.dropped') == 'dropped' and 'no caption' in page.inner_text(f'{card} .reason')
+
+    page.click(card)
+    page.wait_for_selector('.clip-panel video.player')
+    page.wait_for_function('document.querySelector(".clip-panel img.strip").naturalWidth > 0')
+    assert '80×48 · 2.25 s · 16 fps · 36 frames' in page.inner_text('.clip-info')
+    page.fill('.caption-edit', 'waves roll onto a sandy beach at dusk')
+    page.click('.caption-box button.primary')
+    page.wait_for_function(f'document.querySelector(\'{card} .caption\').textContent.includes("waves roll")')
+    assert (data_root / 'datasets' / 'demo' / 'my beach.txt').read_text() == 'waves roll onto a sandy beach at dusk\n'
+    page.wait_for_selector(f'{card} .badge.bucket')
+    assert page.inner_text(f'{card} .badge.bucket') == '96x48x17'      # 80x48: the 2:1 bucket; 36 frames: 17
+    shot(page, 'data-area')
+
+    page.click('.data-tabs button[data-tab="buckets"]')
+    page.wait_for_selector('.buckets-table tbody tr')
+    summary = page.inner_text('.bucket-summary')
+    assert summary.startswith('13 step(s) per epoch') and '13 file(s): 13 train, 0 dropped' in summary
+    labels = page.eval_on_selector_all('.buckets-table tbody tr td:first-child', 'els => els.map(e => e.textContent)')
+    assert '96x48x17' in labels and '64x64x1' in labels
+    page.fill('.bucket-form input[aria-label="Frame buckets"]', '1, 33')
+    page.wait_for_function('document.querySelector(".bucket-summary") && document.querySelector(".bucket-summary").textContent.includes("10 train, 3 dropped")')
+    assert 'too short' in page.inner_text('.dropped-files')
+    shot(page, 'data-buckets')
+
+    page.click('.data-tabs button[data-tab="captions"]')
+    page.fill('.bulk input[aria-label="Text to add"]', 'sks, ')
+    page.click('.bulk button:has-text("Preview")')
+    page.wait_for_selector('.bulk-count')
+    assert page.inner_text('.bulk-count').startswith('13 caption(s) would change')
+    page.wait_for_selector('.autocaption textarea')
+    assert page.input_value('.autocaption textarea').startswith('Describe this {kind}')
+    assert (data_root / 'datasets' / 'demo' / 'my beach.txt').read_text().startswith('waves')   # preview wrote nothing
+    page.click('.data-tabs button[data-tab="import"]')
+    page.wait_for_selector('form.import')
+    assert str(data_root / 'imports') in page.inner_text('form.import')
