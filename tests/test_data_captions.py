@@ -79,3 +79,20 @@ def test_search_names_and_captions(make_app, data_root):
     assert set(_files(c, 'wide')) == {'wide.mp4'}
     assert set(_files(c, 'grey')) == {'clip.mp4', 'wide.mp4'}
     assert _files(c, 'nothing like it') == {}
+
+
+def test_a_conditional_write_backs_off_under_the_lock(data_root):
+    """What the caption job relies on: the check and the write happen together."""
+    import pytest
+
+    from api.services.captions import CaptionBook, CaptionSkipped
+    folder = small_dataset(data_root / 'datasets' / 'd')
+    book = CaptionBook(folder)
+    with pytest.raises(CaptionSkipped, match='a person'):
+        book.write('clip.mp4', 'machine text', by='machine', model='m',
+                   unless=lambda s: 'a person wrote it' if s['origin'] == 'human' else None)
+    assert (folder / 'clip.txt').read_text() == 'a grey square slides right'
+    state = book.write('still.png', 'machine text', by='machine', model='m', unless=lambda s: None)
+    assert (state['origin'], state['model']) == ('machine', 'm')
+    book.copy('still.png', 'wide.mp4')
+    assert book.read('wide.mp4')['origin'] == 'machine'

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from api.services.captions import CaptionBook
+from api.services.captions import CaptionBook, CaptionSkipped
 from utils.events import EventWriter
 from utils.fsutil import atomic_write_json
 from utils.media import MediaError, probe, read_clip, read_image
@@ -32,17 +32,15 @@ from utils.media import MediaError, probe, read_clip, read_image
 MAX_SIDE = 640                      # frames are scaled so their longest side is at most this (aspect kept)
 
 
-def wanted(state, overwrite):
-    """May a file with this caption state be (re)captioned under this overwrite mode? (bool, reason)"""
+def why_not(state, overwrite):
+    """Why a file with this caption state may not be (re)captioned under this overwrite mode; None: it may."""
     if state['origin'] == 'table':
-        return False, f'caption comes from {state["source"]}'
+        return f'caption comes from {state["source"]}'
     if state['origin'] == 'none' and not state['error']:
-        return True, None
-    if state['origin'] == 'machine' and overwrite in ('machine', 'all'):
-        return True, None
-    if overwrite == 'all':
-        return True, None
-    return False, 'has a caption a person wrote' if state['origin'] == 'human' else 'already captioned'
+        return None
+    if overwrite == 'all' or (state['origin'] == 'machine' and overwrite == 'machine'):
+        return None
+    return 'has a caption a person wrote' if state['origin'] == 'human' else 'has a caption a model wrote'
 
 
 def frame_size(info):
@@ -134,8 +132,8 @@ def run(run_dir, events):
 
 
 def caption_one(book, folder, name, req, captioner, model_name):
-    ok, why = wanted(book.read(name), req['overwrite'])
-    if not ok:
+    why = why_not(book.read(name), req['overwrite'])
+    if why:
         return {'file': name, 'result': 'skipped', 'reason': why}
     try:
         frames, kind = sample_frames(folder / name, captioner.frames_wanted or req['frames'])
@@ -146,10 +144,11 @@ def caption_one(book, folder, name, req, captioner, model_name):
         return {'file': name, 'result': 'failed', 'reason': f'{type(e).__name__}: {e}'}
     if not text:
         return {'file': name, 'result': 'failed', 'reason': 'the model wrote nothing'}
-    ok, why = wanted(book.read(name), req['overwrite'])        # a person may have typed one meanwhile
-    if not ok:
-        return {'file': name, 'result': 'skipped', 'reason': why}
-    book.write(name, text, by='machine', model=model_name, replace_invalid=req['overwrite'] == 'all')
+    try:                                                       # a person may have typed one meanwhile
+        book.write(name, text, by='machine', model=model_name, replace_invalid=req['overwrite'] == 'all',
+                   unless=lambda state: why_not(state, req['overwrite']))
+    except CaptionSkipped as e:
+        return {'file': name, 'result': 'skipped', 'reason': str(e)}
     return {'file': name, 'result': 'written', 'text': text}
 
 

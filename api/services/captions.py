@@ -38,6 +38,10 @@ def text_hash(text):
     return hashlib.sha256(text.strip().encode('utf-8')).hexdigest()[:32]
 
 
+class CaptionSkipped(Exception):
+    """A conditional write backed off; the message says why."""
+
+
 class CaptionBook:
     def __init__(self, folder):
         self.folder = Path(folder)
@@ -63,13 +67,13 @@ class CaptionBook:
             return {}
 
     def _set_provenance(self, name, entry):
-        with self._locked():
-            files = self.provenance()
-            if entry is None:
-                files.pop(name, None)
-            else:
-                files[name] = entry
-            atomic_write_json(self.provenance_path, {'version': 1, 'files': files}, durable=False)
+        """Record (or with None forget) who wrote a caption; the caller holds the lock."""
+        files = self.provenance()
+        if entry is None:
+            files.pop(name, None)
+        else:
+            files[name] = entry
+        atomic_write_json(self.provenance_path, {'version': 1, 'files': files}, durable=False)
 
     # ---- reading --------------------------------------------------------------------------------
     def sidecar(self, name):
@@ -98,34 +102,37 @@ class CaptionBook:
         return out
 
     # ---- writing --------------------------------------------------------------------------------
-    def write(self, name, text, by='human', model=None, replace_invalid=False):
-        """Save the sidecar of `name` (atomically, UTF-8) and record who wrote it."""
+    def write(self, name, text, by='human', model=None, replace_invalid=False, unless=None):
+        """Save the sidecar of `name` (atomically, UTF-8) and record who wrote it. Check, write and record
+        happen under the provenance lock, so a caption job and a person never interleave; `unless`
+        (current state -> reason or None) lets a writer back off with CaptionSkipped(reason)."""
         if not isinstance(text, str) or len(text) > MAX_CAPTION:
             raise BadRequest(f'text must be a caption of at most {MAX_CAPTION} characters', field='text')
-        current = self.read(name)
-        if current['origin'] == 'table':
-            raise Conflict(f'the caption of {name} comes from {current["source"]}, which takes precedence over '
-                           f'{self.sidecar(name).name}; edit {current["source"]} instead', field='text')
-        if current['error'] and not replace_invalid:
-            raise Conflict(f'{current["error"]}; saving would replace that file: repeat with replace_invalid '
-                           f'to overwrite it', field='text')
-        text = text.strip()
-        atomic_write_text(self.sidecar(name), text + '\n' if text else '')
-        entry = {'by': 'machine', 'model': model, 'at': time.time(), 'hash': text_hash(text)} if by == 'machine' else None
-        self._set_provenance(name, entry)
+        with self._locked():
+            current = self.read(name)
+            if current['origin'] == 'table':
+                raise Conflict(f'the caption of {name} comes from {current["source"]}, which takes precedence over '
+                               f'{self.sidecar(name).name}; edit {current["source"]} instead', field='text')
+            if current['error'] and not replace_invalid:
+                raise Conflict(f'{current["error"]}; saving would replace that file: repeat with replace_invalid '
+                               f'to overwrite it', field='text')
+            if unless and (why := unless(current)):
+                raise CaptionSkipped(why)
+            text = text.strip()
+            atomic_write_text(self.sidecar(name), text + '\n' if text else '')
+            machine = {'by': 'machine', 'model': model, 'at': time.time(), 'hash': text_hash(text)}
+            self._set_provenance(name, machine if by == 'machine' else None)
         return self.read(name)
 
     def copy(self, src_name, dst_name):
         """Give a new clip (cut from src) the caption of src, with the same provenance."""
         cap = self.read(src_name)
-        if cap['text'] is None:
-            return
-        atomic_write_text(self.sidecar(dst_name), cap['text'] + '\n')
-        if cap['origin'] == 'machine':
-            self._set_provenance(dst_name, {**self.provenance()[src_name], 'at': time.time()})
+        if cap['text'] is not None:
+            self.write(dst_name, cap['text'], by='machine' if cap['origin'] == 'machine' else 'human', model=cap['model'])
 
     def forget(self, name):
-        self._set_provenance(name, None)
+        with self._locked():
+            self._set_provenance(name, None)
 
     # ---- bulk -----------------------------------------------------------------------------------
     def bulk(self, names, op, text='', find='', replace='', regex=False, case=True, apply=False):
@@ -147,8 +154,7 @@ class CaptionBook:
             if len(preview) < PREVIEW_ROWS:
                 preview.append({'file': name, 'before': cap['text'], 'after': after})
             if apply:
-                origin = 'machine' if cap['origin'] == 'machine' and op != 'replace' else 'human'
-                self.write(name, after, by=origin, model=cap['model'])
+                self.write(name, after, by='human')        # a person's edit: auto-captioning keeps it
         return {'op': op, 'matched': len(changed), 'changed': len(changed) if apply else 0, 'applied': apply,
                 'preview': preview, 'skipped': skipped, 'files': changed}
 

@@ -10,9 +10,9 @@ export async function clipDetail(dataset, file, { close, changed, removed }) {
   const media = info.media;
   const isVideo = info.kind === 'video';
   const version = { v: Math.round(info.mtime) };
-  const player = isVideo
-    ? h('video.player', { src: mediaUrl('preview', dataset, file, version), controls: true, preload: 'metadata', loop: true, muted: true })
-    : h('img.player', { src: mediaUrl('preview', dataset, file, version), alt: file });
+  const player = !media ? h('div.player.unreadable', info.error)
+    : isVideo ? h('video.player', { src: mediaUrl('preview', dataset, file, version), controls: true, preload: 'metadata', loop: true, muted: true })
+      : h('img.player', { src: mediaUrl('preview', dataset, file, version), alt: file });
   const seek = (t) => { if (isVideo) { player.currentTime = t; player.pause(); } };
 
   const strip = isVideo && media ? h('img.strip', {

@@ -47,7 +47,8 @@ export default async function clipsTab(container, dataset, route, { refreshStats
       onclick: () => select(f.name),
       onkeydown: (e) => { if (e.key === 'Enter') select(f.name); },
     },
-    h('div.thumb', h('img', { src: mediaUrl('thumbnail', dataset, f.name, { v: Math.round(f.mtime) }), alt: f.name, loading: 'lazy' }),
+    h('div.thumb', f.media ? h('img', { src: mediaUrl('thumbnail', dataset, f.name, { v: Math.round(f.mtime) }), alt: f.name, loading: 'lazy' })
+      : h('span.unreadable', 'cannot be read'),
       f.kind === 'video' && f.media ? h('span.duration', formatSeconds(f.media.duration)) : null),
     h('div.clip-name', { title: f.name }, f.name),
     h('div.row.badges', statusBadge(f), originBadge(f)),
