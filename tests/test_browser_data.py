@@ -7,7 +7,6 @@ Without it the test is skipped, unless ODEO_REQUIRE_BROWSER=1 (CI), where that i
 fails the test on any console error and on any request that leaves the loopback address."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
