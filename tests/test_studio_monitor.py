@@ -109,3 +109,27 @@ def test_log_reader_bounds_chunks_and_tails(tmp_path):
     assert part['next_offset'] == 51 and part['text'] == ''
     assert read_log(log, 10 ** 9)['reset']
     assert collapse_cr('a\r\nb') == 'a\nb'
+
+
+def test_progress_and_job_briefs_carry_the_latest_train_loss(make_app, tiny_model):
+    from api.services.events import EventState
+    s = EventState()
+    assert progress_view(s)['loss'] is None
+    for step, value in ((1, 2.5), (2, 2.25), (3, float('nan'))):
+        s.fold({'type': 'metric', 'name': 'train/loss', 'step': step, 'epoch': 1, 'value': value, 'time': 1.0})
+    s.fold({'type': 'metric', 'name': 'eval/x/loss', 'step': 4, 'epoch': 1, 'value': 9.0, 'time': 1.0})
+    assert progress_view(s)['loss'] == {'step': 2, 'value': 2.25}      # newest finite train loss
+    app = make_app()
+    studio, client = app.extensions['odeo'], app.test_client()
+    task = client.post('/api/v1/tasks', json={}).get_json()['id']
+    from api.services.jobs import new_job
+    job = new_job('j1', task, f'runs/{task}/j1', {'gpus': 1, 'gpu_ids': None}, {'action': 'start'})
+    job['attempts'] = [{'devices': [0]}]
+    job['state'] = 'done'
+    (studio.paths.runs / task / 'j1').mkdir()
+    studio.jobs.save(job)
+    (studio.paths.runs / task / 'j1' / 'events.jsonl').write_bytes(
+        ev(type='metric', name='train/loss', step=7, epoch=1, value=0.5))
+    brief = client.get('/api/v1/tasks').get_json()['tasks'][0]['latest_job']
+    assert brief['progress']['loss'] == {'step': 7, 'value': 0.5}
+    assert client.get('/api/v1/jobs/j1/progress').get_json()['loss'] == {'step': 7, 'value': 0.5}

@@ -21,7 +21,8 @@ def list_tasks():
 def create_task():
     d, s = body(), studio()
     task = s.tasks.create(name=field(d, 'name', str), prefix=field(d, 'prefix', str, 'wan'),
-                          toml=field(d, 'toml', dict), resources=field(d, 'resources', dict))
+                          toml=field(d, 'toml', dict), resources=field(d, 'resources', dict),
+                          dataset=field(d, 'dataset', str))
     if field(d, 'form', dict):
         task = s.tasks.patch(task['id'], form=d['form'])
     return s.task_view(task), 201

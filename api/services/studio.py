@@ -27,7 +27,8 @@ from .taskconfig import check
 from .taskform import FIELDS, dump
 from .tasks import TaskService, check_resources
 
-BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s')
+BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s',
+                  'loss')
 
 
 class Studio:

@@ -95,11 +95,14 @@ class TaskService(RecordIndex):
                     pass
             n += 1
 
-    def create(self, name=None, prefix='wan', toml=None, resources=None, copied_from=None):
+    def create(self, name=None, prefix='wan', toml=None, resources=None, copied_from=None, dataset=None):
+        """A new task. Without `toml` the draft is the default one on the default model and on the dataset
+        folder named `dataset` (default: the first one), whose own dataset.toml it starts from when it has one."""
         if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
             raise BadRequest('prefix must be lowercase letters and digits, starting with a letter', field='prefix')
         if toml is None:
-            model, datasets = self.models.default(), self.datasets.list()
+            model = self.models.default()
+            datasets = [self.datasets.get(dataset)] if dataset is not None else self.datasets.list()
             main, dataset = default_texts(model['path'] if model else '', datasets[0]['path'] if datasets else '',
                                           cpu=self.inventory.mode == 'cpu')
             toml = {'main': main, 'dataset': dataset}
