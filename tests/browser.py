@@ -24,22 +24,18 @@ with @pytest.mark.browser.
         shot('gpus')
 """
 
-import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.studio import REPO, kill_jobs, wait_until
+from tests.fakes.studio import REPO, StudioProcess, kill_jobs, wait_until
 
 CHROMIUM = os.environ.get('ODEO_CHROMIUM', '/usr/bin/chromium')
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -67,63 +63,35 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Studio:
-    """A `python -m api` process on a data root of its own."""
+class Studio(StudioProcess):
+    """A `python -m api --port <free> --data <root>` process with the harness' settings (not the fake trainer's)."""
 
     def __init__(self, data_root: Path, env=None, **settings):
-        self.data_root = Path(data_root)
-        self.env = dict(env or {})
-        self.port = free_port()
+        super().__init__(Path(data_root), free_port(), **{**STUDIO_SETTINGS, **settings})
         self.url = f'http://127.0.0.1:{self.port}/'
-        self.settings = {**STUDIO_SETTINGS, **settings}
-        self.log_path = self.data_root.parent / f'studio-{self.port}.log'
-        self.proc = None
+        self.env = dict(env or {})
 
     def start(self, timeout=30.0):
         env = {k: v for k, v in os.environ.items() if not k.startswith('ODEO_')}
         env.update({f'ODEO_{k.upper()}': str(v) for k, v in self.settings.items()})
-        env['HF_HUB_OFFLINE'] = '1'
-        env.update(self.env)
         env.setdefault('TORCH_EXTENSIONS_DIR', str(REPO / 'build' / 'torch_extensions'))
-        with open(self.log_path, 'ab') as log:
+        env.update({'HF_HUB_OFFLINE': '1', **self.env})
+        log = Path(self.data_root).parent / f'studio-{self.port}.log'
+        with open(log, 'ab') as out:
             self.proc = subprocess.Popen([sys.executable, '-m', 'api', '--port', str(self.port), '--data', str(self.data_root)],
-                                         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self.ready, timeout, every=0.1, what=f'the studio on port {self.port} (log: {self.log_path})')
+                                         cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_until(self.ready, timeout, every=0.1, what=f'the studio on port {self.port} (its output: {log})')
         return self
-
-    def ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f'the studio exited with {self.proc.returncode}:\n{self.log()}')
-        try:
-            return self.api('GET', 'health')[0] == 200
-        except OSError:
-            return False
 
     def api(self, method, path, body=None, timeout=30.0):
         """(status, JSON body) of a call to /api/v1/<path>."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(urllib.parse.urljoin(self.url, f'api/v1/{path}'), data=data, method=method,
-                                     headers={'Content-Type': 'application/json'})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b'null')
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b'null')
-
-    def log(self, tail=4000):
-        try:
-            return self.log_path.read_text(errors='replace')[-tail:]
-        except OSError:
-            return ''
+        return self.call(method, f'/{path}', body, timeout)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        try:
+            self.terminate()
+        except subprocess.TimeoutExpired:
+            self.kill()
         kill_jobs(self.data_root)
 
 
@@ -168,6 +136,13 @@ def _chromium_or_skip():
     if os.environ.get('ODEO_REQUIRE_BROWSER') == '1':
         pytest.fail(f'{reason}; ODEO_REQUIRE_BROWSER=1 makes this a failure')
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def browser_available(request):
+    """Tests marked `browser` are skipped (or, under ODEO_REQUIRE_BROWSER=1, fail) before any studio starts."""
+    if request.node.get_closest_marker('browser'):
+        _chromium_or_skip()
 
 
 @pytest.fixture(scope='session')
