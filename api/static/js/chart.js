@@ -175,6 +175,12 @@ export class LossChart {
       this.publish();
       return;
     }
+    if (typeof uPlot === 'undefined') {           // the vendored library is missing: say so instead of breaking the page
+      this.empty.hidden = false;
+      this.empty.textContent = 'The chart library is missing from this installation (run tools/vendor_assets.py).';
+      this.publish();
+      return;
+    }
     const data = this.data(layout);
     if (!this.plot || rebuild || key !== this.layoutKey) {
       this.destroyPlot();
