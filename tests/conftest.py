@@ -56,3 +56,8 @@ def make_app(data_root):
 
     yield make
     kill_jobs(data_root)
+
+
+# ---- browser tests: a real studio process and Chromium (see tests/browser.py) -----------------------
+from tests.browser import (browser_available, chromium, console_allow, demo_inputs, page, shot,  # noqa: E402,F401
+                           start_studio, studio_server)

@@ -63,7 +63,8 @@ def test_progress_eta_counts_down_from_the_event():
     assert progress_view(s, now=2000.0)['eta_s'] == 0.0
 
 
-def test_metrics_endpoint_after_and_names(make_app, tiny_model):
+def finished_job_with_events(make_app, events):
+    """A studio (client) with one task whose finished job 'j1' wrote `events` (bytes) to its events.jsonl."""
     app = make_app()
     studio, client = app.extensions['odeo'], app.test_client()
     task = client.post('/api/v1/tasks', json={}).get_json()['id']
@@ -73,9 +74,13 @@ def test_metrics_endpoint_after_and_names(make_app, tiny_model):
     job['state'] = 'done'
     (studio.paths.runs / task / 'j1').mkdir()
     studio.jobs.save(job)
-    events = studio.paths.runs / task / 'j1' / 'events.jsonl'
-    events.write_bytes(b''.join(ev(type='metric', name=n, step=s, epoch=1, value=s / 10)
-                                for s in range(1, 6) for n in ('train/loss', 'eval/x/loss_q0.5')))
+    (studio.paths.runs / task / 'j1' / 'events.jsonl').write_bytes(events)
+    return client
+
+
+def test_metrics_endpoint_after_and_names(make_app, tiny_model):
+    client = finished_job_with_events(make_app, b''.join(ev(type='metric', name=n, step=s, epoch=1, value=s / 10)
+                                                         for s in range(1, 6) for n in ('train/loss', 'eval/x/loss_q0.5')))
     out = client.get('/api/v1/jobs/j1/metrics?after=3&names=train/loss').get_json()
     assert out['names'] == ['eval/x/loss_q0.5', 'train/loss'] and list(out['series']) == ['train/loss']
     assert out['series']['train/loss']['steps'] == [4, 5] and out['last_step'] == 5
@@ -109,3 +114,17 @@ def test_log_reader_bounds_chunks_and_tails(tmp_path):
     assert part['next_offset'] == 51 and part['text'] == ''
     assert read_log(log, 10 ** 9)['reset']
     assert collapse_cr('a\r\nb') == 'a\nb'
+
+
+def test_progress_and_job_briefs_carry_the_latest_train_loss(make_app, tiny_model):
+    from api.services.events import EventState
+    s = EventState()
+    assert progress_view(s)['loss'] is None
+    for step, value in ((1, 2.5), (2, 2.25), (3, float('nan'))):
+        s.fold({'type': 'metric', 'name': 'train/loss', 'step': step, 'epoch': 1, 'value': value, 'time': 1.0})
+    s.fold({'type': 'metric', 'name': 'eval/x/loss', 'step': 4, 'epoch': 1, 'value': 9.0, 'time': 1.0})
+    assert progress_view(s)['loss'] == {'step': 2, 'value': 2.25}      # newest finite train loss
+    client = finished_job_with_events(make_app, ev(type='metric', name='train/loss', step=7, epoch=1, value=0.5))
+    brief = client.get('/api/v1/tasks').get_json()['tasks'][0]['latest_job']
+    assert brief['progress']['loss'] == {'step': 7, 'value': 0.5}
+    assert client.get('/api/v1/jobs/j1/progress').get_json()['loss'] == {'step': 7, 'value': 0.5}

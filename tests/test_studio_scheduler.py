@@ -82,7 +82,7 @@ def test_jobs_queue_when_gpus_are_short(harness):
     assert h.job(b)['state'] == 'queued' and h.job(c)['state'] == 'queued'
     queue = h.client.get('/api/v1/queue').get_json()
     assert [e['job_id'] for e in queue['jobs']] == [b, c]
-    assert 'waiting for GPU' in queue['jobs'][0]['waiting_reason']
+    assert queue['jobs'][0]['waiting_reason'] == 'waiting for 2 free GPUs; usable now: 1'
     assert 'strict queue order' in queue['jobs'][1]['waiting_reason']
     gpus = h.client.get('/api/v1/gpus').get_json()
     assert gpus['devices'][0]['held_by']['job_id'] == a and gpus['devices'][1]['free']
@@ -257,6 +257,15 @@ def test_retry_limit_gives_up(harness):
     rec = h.wait_state(job, 'failed')
     assert [a['outcome'] for a in rec['attempts']] == ['crashed'] * 3
     assert 'gave up after 2' in rec['message']
+
+
+def test_exit_0_without_a_final_status_is_a_crash_not_done(harness):
+    # what the deepspeed runner does when its launcher dies by a signal: it exits 0 mid-run
+    h = harness(retry_limit=1)
+    job = h.start(h.task(behave={'die_at_step': 3, 'die_code': 0}, epochs=4))
+    rec = h.wait_state(job, 'failed')
+    assert [a['outcome'] for a in rec['attempts']] == ['crashed'] * 2
+    assert 'without a final status' in rec['attempts'][0]['reason'] and rec['attempts'][0]['exit_code'] == 0
 
 
 def test_refused_config_is_not_retried(harness):

@@ -171,3 +171,14 @@ def test_models_and_datasets_are_listed(client, tiny_model, tiny_models, data_ro
                    'captions': 2}]
     assert client.get('/api/v1/datasets/demo').get_json()['images'] == 2
     assert client.get('/api/v1/schema/config').get_json()['form_fields'][0]['name'] == 'model_path'
+
+
+def test_a_new_task_can_start_on_a_named_dataset_and_its_own_dataset_toml(client, data_root):
+    own = write_dataset(data_root / 'datasets' / 'zz-own')
+    (own / 'dataset.toml').write_text('resolutions = [96]\nframe_buckets = [1, 5]\n\n[[directory]]\npath = "."\n')
+    t = create(client, dataset='zz-own')
+    assert t['form']['dataset'] == 'zz-own' and t['form']['resolutions'] == [96] and t['form']['frame_buckets'] == [1, 5]
+    assert create(client)['form']['dataset'] == 'demo'          # default: the first folder
+    r = client.post('/api/v1/tasks', json={'dataset': 'missing'})
+    assert r.status_code == 404 and r.get_json()['error']['field'] == 'dataset'
+    assert len(client.get('/api/v1/tasks').get_json()['tasks']) == 2     # nothing half-made

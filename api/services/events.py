@@ -15,6 +15,7 @@ from pathlib import Path
 
 READ_CHUNK = 4 * 1024 * 1024
 TERMINAL_STATUSES = ('done', 'stopped', 'failed')
+LOSS = 'train/loss'                 # the series whose newest point progress views show as `loss`
 
 
 class Series:
@@ -150,7 +151,7 @@ def progress_view(state: EventState, now=None):
     out = {'status': status.get('state'), 'message': status.get('message'), 'failure': state.failure,
            'phase': None, 'fraction': None, 'cache': None,
            'last_event_age_s': _age(now, state.last_event_time),
-           'heartbeat_age_s': _age(now, state.last_heartbeat)}
+           'heartbeat_age_s': _age(now, state.last_heartbeat), 'loss': _latest(state.series.get(LOSS))}
     for name in PROGRESS_FIELDS:
         out[name] = None
     if state.cache:
@@ -167,6 +168,14 @@ def progress_view(state: EventState, now=None):
         if isinstance(p.get('step'), int) and isinstance(p.get('total_steps'), int) and p['total_steps'] > 0:
             out['fraction'] = round(min(1.0, p['step'] / p['total_steps']), 4)
     return out
+
+
+def _latest(series):
+    """{step, value} of a series' newest finite point (the task list's "latest loss"), or None."""
+    for step, value in zip(reversed(series.steps), reversed(series.values)) if series else ():
+        if value is not None:
+            return {'step': step, 'value': value}
+    return None
 
 
 def _age(now, t):

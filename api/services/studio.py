@@ -28,7 +28,21 @@ from .taskconfig import check
 from .taskform import FIELDS, dump
 from .tasks import TaskService, check_resources
 
-BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s')
+BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s',
+                  'loss')
+
+
+def _ids(indices):
+    return ', '.join(str(i) for i in sorted(indices)) or 'none'
+
+
+def _wanted(request, mode):
+    """'2 free GPUs', 'GPUs 0, 3', '1 free CPU slot': what a queued request waits for."""
+    unit = 'CPU slot' if mode == 'cpu' else 'GPU'
+    if request.get('gpu_ids'):
+        return f'{unit}{"s" if len(request["gpu_ids"]) > 1 else ""} {_ids(request["gpu_ids"])}'
+    n = request['gpus']
+    return f'{n} free {unit}{"s" if n > 1 else ""}'
 
 
 class Studio:
@@ -208,8 +222,7 @@ class Studio:
             if blocked and self.settings.queue_policy == 'strict':
                 why = f'behind {blocked} (strict queue order)'
             elif got is None:
-                want = job['request'].get('gpu_ids') or job['request']['gpus']
-                why = f'waiting for GPU(s) {want}; usable now: {sorted(usable) or "none"}'
+                why = f'waiting for {_wanted(job["request"], snap.mode)}; usable now: {_ids(usable)}'
                 blocked = blocked or jid
             elif isinstance(got, str):
                 why = got

@@ -116,8 +116,10 @@ class Supervisor:
             return 'stopped', f'stopped on request{how}'
         if att.get('hung_at'):
             return 'hung', f'no heartbeat for {self.settings.heartbeat_timeout_s:g}s; killed'
-        if code == 0 or (code is None and final in ('done', 'stopped')):
+        if final in ('done', 'stopped') and code in (0, None):
             return ('stopped', 'the trainer stopped') if final == 'stopped' else ('done', 'finished')
+        if code == 0:       # e.g. the deepspeed runner exits 0 when its launcher is killed by a signal
+            return 'crashed', 'the process exited without a final status (done or stopped)'
         if code == 2:
             return 'refused', failure or 'the trainer refused the configuration (exit code 2); see log.txt'
         if code is None and recovering:

@@ -32,7 +32,8 @@ export function fileUrl(path) {
   return t ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(t)}` : url;
 }
 
-export async function api(path, { method = 'GET', body, query, raw = false, signal, headers = {} } = {}) {
+// keepalive: the request outlives the page (a last save when the user leaves or reloads).
+export async function api(path, { method = 'GET', body, query, raw = false, signal, headers = {}, keepalive = false } = {}) {
   let url = path.startsWith('/') ? path : `/api/v1/${path}`;
   if (query) {
     const q = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined && v !== null));
@@ -48,7 +49,7 @@ export async function api(path, { method = 'GET', body, query, raw = false, sign
   }
   let response;
   try {
-    response = await fetch(url, { method, body: payload, headers: h, signal });
+    response = await fetch(url, { method, body: payload, headers: h, signal, keepalive });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError(0, 'unreachable', 'The studio does not answer (is it running?)');

@@ -13,6 +13,8 @@ import gpus from './gpus.js';
 
 const AREAS = [training, data, inference, gpus];
 let cleanup = null;
+let generation = 0;          // renders started; a render that a newer one overtook cleans up after itself
+let rendered = null;         // the hash last rendered (popstate and hashchange both fire on a link click)
 
 export function navigate(hash, { replace = false } = {}) {
   if (replace) history.replaceState(null, '', hash);
@@ -36,6 +38,7 @@ export function setQuery(changes) {
   const q = route.query.toString();
   const path = [route.area, ...route.parts].map(encodeURIComponent).join('/');
   history.replaceState(null, '', `#/${path}${q ? `?${q}` : ''}`);
+  rendered = location.hash;
 }
 
 function renderNav(active) {
@@ -47,6 +50,8 @@ function renderNav(active) {
 }
 
 async function render() {
+  const mine = ++generation;
+  rendered = location.hash;
   const route = parseRoute();
   const area = AREAS.find((a) => a.id === route.area) || AREAS[0];
   renderNav(area.id);
@@ -55,18 +60,27 @@ async function render() {
     try { cleanup(); } catch (_) { /* ignore */ }
     cleanup = null;
   }
-  const view = clear(document.getElementById('view'));
+  // each render draws into its own element, so one that a newer render overtook draws nowhere visible
+  const view = h('div.area-view');
+  clear(document.getElementById('view')).append(view);
   try {
     const result = await area.render(view, route);
-    cleanup = typeof result === 'function' ? result : null;
+    const done = typeof result === 'function' ? result : null;
+    if (mine !== generation) {
+      if (done) done();
+      return;
+    }
+    cleanup = done;
   } catch (e) {
+    if (mine !== generation || (e && e.name === 'AbortError')) return;
     showError(e, area.title);
     view.append(h('p.error', `This view could not be shown: ${e.message || e}`));
   }
 }
 
-window.addEventListener('popstate', render);
-window.addEventListener('hashchange', render);
+const onLocation = () => { if (location.hash !== rendered) render(); };
+window.addEventListener('popstate', onLocation);
+window.addEventListener('hashchange', onLocation);
 document.addEventListener('odeo:unauthorized', () => {
   const status = document.getElementById('status');
   status.textContent = 'Access token needed: open the studio with ?token=<token>';

@@ -8,7 +8,7 @@ export function h(spec, attrs = {}, ...children) {
     if (part[0] === '.') el.classList.add(part.slice(1));
     else el.id = part.slice(1);
   }
-  if (attrs instanceof Node || typeof attrs === 'string' || Array.isArray(attrs)) {
+  if (attrs instanceof Node || typeof attrs === 'string' || typeof attrs === 'number' || Array.isArray(attrs)) {
     children.unshift(attrs);
     attrs = {};
   }
@@ -84,6 +84,15 @@ export function formatTime(unixSeconds) {
   return unixSeconds ? new Date(unixSeconds * 1000).toLocaleString() : '';
 }
 
+// The time alone for today, else the date and time without seconds.
+export function formatShortTime(unixSeconds) {
+  if (!unixSeconds) return '';
+  const d = new Date(unixSeconds * 1000);
+  return d.toDateString() === new Date().toDateString()
+    ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })
+    : d.toLocaleString([], { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
 // Poll fn every ms while the view is alive; returns a stop function. Errors are shown once, not per tick.
 export function poll(fn, ms) {
   let stopped = false, timer = null, failing = false;
@@ -93,6 +102,7 @@ export function poll(fn, ms) {
       await fn();
       failing = false;
     } catch (e) {
+      if (stopped || (e && e.name === 'AbortError')) return;
       if (!failing) showError(e);
       failing = true;
     }
@@ -100,4 +110,73 @@ export function poll(fn, ms) {
   };
   tick();
   return () => { stopped = true; clearTimeout(timer); };
+}
+
+// What a view owns while it is shown: polls, listeners, timers and in-flight requests (pass
+// scope.signal to api()). The view's render returns scope.close, and leaving the view ends them all.
+export function scope() {
+  const controller = new AbortController();
+  const enders = [];
+  const self = {
+    signal: controller.signal,
+    get closed() { return controller.signal.aborted; },
+    add(fn) { enders.push(fn); return fn; },
+    poll(fn, ms) { return self.add(poll(fn, ms)); },
+    on(target, event, fn, options) {
+      target.addEventListener(event, fn, options);
+      return self.add(() => target.removeEventListener(event, fn, options));
+    },
+    close() {
+      controller.abort();
+      while (enders.length) {
+        try { enders.pop()(); } catch (_) { /* ignore */ }
+      }
+    },
+  };
+  return self;
+}
+
+// fn delayed until `ms` passed with no new call; .flush() runs a pending call now, .cancel() drops it.
+export function debounce(fn, ms) {
+  let timer = null, args = null;
+  const run = () => { timer = null; const a = args; args = null; return fn(...a); };
+  const wrapped = (...a) => { args = a; clearTimeout(timer); timer = setTimeout(run, ms); };
+  wrapped.flush = () => (timer ? (clearTimeout(timer), run()) : undefined);
+  wrapped.cancel = () => { clearTimeout(timer); timer = null; args = null; };
+  wrapped.pending = () => timer !== null;
+  return wrapped;
+}
+
+export function promptDialog(message, { value = '', confirm = 'OK', cancel = 'Cancel', label = '' } = {}) {
+  return new Promise((resolve) => {
+    let answer = null;
+    const input = h('input', { type: 'text', value, 'aria-label': label || message });
+    const form = h('form', { method: 'dialog' },
+      h('p', message), input,
+      h('div.actions',
+        h('button', { type: 'button', onclick: () => dialog.close() }, cancel),
+        h('button.primary', { type: 'submit' }, confirm)));
+    form.addEventListener('submit', () => { answer = input.value; });
+    const dialog = h('dialog.confirm', {}, form);
+    dialog.addEventListener('close', () => { dialog.remove(); resolve(answer); });
+    document.body.append(dialog);
+    dialog.showModal();
+    input.select();
+  });
+}
+
+export function formatNumber(v, digits = 4) {
+  if (v === null || v === undefined || !isFinite(v)) return '–';
+  if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e6)) return v.toExponential(2);
+  return String(Number(v.toPrecision(digits)));
+}
+
+// A state badge: <span class="badge <state>">state</span> (colours in app.css).
+export function badge(state, title) {
+  return h(`span.badge.${String(state || 'unknown').replace(/[^a-z0-9_-]/gi, '')}`, { title }, state || 'unknown');
+}
+
+// Replace el's children (null / false skipped, arrays flattened, like h()).
+export function fill(el, ...children) {
+  return append(clear(el), children);
 }
