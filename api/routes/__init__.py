@@ -1,11 +1,13 @@
 """One blueprint per area, all under /api/v1 (the index page aside). Further areas (Data studio,
 Inference studio) add their blueprint here and their services under api/services/."""
 
+from .gallery import bp as gallery
 from .gpus import bp as gpus
+from .inference import bp as inference
 from .jobs import bp as jobs
 from .library import bp as library
 from .queue import bp as queue
 from .system import bp as system
 from .tasks import bp as tasks
 
-BLUEPRINTS = [system, tasks, jobs, queue, gpus, library]
+BLUEPRINTS = [system, tasks, jobs, queue, gpus, library, gallery, inference]

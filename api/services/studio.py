@@ -14,12 +14,14 @@ from pathlib import Path
 from .datasets import DatasetCatalog
 from .errors import Conflict, Invalid
 from .gpus import GpuInventory
+from .inference import InferenceService
 from .jobs import LIVE, JobStore, new_job, new_job_id
 from .logs import read_log
 from .models import ModelCatalog
 from .monitor import JobMonitor
 from .paths import Paths
 from .ports import PortAllocator
+from .previews import PreviewWatcher
 from .queue import JobQueue
 from .runs import checkpoint_path, file_in_run, freeze, list_checkpoints, list_loras, newest_checkpoint
 from .scheduler import Scheduler
@@ -49,6 +51,10 @@ class Studio:
         self.ports = PortAllocator(*settings.port_range)
         self.scheduler = Scheduler(settings, self.paths, self.jobs, self.queue, self.tasks, self.inventory,
                                    self.monitor, self.ports)
+        self.inference = InferenceService(self.paths, settings, self.jobs, self.tasks, self.monitor, self.scheduler,
+                                          self.inventory, self.models)
+        self.previews = PreviewWatcher(self.inference, self.jobs, self.tasks)
+        self.scheduler.hooks.append(self.previews.tick)
         self.scheduler.recover()
 
     def start(self):
@@ -155,6 +161,7 @@ class Studio:
         live = job['state'] in LIVE
         out = {k: job[k] for k in ('id', 'task_id', 'state', 'created_at', 'updated_at', 'finished_at', 'request',
                                    'retries', 'message', 'origin')}
+        out['kind'] = job.get('kind', 'train')
         out['attempt'] = len(job['attempts'])
         out['devices'] = job['attempts'][-1]['devices'] if live else []
         out['progress'] = None
@@ -176,18 +183,21 @@ class Studio:
         return latest['state'] if latest else 'draft'
 
     def task_summary(self, task, now=None):
-        latest = self.jobs.latest(task['id'])
+        latest = self.jobs.latest(task['id'], kind='train')
         return {'id': task['id'], 'name': task['name'], 'created_at': task['created_at'],
                 'updated_at': task['updated_at'], 'revision': task['revision'], 'resources': task['resources'],
                 'state': self.task_state(task, latest),
-                'latest_job': self.job_brief(latest, now) if latest else None}
+                'latest_job': self.job_brief(latest, now) if latest else None,
+                'best_lora': self.inference.best(task['id'])}
 
     def task_view(self, task):
         form, form_errors = self.tasks.form(task)
         jobs = self.jobs.all(task['id'])
         model = self.models.find(form['model_path']) if isinstance(form['model_path'], str) and form['model_path'] else None
-        return {**task, 'state': self.task_state(task, jobs[-1] if jobs else None), 'form': form,
-                'form_errors': form_errors, 'model': model, 'jobs': [self.job_brief(j) for j in jobs]}
+        trains = [j for j in jobs if j.get('kind', 'train') == 'train']
+        return {**task, 'state': self.task_state(task, trains[-1] if trains else None), 'form': form,
+                'form_errors': form_errors, 'model': model, 'jobs': [self.job_brief(j) for j in jobs],
+                'best_lora': self.inference.best(task['id'])}
 
     def form_schema(self):
         return [{'name': f.name, 'file': f.file, 'key': '.'.join(str(k) for k in f.key), 'doc': f.doc} for f in FIELDS]
@@ -208,7 +218,8 @@ class Studio:
             elif got is None:
                 want = job['request'].get('gpu_ids') or job['request']['gpus']
                 why = f'waiting for GPU(s) {want}; usable now: {sorted(usable) or "none"}'
-                blocked = blocked or jid
+                if not job.get('background'):          # background jobs (previews) hold up nobody
+                    blocked = blocked or jid
             elif isinstance(got, str):
                 why = got
             else:
