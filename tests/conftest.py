@@ -56,3 +56,7 @@ def make_app(data_root):
 
     yield make
     kill_jobs(data_root)
+
+
+# ---- Inference studio ---------------------------------------------------------------------------------
+from tests.inference_fixtures import preview_studio  # noqa: E402,F401  (session: 2 epochs of real training)

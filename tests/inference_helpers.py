@@ -46,3 +46,28 @@ def read_video(path):
 
 def mean_abs_diff(a, b):
     return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+def saved_training_run(studio, task_id, model_dir, epochs=2, steps_per_epoch=4):
+    """A finished training job of `task_id` with one real LoRA per epoch (as train.py leaves them: the
+    frozen config, epochN/ with the adapter and adapter_config.json, artifact events)."""
+    import json
+    import time
+
+    from api.services.jobs import new_job, new_job_id
+    job_id = new_job_id()
+    run = studio.paths.job_dir(task_id, job_id)
+    run.mkdir(parents=True)
+    (run / 'config.toml').write_text(f"[model]\ntype = 'wan'\nckpt_path = '{model_dir}'\ndtype = 'float32'\n")
+    lines = []
+    for e in range(1, epochs + 1):
+        make_lora(model_dir, run / f'epoch{e}' / 'adapter_model.safetensors', seed=e)
+        (run / f'epoch{e}' / 'adapter_config.json').write_text(json.dumps({'peft_type': 'LORA', 'experts': ['main']}))
+        lines.append({'time': time.time(), 'type': 'artifact', 'kind': 'lora', 'epoch': e, 'step': e * steps_per_epoch,
+                      'path': f'epoch{e}/adapter_model.safetensors', 'expert': 'main'})
+    (run / 'events.jsonl').write_text(''.join(json.dumps(x) + '\n' for x in lines))
+    job = new_job(job_id, task_id, studio.paths.relative(run), {'gpus': 1, 'gpu_ids': None},
+                  {'action': 'start', 'job_id': None, 'checkpoint': None})
+    job.update(state='done', finished_at=time.time())
+    studio.jobs.save(job)
+    return job

@@ -21,6 +21,7 @@ import importlib
 import json
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -170,7 +171,8 @@ def main(argv=None):
     events = EventWriter(run_dir)
     events.start_heartbeat()
     control = Control(run_dir)
-    signal.signal(signal.SIGTERM, control.on_signal)
+    if threading.current_thread() is threading.main_thread():      # (tests run the job in a thread)
+        signal.signal(signal.SIGTERM, control.on_signal)
     events.status('starting', f'infer job {job["id"]}')
     runner = backend = None
     try:

@@ -7,13 +7,17 @@ per cell, the family's graph template is filled in, fitted to the server's node 
 followed over the websocket, and the video it saved is fetched with /view.
 """
 
+import time
 from pathlib import Path
 
 from api.jobs.control import Stopped
 from api.services.comfyui import graphs
-from api.services.comfyui.client import ComfyCancelled, ComfyClient
+from api.services.comfyui.client import ComfyCancelled, ComfyClient, ComfyGone
 from api.services.comfyui.managed import ManagedComfyUI, place_lora
 from utils.fsutil import atomic_write_bytes
+
+
+CONNECT_WAIT_S = 15.0             # how long an unreachable ComfyUI is waited for at the start of a job
 
 
 def first_frame(path):
@@ -43,7 +47,16 @@ class ComfyBackend:
                                          self.cfg.get('model_roots', ()), self.cfg['loras_dir'])
             url = self.server.start()
         self.client = ComfyClient(url)
-        self.client.system_stats()
+        deadline = time.monotonic() + CONNECT_WAIT_S
+        while True:                              # a ComfyUI being restarted gets a moment to come back
+            try:
+                self.client.system_stats()
+                return
+            except ComfyGone:
+                if time.monotonic() > deadline:
+                    raise
+                self.control.check()
+                time.sleep(0.5)
 
     def _lora_names(self, row):
         if row['id'] not in self.loras:

@@ -51,8 +51,6 @@ def proposals(width, height, variant_id):
     if variant_id is None:
         areas, multiple = [a for a in SIZE_AREAS if a != 'tiny'], 16
     else:
-        if variant_id not in VARIANTS:
-            raise BadRequest(f'variant {variant_id!r} is not one of {", ".join(VARIANTS)}', field='variant')
         areas, multiple = SUPPORTED_AREAS[variant_id], VARIANTS[variant_id].size_multiple
     return {a: list(propose_size(width, height, multiple, a)) for a in areas}
 
@@ -65,10 +63,10 @@ class Gallery:
         self._lock = threading.Lock()
 
     # ---- folders ----------------------------------------------------------------------------
-    def _folder(self, name, must_exist=True):
-        folder = inside(self.root, check_folder_name(name, 'folder'), 'folder')
+    def _folder(self, name, must_exist=True, field='folder'):
+        folder = inside(self.root, check_folder_name(name, field), field)
         if must_exist and not folder.is_dir():
-            raise NotFound(f'no gallery folder {name!r}', field='folder')
+            raise NotFound(f'no gallery folder {name!r}', field=field)
         return folder
 
     def folders(self):
@@ -79,7 +77,7 @@ class Gallery:
         return out
 
     def create(self, name):
-        folder = self._folder(name, must_exist=False)
+        folder = self._folder(name, must_exist=False, field='name')
         try:
             folder.mkdir()
         except FileExistsError:
@@ -87,7 +85,7 @@ class Gallery:
         return {'name': name, 'images': 0, 'updated_at': folder.stat().st_mtime}
 
     def rename(self, name, new):
-        src, dst = self._folder(name), self._folder(new, must_exist=False)
+        src, dst = self._folder(name), self._folder(new, must_exist=False, field='name')
         if dst.exists():
             raise Conflict(f'a gallery folder named {new!r} exists', field='name')
         src.rename(dst)
@@ -110,7 +108,7 @@ class Gallery:
         if not isinstance(rel, str) or rel.count('/') != 1:
             raise BadRequest(f'{field} {rel!r} must be "folder/image.png"', field=field)
         folder, name = rel.split('/')
-        path = inside(self._folder(folder), name, field)
+        path = inside(self._folder(folder, field=field), name, field)
         if path.suffix.lower() not in IMAGE_EXT or not path.is_file():
             raise NotFound(f'no image {rel!r} in the gallery', field=field)
         return path
@@ -142,6 +140,8 @@ class Gallery:
                 'size': st.st_size, 'updated_at': st.st_mtime, 'proposed': proposed, 'error': error}
 
     def images(self, folder, variant_id=None):
+        if variant_id is not None and variant_id not in VARIANTS:
+            raise BadRequest(f'variant {variant_id!r} is not one of {", ".join(VARIANTS)}', field='variant')
         d = self._folder(folder)
         files = sorted((f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXT and not f.name.startswith('.')),
                        key=lambda f: f.name.lower())

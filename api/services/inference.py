@@ -304,7 +304,8 @@ class InferenceService:
                   'preview': {**current['preview'], **changes.get('preview', {})}}
         checked = self._check_settings(task_id, merged)
         changes.update({k: checked[k] for k in ('prompts', 'images') if k in changes})
-        return {**self.store.update(task_id, changes, body.get('if_revision')), 'variant': checked.get('variant')}
+        self.store.update(task_id, changes, body.get('if_revision'))
+        return self.task_settings(task_id)
 
     def _check_settings(self, task_id, rec):
         """Prompts and images always; the preview settings too when previews are on (as the runs will see them)."""

@@ -33,6 +33,7 @@ from api.jobs.control import JobError
 from .graphs import SOFT_CHOICES, choices_of
 
 VIDEO_EXT = ('.mp4', '.webm', '.mov', '.mkv')
+HISTORY_WAIT_S = 10.0             # after execution_success, how long the history entry may take to appear
 
 
 class ComfyError(JobError):
@@ -227,17 +228,21 @@ class ComfyClient:
                 ws.close()
             except Exception:
                 pass
-        entry = self.history(prompt_id)
+        deadline = time.monotonic() + HISTORY_WAIT_S      # history is written just after execution_success
+        while (entry := self.history(prompt_id)) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         if entry is None:
             raise ComfyError(f'ComfyUI finished prompt {prompt_id} but has no history of it')
         return entry.get('outputs') or {}
 
     def _follow(self, ws, graph, prompt_id, on_progress, should_stop):
-        offset, node, node_max, last = 0, None, 0, time.monotonic()
+        offset, node, node_max, last, succeeded = 0, None, 0, time.monotonic(), None
         total = sampling_steps(graph)
         while True:
             if should_stop():
                 raise ComfyCancelled()
+            if succeeded and time.monotonic() - succeeded > HISTORY_WAIT_S:
+                return
             msg = ws.receive(timeout=0.5)
             if msg is None:
                 if time.monotonic() - last > self.idle_timeout:
@@ -263,9 +268,11 @@ class ComfyClient:
             elif kind == 'execution_interrupted':
                 raise ComfyError(f'ComfyUI interrupted the run in {_title(graph, data.get("node_id"))} '
                                  f'(cancelled in ComfyUI?)')
-            elif kind == 'execution_success' or (kind == 'executing' and data.get('node') is None
-                                                 and data.get('prompt_id') == prompt_id):
+            elif kind == 'execution_success':
+                succeeded = time.monotonic()           # the history entry follows; `executing` None says so
+            elif kind == 'executing' and data.get('node') is None and data.get('prompt_id') == prompt_id:
                 return
+
 
     def fetch_video(self, outputs, node_id):
         """The bytes and name of the video a SaveVideo node wrote (core: listed under 'images' with 'animated')."""

@@ -216,22 +216,23 @@ def build(variant_id, cell, files, loras=None, image=None, prefix='odeo/preview'
 # Node facts in /object_info form, and checking graphs against them
 # --------------------------------------------------------------------------------------------
 
-def _spec(kind, choices):
-    if isinstance(kind, tuple):
-        return [list(choices.get('*', kind)) if kind == FILES else list(kind), {}]
-    return [kind, {}]
-
-
 def object_info(files=None):
-    """NODES in the shape of ComfyUI's GET /object_info; files: {input name: [file names]} fills the file combos."""
+    """NODES in the shape of ComfyUI's GET /object_info. files: {(class_type, input): [file names]} fills the
+    combos whose choices are files (model folders, uploaded images); other combos list NODES' choices."""
     files = files or {}
+
+    def spec(cls, name, kind):
+        if isinstance(kind, tuple):
+            return [list(files.get((cls, name), [])) if kind == FILES else list(kind), {}]
+        return [kind, {}]
+
     out_ = {}
-    for name, (source, required, optional, outputs) in NODES.items():
-        out_[name] = {
-            'input': {'required': {k: _spec(v, {'*': files.get(k, [])}) for k, v in required.items()},
-                      'optional': {k: _spec(v, {'*': files.get(k, [])}) for k, v in optional.items()}},
+    for cls, (source, required, optional, outputs) in NODES.items():
+        out_[cls] = {
+            'input': {'required': {k: spec(cls, k, v) for k, v in required.items()},
+                      'optional': {k: spec(cls, k, v) for k, v in optional.items()}},
             'input_order': {'required': list(required), 'optional': list(optional)},
-            'output': list(outputs), 'output_node': name in OUTPUT_NODES, 'name': name, 'python_module': source,
+            'output': list(outputs), 'output_node': cls in OUTPUT_NODES, 'name': cls, 'python_module': source,
         }
     return out_
 
