@@ -390,7 +390,7 @@ class InferenceService:
                          'fraction': progress and progress['fraction'], 'settings': man.get('settings')})
             for c in man.get('cells', []):
                 base = f'jobs/{job["id"]}/files/'
-                cells.append({**c, 'job_id': job['id'],
+                cells.append({**c, 'job_id': job['id'], 'negative_default': c.get('negative_prompt') == NEGATIVE_PROMPT,
                               'video_url': base + c['video'] if c.get('video') else None,
                               'poster_url': base + c['poster'] if c.get('poster') else None})
         return {'task_id': task_id, 'best': self.best(task_id), 'jobs': jobs, 'cells': cells}

@@ -23,7 +23,12 @@ export class SyncPlayer {
     const t = this.time();
     this.pause();
     this.videos = videos;
-    for (const v of videos) { v.muted = true; v.loop = false; v.playsInline = true; }
+    for (const v of videos) {
+      v.muted = true;
+      v.loop = false;
+      v.playsInline = true;
+      v.addEventListener('loadedmetadata', () => this.onTime && this.onTime(this.time(), this.duration()));
+    }
     if (t) this.seek(t);
   }
 
@@ -191,11 +196,15 @@ export async function resultsView(container, ctx) {
     if (!c) return h('td.inf-cell.empty', { colspan }, h('span.muted', '–'));
     const video = h('video', { src: fileUrl(c.video_url), poster: c.poster_url ? fileUrl(c.poster_url) : undefined,
       muted: true, playsinline: true, preload: 'auto', width: c.width, height: c.height });
-    const link = h('a.button.small.inf-download', { href: fileUrl(c.video_url), download: downloadName(ctx.task, c),
+    const link = h('a.button.small.inf-download', { href: downloadUrl(c), download: downloadName(ctx.task, c),
       title: 'Download the video' }, 'Download');
     return h('td.inf-cell', { colspan, title: describe(c), dataset: { cell: `${c.job_id}/${c.id}` } },
       h('div.inf-video', { onclick: () => showDetails(c) }, video),
       h('div.row.inf-cell-bar', h('button.small.link', { type: 'button', onclick: () => showDetails(c) }, 'Details'), link));
+  }
+
+  function downloadUrl(c) {
+    return fileUrl(`${c.video_url}?download=${encodeURIComponent(downloadName(ctx.task, c))}`);
   }
 
   function showDetails(c) {
@@ -205,9 +214,10 @@ export async function resultsView(container, ctx) {
     h('table', h('tbody', [['Strength', c.strength ?? '–'], ['Prompt', c.prompt || '(none)'], ['Image', c.image || '–'],
       ['Size', `${c.width}×${c.height}`], ['Frames', `${c.frames} at ${c.fps} fps`], ['Seed', c.seed], ['Steps', c.steps],
       ['Guidance', c.guidance_low !== null && c.guidance_low !== undefined ? `${c.guidance} / ${c.guidance_low}` : c.guidance],
-      ['Shift', c.shift], ['Negative prompt', c.negative_prompt || '(none)'], ['Run', c.lora ? c.lora.job_id : '–'],
+      ['Shift', c.shift], ['Negative prompt', c.negative_default ? 'Wan\'s default' : (c.negative_prompt || '(none)')],
+      ['Run', c.lora ? c.lora.job_id : '–'],
       ['Test job', c.job_id], ['Time', `${c.seconds ?? '?'} s`]].map(([k, v]) => h('tr', h('th', k), h('td', String(v)))))),
-    h('a.button', { href: fileUrl(c.video_url), download: downloadName(ctx.task, c) }, 'Download video'));
+    h('a.button', { href: downloadUrl(c), download: downloadName(ctx.task, c) }, 'Download video'));
   }
 
   async function markBest(lora) {
