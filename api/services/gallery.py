@@ -21,6 +21,7 @@ from utils.fsutil import fsync_dir
 from utils.media import MediaError, probe
 
 from .errors import BadRequest, Conflict, NotFound
+from .filecache import FileCache
 from .paths import inside
 
 IMAGE_EXT = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
@@ -59,8 +60,8 @@ class Gallery:
     def __init__(self, root):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._sizes = {}                 # path -> ((size, mtime_ns), (width, height))
-        self._lock = threading.Lock()
+        self._sizes = FileCache()
+        self._lock = threading.Lock()     # two uploads of one name get two names
 
     # ---- folders ----------------------------------------------------------------------------
     def _folder(self, name, must_exist=True, field='folder'):
@@ -114,19 +115,14 @@ class Gallery:
         return path
 
     def size_of(self, path):
-        st = path.stat()
-        key = (st.st_size, st.st_mtime_ns)
-        with self._lock:
-            hit = self._sizes.get(str(path))
-        if hit and hit[0] == key:
-            return hit[1]
-        try:
-            info = probe(path)
-        except MediaError as e:
-            raise BadRequest(f'{path.parent.name}/{path.name}: {e.reason}', field='image') from None
-        with self._lock:
-            self._sizes[str(path)] = (key, (info.width, info.height))
-        return info.width, info.height
+        """(width, height) of a gallery image as shown (EXIF orientation applied)."""
+        def read(p):
+            try:
+                info = probe(p)
+            except MediaError as e:
+                raise BadRequest(f'{p.parent.name}/{p.name}: {e.reason}', field='image') from None
+            return info.width, info.height
+        return self._sizes.get(path, read)
 
     def describe(self, path, variant_id=None):
         st = path.stat()
@@ -171,7 +167,7 @@ class Gallery:
                 raise BadRequest(f'{filename}: {e.reason}', field='file') from None
             if info.kind != 'image':
                 raise BadRequest(f'{filename}: not an image', field='file')
-            with self._lock:                     # two uploads of one name get two names
+            with self._lock:
                 final = folder / self._free_name(folder, name)
                 os.link(tmp, final)
             fsync_dir(folder)

@@ -9,7 +9,6 @@ strengths and sampling settings. The job process needs nothing else from the stu
 
 import json
 import logging
-import threading
 import time
 import tomllib
 from pathlib import Path
@@ -19,6 +18,7 @@ from models.wan.variants import VARIANTS
 
 from . import launcher
 from .errors import BadRequest, Conflict, Invalid, NotFound
+from .filecache import FileCache
 from .gallery import Gallery
 from .infer_request import (MAX_IMAGES, MAX_PROMPT_CHARS, MAX_PROMPTS, count_cells, defaults, settings_from,
                             text_list)
@@ -60,25 +60,12 @@ class InferenceService:
         self.models = models
         self.gallery = Gallery(paths.root / 'gallery')
         self.store = TaskInference(paths)
-        self._meta = {}                   # lora file -> ((size, mtime_ns), metadata)
+        self._meta = FileCache()          # LoRA file -> its safetensors metadata
         self._manifests = {}              # job id -> (mtime_ns, manifest)
         self.preview_errors = {}          # task id -> why its last preview could not be queued
-        self._lock = threading.Lock()
         launcher.register_kind('infer', 'api.jobs.infer')
 
     # ---- LoRAs saved by training runs ---------------------------------------------------------
-    def _meta_of(self, path):
-        st = path.stat()
-        key = (st.st_size, st.st_mtime_ns)
-        with self._lock:
-            hit = self._meta.get(str(path))
-        if hit and hit[0] == key:
-            return hit[1]
-        meta = _lora_meta(path)
-        with self._lock:
-            self._meta[str(path)] = (key, meta)
-        return meta
-
     def job_loras(self, job):
         """Complete saves of a training run (every expert file present), oldest first, with epoch and step."""
         run = self.paths.root / job['run_dir']
@@ -92,7 +79,7 @@ class InferenceService:
                 continue                                  # written last: the save is not complete yet
             files = []
             for f in save['files']:
-                meta = self._meta_of(run / f['path'])
+                meta = self._meta.get(run / f['path'], _lora_meta)
                 files.append({'path': f['path'], 'size': f['size'], 'expert': _expert_of(meta, f['path']),
                               'variant': meta.get('odeo.variant')})
             wanted = set(config.get('experts') or [])

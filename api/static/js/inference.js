@@ -23,30 +23,31 @@ const TASK_TABS = [
   ['settings', 'Prompts & previews', settingsView],
 ];
 
-function tabs(items, active, onPick) {
-  return h('nav.inf-tabs', { role: 'tablist' }, items.map(([id, title]) => h('button', {
-    type: 'button', role: 'tab', class: id === active ? 'active' : '', 'aria-selected': id === active ? 'true' : 'false',
-    dataset: { tab: id }, onclick: () => onPick(id),
-  }, title)));
-}
-
-async function overview(container, route) {
-  const tab = route.query.get('tab') || 'tasks';
+// A row of tabs over a body; the chosen tab is kept in the URL (?tab=, left out for the first one).
+async function tabbed(container, head, items, active, ctx) {
   const body = h('div.inf-body');
   let cleanup = null;
   const show = async (id) => {
     if (cleanup) cleanup();
     cleanup = null;
-    setQuery({ tab: id === 'tasks' ? null : id });
-    container.querySelectorAll('.inf-tabs button').forEach((b) => b.classList.toggle('active', b.dataset.tab === id));
+    setQuery({ tab: id === items[0][0] ? null : id });
+    nav.querySelectorAll('button').forEach((b) => b.classList.toggle('active', b.dataset.tab === id));
     clear(body);
-    if (id === 'gallery') cleanup = await galleryView(body, {});
-    else await tasksList(body);
+    const view = (items.find(([t]) => t === id) || items[0])[2];
+    cleanup = await view(body, { ...ctx, go: show });
   };
-  container.append(h('div.inf-head', h('h1', 'Inference'), comfyStatus()),
-    tabs([['tasks', 'Tasks'], ['gallery', 'Test images']], tab, show), body);
-  await show(tab);
+  const nav = h('nav.inf-tabs', { role: 'tablist' }, items.map(([id, title]) => h('button', {
+    type: 'button', role: 'tab', class: id === active ? 'active' : '', dataset: { tab: id }, onclick: () => show(id),
+  }, title)));
+  container.append(head, nav, body);
+  await show(active);
   return () => cleanup && cleanup();
+}
+
+function overview(container, route) {
+  const items = [['tasks', 'Tasks', tasksList], ['gallery', 'Test images', (body) => galleryView(body, {})]];
+  return tabbed(container, h('div.inf-head', h('h1', 'Inference'), comfyStatus()), items,
+    route.query.get('tab') || 'tasks', {});
 }
 
 async function tasksList(body) {
@@ -72,26 +73,9 @@ async function tasksList(body) {
 async function taskPage(container, route) {
   const taskId = route.parts[0];
   const task = await api(`tasks/${encodeURIComponent(taskId)}`);
-  const tab = route.query.get('tab') || 'results';
-  const body = h('div.inf-body');
-  let cleanup = null;
-  const ctx = { task, taskId, go: (id) => show(id) };
-  const show = async (id) => {
-    if (cleanup) cleanup();
-    cleanup = null;
-    setQuery({ tab: id === 'results' ? null : id });
-    container.querySelectorAll('.inf-tabs button').forEach((b) => b.classList.toggle('active', b.dataset.tab === id));
-    clear(body);
-    const view = (TASK_TABS.find(([t]) => t === id) || TASK_TABS[0])[2];
-    cleanup = await view(body, ctx);
-  };
-  container.append(
-    h('div.inf-head',
-      h('div', h('a.muted', { href: '#/inference' }, 'Inference'), ' / ', h('h1.inline', task.name)),
-      comfyStatus()),
-    tabs(TASK_TABS, tab, show), body);
-  await show(tab);
-  return () => cleanup && cleanup();
+  const head = h('div.inf-head',
+    h('div', h('a.muted', { href: '#/inference' }, 'Inference'), ' / ', h('h1.inline', task.name)), comfyStatus());
+  return tabbed(container, head, TASK_TABS, route.query.get('tab') || 'results', { task, taskId });
 }
 
 export default {
