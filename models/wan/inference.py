@@ -138,19 +138,23 @@ def inference_checkpoint(model_cfg):
 
 
 class WanGenerator:
-    def __init__(self, ckpt, parts, device, dtype):
+    def __init__(self, ckpt, parts, device, dtype, offload=False):
         self.ckpt = ckpt
         self.variant = ckpt.variant
         self.parts = parts                    # tokenizer, text_encoder, vae, transformer, transformer_2, image_*
         self.device = device
         self.dtype = dtype
+        self.offload = offload                # components wait in CPU memory and visit the GPU when they run
         self._pipes = {}
         self._lora = None                     # (key, adapter name, components holding it)
         self._serial = 0
 
     @classmethod
-    def load(cls, model_cfg, device='cpu', dtype=None):
-        """Load the base model once: transformer(s), VAE, UMT5 and (Wan2.1 I2V) the CLIP image encoder."""
+    def load(cls, model_cfg, device='cpu', dtype=None, offload=None):
+        """Load the base model once: transformer(s), VAE, UMT5 and (Wan2.1 I2V) the CLIP image encoder.
+
+        offload (default: on for Wan2.2 A14B on a GPU, whose two 14B experts and UMT5 hardly fit one card):
+        diffusers' model CPU offload, each component moved to the GPU only while it runs."""
         import torch
 
         from . import checkpoints
@@ -158,17 +162,20 @@ class WanGenerator:
         dtype = dtype or (torch.bfloat16 if device.type == 'cuda' else torch.float32)
         ckpt = inference_checkpoint(model_cfg)
         experts = ckpt.variant.experts
-        parts = {'transformer': checkpoints.load_transformer(ckpt, experts[0], dtype).eval().to(device),
+        if offload is None:
+            offload = device.type == 'cuda' and len(experts) == 2
+        place = (lambda m: m) if offload else (lambda m: m.to(device))  # noqa: E731
+        parts = {'transformer': place(checkpoints.load_transformer(ckpt, experts[0], dtype).eval()),
                  'transformer_2': None, 'image_encoder': None, 'image_processor': None}
         if len(experts) == 2:
-            parts['transformer_2'] = checkpoints.load_transformer(ckpt, experts[1], dtype).eval().to(device)
-        parts['vae'] = checkpoints.load_vae(ckpt, torch.float32).to(device)        # decoded in float32, as Wan does
+            parts['transformer_2'] = place(checkpoints.load_transformer(ckpt, experts[1], dtype).eval())
+        parts['vae'] = place(checkpoints.load_vae(ckpt, torch.float32))          # decoded in float32, as Wan does
         parts['tokenizer'], text_encoder = checkpoints.load_text_encoder(ckpt, dtype)
-        parts['text_encoder'] = text_encoder.to(device)
+        parts['text_encoder'] = place(text_encoder)
         loaded = checkpoints.load_image_encoder(ckpt, dtype)
         if loaded is not None:
-            parts['image_encoder'], parts['image_processor'] = loaded[0].to(device), loaded[1]
-        return cls(ckpt, parts, device, dtype)
+            parts['image_encoder'], parts['image_processor'] = place(loaded[0]), loaded[1]
+        return cls(ckpt, parts, device, dtype, offload)
 
     # -- pipelines ------------------------------------------------------------------------------
     def pipeline(self, with_image):
@@ -197,6 +204,8 @@ class WanGenerator:
             pipe = WanImageToVideoPipeline(**common, image_encoder=p['image_encoder'],
                                            image_processor=p['image_processor'])
         pipe.set_progress_bar_config(disable=True)
+        if self.offload:
+            pipe.enable_model_cpu_offload(device=self.device)
         return pipe
 
     def _transformers(self):
