@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from utils.config import ConfigError, load_dataset_config, load_main_config
+from utils.config import ConfigError, ConfigIssue, load_dataset_config, load_main_config
 
 EVAL_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint')
+POLL_SECONDS = 1.0            # how often, roughly, control files and signals are looked at
 
 
 def parse_args(argv=None):
@@ -100,6 +101,8 @@ class Trainer:
         self.batch_in_epoch = 0
         self.examples = 0
         self.last_checkpoint_time = time.time()
+        self.until_poll = 0
+        self.last_progress_event = 0.0
         self.tb = None
         self.wandb = None
 
@@ -171,9 +174,6 @@ class Trainer:
         if cfg['blocks_to_swap']:
             from utils.offload import BlockSwapper
             blocks = [m for m in self.pipe.forward_funcs if type(m).__name__ in self.adapter.checkpointable_layers]
-            if cfg['blocks_to_swap'] > len(blocks) - 2:
-                raise ValueError(f'blocks_to_swap = {cfg["blocks_to_swap"]}: at most {len(blocks) - 2} of the '
-                                 f'{len(blocks)} blocks can be swapped')
             self.swapper = BlockSwapper(blocks[:cfg['blocks_to_swap']], self.device)
         self.engine.zero_grad = self.clipper.zero_grad
         self.dp_rank = self.engine.grid.get_data_parallel_rank()
@@ -333,9 +333,14 @@ class Trainer:
         print(f'resumed from {ckpt_dir}: step {self.step}, epoch {self.epoch}, batch {self.batch_in_epoch}', flush=True)
 
     # -- control and logging --------------------------------------------------------------------
-    def poll_control(self):
-        """Rank 0 reads control files (and every rank its SIGTERM flag); all ranks get the union."""
-        flags = [0] * len(CONTROL_FLAGS)
+    def poll_control(self, step_seconds, force=False):
+        """Rank 0 reads control files (and every rank its SIGTERM flag); all ranks get the union.
+        It costs a collective, so it runs about once a second (every step for slow steps), at step
+        counts every rank agrees on: the interval travels with the flags."""
+        self.until_poll -= 1
+        if self.until_poll > 0 and not force:
+            return dict.fromkeys(CONTROL_FLAGS, False)
+        flags = [0] * (len(CONTROL_FLAGS) + 1)
         if self.rank == 0:
             control = self.run_dir / 'control'
             for i, name in enumerate(CONTROL_FLAGS):
@@ -346,11 +351,14 @@ class Trainer:
             minutes = self.config.get('checkpoint_every_n_minutes')
             if minutes and time.time() - self.last_checkpoint_time >= minutes * 60:
                 flags[CONTROL_FLAGS.index('checkpoint')] = 1
+            flags[-1] = max(1, min(50, int(POLL_SECONDS / max(step_seconds, 1e-3))))
         if self.stop_requested:
             flags[CONTROL_FLAGS.index('stop')] = 1
         t = torch.tensor(flags, dtype=torch.int64, device=self.device)
         self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
-        return {name: bool(v) for name, v in zip(CONTROL_FLAGS, t.tolist())}
+        values = t.tolist()
+        self.until_poll = values[-1]
+        return {name: bool(v) for name, v in zip(CONTROL_FLAGS, values)}
 
     def log_metric(self, name, value):
         self.events.metric(name, self.step, value, epoch=self.epoch)
@@ -414,7 +422,7 @@ class Trainer:
                 self.batch_in_epoch += 1
                 self.report_step(loss, time.time() - t0, started, start_step, len(batches), bar)
                 finished = self.step >= self.total_steps
-                ctl = self.poll_control()
+                ctl = self.poll_control(time.time() - t0, force=finished)
                 if self.due('save_every_n_steps', self.step) or \
                         self.due('save_every_n_examples', self.examples, prev_examples) or ctl['save'] or ctl['save_quit']:
                     self.save_adapter(f'step{self.step}')
@@ -451,12 +459,15 @@ class Trainer:
         if self.clipper.last_norm is not None:
             self.log_metric('train/grad_norm', self.clipper.last_norm)
         done = self.step - start_step
-        steps_per_s = done / max(1e-9, time.time() - started)
-        self.events.progress(phase='train', step=self.step, total_steps=self.total_steps, epoch=self.epoch,
-                             total_epochs=self.config['epochs'], epoch_step=self.batch_in_epoch,
-                             steps_per_epoch=batches_in_epoch, steps_per_s=round(steps_per_s, 4),
-                             examples_per_s=round((self.examples - self.start_examples) / max(1e-9, time.time() - started), 4),
-                             eta_s=round((self.total_steps - self.step) / steps_per_s, 1) if steps_per_s else None)
+        now = time.time()
+        if now - self.last_progress_event >= 0.5 or self.step >= self.total_steps:   # readers poll, no need for more
+            self.last_progress_event = now
+            steps_per_s = done / max(1e-9, now - started)
+            self.events.progress(phase='train', step=self.step, total_steps=self.total_steps, epoch=self.epoch,
+                                 total_epochs=self.config['epochs'], epoch_step=self.batch_in_epoch,
+                                 steps_per_epoch=batches_in_epoch, steps_per_s=round(steps_per_s, 4),
+                                 examples_per_s=round((self.examples - self.start_examples) / max(1e-9, now - started), 4),
+                                 eta_s=round((self.total_steps - self.step) / steps_per_s, 1) if steps_per_s else None)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.2e}', epoch=self.epoch)
@@ -490,6 +501,10 @@ def load_everything(args, world_size):
     config = load_main_config(args.config, world_size=world_size)
     adapter = get_adapter_class(config['model']['type'])(config)
     spec = adapter.media_spec
+    blocks = getattr(adapter, 'num_blocks', None)
+    if config['blocks_to_swap'] and blocks is not None and config['blocks_to_swap'] > blocks - 2:
+        raise ConfigError([ConfigIssue(args.config, 'blocks_to_swap', config['blocks_to_swap'],
+                                       f'this model has {blocks} blocks; at most {blocks - 2} can be swapped')])
     dataset_config = load_dataset_config(config['dataset'], spec.size_multiple)
     eval_configs = {e['name']: load_dataset_config(e['config'], spec.size_multiple) for e in config['eval_datasets']}
     return config, adapter, dataset_config, eval_configs
@@ -557,7 +572,10 @@ def main(argv=None):
     run_dir = choose_run_dir(args, config, resume_ckpt)
 
     import deepspeed
+    from deepspeed.accelerator import get_accelerator
     deepspeed.init_distributed()
+    if get_accelerator().device_name() != 'cpu':
+        get_accelerator().set_device(int(os.environ.get('LOCAL_RANK', 0)))
     import deepspeed.comm as dist
     names = [str(run_dir)]
     dist.broadcast_object_list(names, src=0)      # a timestamped name is chosen once, by rank 0

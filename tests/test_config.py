@@ -215,3 +215,15 @@ def test_example_configs_are_valid(name):
     else:
         cfg = load_main_config(path, world_size=4)
         assert Path(cfg['dataset']).is_absolute()
+
+
+def test_train_py_refuses_swapping_more_blocks_than_the_model_has(tiny_models, tmp_path):
+    write(tmp_path, 'dataset.toml', DATASET)
+    ckpt = tiny_models / 'wan2.1-t2v-1.3b' / 'official'
+    main = write(tmp_path, 'main.toml', MAIN.replace("ckpt_path = '/models/Wan2.1-T2V-1.3B'", f"ckpt_path = '{ckpt}'")
+                 .replace('caching_batch_size = 1', 'caching_batch_size = 1\nblocks_to_swap = 3')
+                 .replace("transformer_dtype = 'float8'\n", ''))
+    result = subprocess.run([sys.executable, 'train.py', '--config', str(main)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert 'blocks_to_swap = 3: this model has 4 blocks; at most 2 can be swapped' in result.stderr

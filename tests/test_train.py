@@ -32,8 +32,8 @@ def official(tiny_models, variant):
 
 
 def pipeline_config(tiny_models, demo_dataset, out, **extra):
-    settings = dict(pipeline_stages=2, epochs=8, eval_datasets=EVAL % demo_dataset, eval_before_first_step='true',
-                    eval_every_n_epochs=8, save_every_n_epochs=4,
+    settings = dict(pipeline_stages=2, epochs=16, eval_datasets=EVAL % demo_dataset, eval_before_first_step='true',
+                    eval_every_n_epochs=16, save_every_n_epochs=8,
                     optimizer="type = 'adamw'\nlr = 5e-3\nweight_decay = 0.0",
                     adapter="type = 'lora'\nrank = 8\ndtype = 'float32'")
     settings.update(extra)
@@ -61,15 +61,16 @@ def test_two_stage_pipeline_learns(pipeline_run):
     report = json.loads((run / 'dataset_report.json').read_text())
     assert report['totals']['used'] == 12 and report['batching']['steps'] == 4
     progress = [e for e in events(run) if e['type'] == 'progress' and e['phase'] == 'train']
-    assert progress[-1]['step'] == progress[-1]['total_steps'] == 32
+    assert progress[-1]['step'] == progress[-1]['total_steps'] == 64
     assert {e['path'] for e in events(run) if e['type'] == 'artifact' and e['kind'] == 'lora'} == {
-        'epoch4/adapter_model.safetensors', 'epoch8/adapter_model.safetensors'}
+        'epoch8/adapter_model.safetensors', 'epoch16/adapter_model.safetensors'}
     assert (run / 'tensorboard').is_dir() and any((run / 'tensorboard').iterdir())
 
 
 def test_data_parallel_learns(tiny_models, demo_dataset, tmp_path):
     config = write_config(tmp_path, pipeline_config(tiny_models, demo_dataset, tmp_path / 'out', pipeline_stages=1,
-                                                     gradient_accumulation_steps=1, epochs=6, eval_every_n_epochs=6))
+                                                     gradient_accumulation_steps=1, epochs=6, eval_every_n_epochs=6,
+                                                     save_every_n_epochs=6))
     proc = launch(config, tmp_path / 'run', procs=2)
     assert proc.returncode == 0, log_of(tmp_path / 'run')[-3000:]
     before, after = eval_losses(tmp_path / 'run')
@@ -120,7 +121,7 @@ def test_saved_lora_loads_in_diffusers_and_matches_the_trained_network(pipeline_
     from models.wan.adapter import WanAdapter
     from utils.config import load_main_config
     config, run = pipeline_run
-    lora = run / 'epoch8' / 'adapter_model.safetensors'
+    lora = run / 'epoch16' / 'adapter_model.safetensors'
     keys = list(load_file(lora))
     # ComfyUI's naming: diffusion_model.<official module>.lora_A/B.weight, every module present in the official file
     with safe_open(official(tiny_models, 'wan2.1-t2v-1.3b') / 'diffusion_pytorch_model.safetensors', 'pt') as f:
@@ -188,7 +189,7 @@ def test_stop_then_resume_equals_an_uninterrupted_run(pipeline_run, tmp_path):
     stopped_at = max(metric(run, 'train/loss'))
     saved_now = [e for e in events(run) if e['type'] == 'artifact' and e['path'].startswith('step')]
     assert saved_now and (run / saved_now[0]['path']).is_file() and not (run / 'control' / 'save').exists()
-    assert stopped_at < 32 and (run / 'checkpoints' / f'step{stopped_at}' / 'trainer_state.json').is_file()
+    assert stopped_at < 64 and (run / 'checkpoints' / f'step{stopped_at}' / 'trainer_state.json').is_file()
 
     proc = launch(config, run, procs=2, extra=['--resume_from_checkpoint'])
     assert proc.returncode == 0, log_of(run)[-3000:]
@@ -196,21 +197,39 @@ def test_stop_then_resume_equals_an_uninterrupted_run(pipeline_run, tmp_path):
     resumed = [e for e in events(run) if e['type'] == 'metric' and e['name'] == 'train/loss']
     after = {e['step']: e['value'] for e in resumed if e['step'] > stopped_at}
     uninterrupted = metric(reference, 'train/loss')
-    assert sorted(after) == list(range(stopped_at + 1, 33))
+    assert sorted(after) == list(range(stopped_at + 1, 65))
     for step, value in after.items():
         assert value == pytest.approx(uninterrupted[step], rel=1e-5, abs=1e-6), step
     assert eval_losses(run)[-1] == pytest.approx(eval_losses(reference)[-1], rel=1e-5)
 
 
-def test_block_swap_trains_the_same(tiny_models, demo_dataset, tmp_path):
-    losses = []
-    for name, extra in (('plain', {}), ('swap', {'blocks_to_swap': 2})):
-        config = write_config(tmp_path / name, config_text(official(tiny_models, 'wan2.1-t2v-1.3b'), demo_dataset,
-                                                           tmp_path / name / 'out', max_steps=3, **extra))
-        proc = launch(config, tmp_path / name / 'run', procs=1)
-        assert proc.returncode == 0, log_of(tmp_path / name / 'run')[-3000:]
-        losses.append(metric(tmp_path / name / 'run', 'train/loss'))
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+def test_block_swap_gives_the_same_gradients_and_frees_swapped_weights(tiny_models, demo_dataset, tmp_path):
+    """Swapped blocks run with their weights brought in and sent back around each call; the math is unchanged."""
+    from models.wan.adapter import WanAdapter
+    from utils.config import load_main_config
+    from utils.offload import BlockSwapper
+    from utils.pipeline import checkpoint_function
+    config = write_config(tmp_path, config_text(official(tiny_models, 'wan2.1-t2v-1.3b'), demo_dataset, tmp_path / 'out'))
+    grads = []
+    for swap in (False, True):
+        adapter = WanAdapter(load_main_config(config))
+        adapter.build_diffusion_model(seed=0)
+        layers = adapter.to_layers()
+        if swap:
+            swapper = BlockSwapper(layers[1:3], 'cpu')
+        batch = adapter.collate([{'latents': torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(1)),
+                                  'text_embeddings': torch.randn(5, 32, generator=torch.Generator().manual_seed(2))}])
+        x, labels = adapter.prepare_inputs(batch, torch.Generator().manual_seed(0))
+        ckpt = checkpoint_function(True)
+        for layer in layers:
+            x = ckpt(layer, x) if type(layer).__name__ == 'BlockLayer' else layer(x)
+        adapter.loss(x, labels).backward()
+        if swap:     # after the step the swapped blocks' frozen weights are the CPU copies again
+            assert all(p.data_ptr() == swapper._cpu[p].data_ptr() for layer in layers[1:3] for p in layer.parameters() if not p.requires_grad)
+        grads.append({n: p.grad.clone() for n, p in adapter.transformers[0].named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=0)
 
 
 def test_missing_checkpoint_file_is_named(tiny_models, demo_dataset, tmp_path):

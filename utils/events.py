@@ -12,8 +12,15 @@ import time
 
 
 class EventWriter:
-    def __init__(self, run_dir, enabled=True, heartbeat_interval=10.0):
+    """Heartbeats mean "the main loop is moving": they are written every `heartbeat_interval` seconds
+    only while the loop has called progress_made() (any event counts too) within `stall_timeout`
+    seconds. A rank stuck in a collective forever therefore goes quiet, and the studio's heartbeat
+    timeout catches it, while a long but live phase (a big save, a slow first step) keeps beating."""
+
+    def __init__(self, run_dir, enabled=True, heartbeat_interval=10.0, stall_timeout=None):
         self.enabled = enabled
+        self.stall_timeout = float(os.environ.get('ODEO_STALL_TIMEOUT', 1200)) if stall_timeout is None else stall_timeout
+        self.last_progress = time.time()
         self.path = os.path.join(run_dir, 'events.jsonl')
         self.heartbeat_interval = heartbeat_interval
         self._lock = threading.Lock()
@@ -27,7 +34,10 @@ class EventWriter:
     def emit(self, type, **fields):
         if not self.enabled:
             return
-        line = json.dumps({'time': round(time.time(), 3), 'type': type, **fields}, default=_plain) + '\n'
+        now = time.time()
+        if type != 'heartbeat':
+            self.last_progress = now
+        line = json.dumps({'time': round(now, 3), 'type': type, **fields}, default=_plain) + '\n'
         with self._lock:
             if self._fd is not None:
                 os.write(self._fd, line.encode('utf-8'))
@@ -50,9 +60,14 @@ class EventWriter:
         self._thread = threading.Thread(target=self._beat, name='heartbeat', daemon=True)
         self._thread.start()
 
+    def progress_made(self):
+        """The main loop is alive (call it from long phases that emit nothing else)."""
+        self.last_progress = time.time()
+
     def _beat(self):
         while not self._stop.wait(self.heartbeat_interval):
-            self.emit('heartbeat')
+            if time.time() - self.last_progress <= self.stall_timeout:
+                self.emit('heartbeat')
 
     def close(self):
         self._stop.set()

@@ -26,24 +26,10 @@ def fsync_dir(path):
 
 
 def atomic_write_bytes(path, data: bytes, durable: bool = True):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
+    def write(tmp):
+        with open(tmp, 'wb') as f:
             f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    if durable:
-        fsync_dir(path.parent)
+    atomic_save(path, write, durable=durable)
 
 
 def atomic_write_text(path, text: str, durable: bool = True):

@@ -61,6 +61,10 @@ class WanAdapter(ModelAdapter):
         self.transformers = None
         self.vae = self.text_encoder = self.tokenizer = self.image_encoder = self.image_processor = None
 
+    @property
+    def num_blocks(self):
+        return self.ckpt.transformer_config[self.experts[0]]['num_layers']
+
     # -- data side ----------------------------------------------------------------------------
     @property
     def media_spec(self):
