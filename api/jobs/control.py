@@ -13,14 +13,20 @@ class JobError(Exception):
 
 
 class Control:
-    def __init__(self, run_dir):
+    """alive(): called on every look at the control folder, i.e. whenever the job's loop turns (so a job
+    waiting on something else, such as a ComfyUI queue, keeps its heartbeats)."""
+
+    def __init__(self, run_dir, alive=None):
         self.folder = Path(run_dir) / 'control'
         self.signalled = False
+        self.alive = alive
 
     def on_signal(self, *_):
         self.signalled = True
 
     def stop_requested(self):
+        if self.alive:
+            self.alive()
         for name in ('stop', 'save_quit'):
             f = self.folder / name
             if f.exists():

@@ -170,7 +170,7 @@ def main(argv=None):
     job = json.loads((run_dir / 'job.json').read_text(encoding='utf-8'))
     events = EventWriter(run_dir)
     events.start_heartbeat()
-    control = Control(run_dir)
+    control = Control(run_dir, alive=events.progress_made)
     if threading.current_thread() is threading.main_thread():      # (tests run the job in a thread)
         signal.signal(signal.SIGTERM, control.on_signal)
     events.status('starting', f'infer job {job["id"]}')
