@@ -105,7 +105,8 @@ def test_the_grid_plays_in_sync_shows_settings_downloads_and_marks_the_best(prev
     states = video_states(page)
     assert all(s['paused'] for s in states) and spread(states) < 0.05
     page.eval_on_selector('#inf-scrub', "(el) => { el.value = 0.5; el.dispatchEvent(new Event('input')); }")
-    page.wait_for_function("() => [...document.querySelectorAll('table.inf-grid video')].every(v => Math.abs(v.currentTime - 0.5) < 0.02)")
+    page.wait_for_function("() => [...document.querySelectorAll('table.inf-grid video')]"
+                           ".every(v => Math.abs(v.currentTime - 0.5) < 0.02)")
 
     title = page.get_attribute('tr[data-row$="/epoch2"] td.inf-cell', 'title')
     assert 'seed 11, 4 steps' in title and '64×48, 13 frames at 16 fps' in title

@@ -4,6 +4,7 @@ frames differ from the base model's for the same seed) at the frame count and si
 restart queues nothing twice."""
 
 import json
+import time
 
 import pytest
 
@@ -60,9 +61,7 @@ def test_a_studio_restart_queues_no_preview_twice(preview_studio):
         return [j for j in studio.call('GET', f'/jobs?task_id={task["id"]}')[1]['jobs']
                 if j['origin']['action'] == 'preview']
 
-    health = wait_until(lambda: studio.call('GET', '/health')[1]['scheduler_running'], 20, what='the scheduler')
-    assert health
-    import time
+    assert wait_until(lambda: studio.call('GET', '/health')[1]['scheduler_running'], 20, what='the scheduler')
     time.sleep(2.0)                                   # several scheduler ticks of the new studio
     assert len(preview_jobs()) == 2
     settings = studio.call('GET', f'/tasks/{task["id"]}/inference')[1]

@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from api.services.comfyui.client import sampling_steps  # noqa: E402
 from api.services.comfyui.graphs import NODES, OUTPUT_NODES, choices_of, object_info  # noqa: E402
 from utils.media import write_video  # noqa: E402
 
@@ -264,7 +265,7 @@ class FakeComfyUI:
                 break
             if cls in SAMPLERS:
                 i = node['inputs']
-                n = int(i['steps']) if cls == 'KSampler' else min(int(i['end_at_step']), int(i['steps'])) - int(i['start_at_step'])
+                n = sampling_steps({nid: node})
                 for v in range(1, n + 1):
                     step += 1
                     if self.die_at_step is not None and step >= self.die_at_step:

@@ -15,6 +15,8 @@ and Wan2.2 5B (Wan22ImageToVideoLatent). Every graph ends VAEDecode -> CreateVid
 from models.wan.inference import expert_switch_step
 from models.wan.variants import VARIANTS
 
+SAMPLERS = ('euler', 'uni_pc', 'uni_pc_bh2', 'dpmpp_2m')      # a few of comfy.samplers.KSampler.SAMPLERS
+SCHEDULERS = ('simple', 'normal', 'karras', 'beta')            # a few of comfy.samplers.SCHEDULER_NAMES
 # class_type: (source, required inputs, optional inputs, outputs). Input kinds: a type name for links,
 # 'INT' / 'FLOAT' / 'STRING' for values, or a tuple of choices (COMBO; file lists are filled in by a server).
 FILES = ()                        # a combo whose choices are the files of a model folder
@@ -45,12 +47,12 @@ NODES = {
                                 {'vae': 'VAE', 'width': 'INT', 'height': 'INT', 'length': 'INT', 'batch_size': 'INT'},
                                 {'start_image': 'IMAGE'}, ('LATENT',)),
     'KSampler': ('nodes.py', {'model': 'MODEL', 'seed': 'INT', 'steps': 'INT', 'cfg': 'FLOAT',
-                              'sampler_name': ('euler', 'uni_pc', 'uni_pc_bh2', 'dpmpp_2m'),
-                              'scheduler': ('simple', 'normal', 'karras', 'beta'), 'positive': 'CONDITIONING',
+                              'sampler_name': SAMPLERS,
+                              'scheduler': SCHEDULERS, 'positive': 'CONDITIONING',
                               'negative': 'CONDITIONING', 'latent_image': 'LATENT', 'denoise': 'FLOAT'}, {}, ('LATENT',)),
     'KSamplerAdvanced': ('nodes.py', {'model': 'MODEL', 'add_noise': ('enable', 'disable'), 'noise_seed': 'INT',
-                                      'steps': 'INT', 'cfg': 'FLOAT', 'sampler_name': ('euler', 'uni_pc', 'uni_pc_bh2', 'dpmpp_2m'),
-                                      'scheduler': ('simple', 'normal', 'karras', 'beta'), 'positive': 'CONDITIONING',
+                                      'steps': 'INT', 'cfg': 'FLOAT', 'sampler_name': SAMPLERS,
+                                      'scheduler': SCHEDULERS, 'positive': 'CONDITIONING',
                                       'negative': 'CONDITIONING', 'latent_image': 'LATENT', 'start_at_step': 'INT',
                                       'end_at_step': 'INT', 'return_with_leftover_noise': ('disable', 'enable')},
                          {}, ('LATENT',)),
