@@ -41,7 +41,8 @@ def main(argv=None):
         waitress.serve(app, host=settings.host, port=settings.port, threads=settings.threads,
                        connection_limit=max(100, 4 * settings.threads), ident='odeo-studio',
                        max_request_body_size=max(4 * settings.max_request_bytes,
-                                                  settings.upload_chunk_bytes + settings.max_request_bytes), _quiet=True)
+                                                  settings.upload_chunk_bytes + settings.max_request_bytes,
+                                                  settings.max_image_upload_bytes), _quiet=True)
     finally:
         app.extensions['odeo'].shutdown()
     return 0

@@ -4,7 +4,7 @@ and never a traceback (unexpected errors are logged and reported as 500 "interna
 
 import logging
 
-from flask import jsonify
+from flask import jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .services.errors import BadRequest, Conflict, Invalid, NotFound, PathRefused, StudioError
@@ -56,7 +56,7 @@ def register(app):
     def http_error(e):
         message = e.description or e.name
         if e.code == 413:
-            message = f'request body larger than {app.config["MAX_CONTENT_LENGTH"]} bytes'
+            message = f'request body larger than {request.max_content_length or app.config["MAX_CONTENT_LENGTH"]} bytes'
         return error_response(e.code or 500, HTTP_CODES.get(e.code, e.name.lower().replace(' ', '_')), message)
 
     @app.errorhandler(Exception)

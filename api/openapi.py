@@ -190,6 +190,13 @@ SCHEMAS = {
     'OpenApi': {'type': 'object', 'additionalProperties': True},
 }
 
+from .openapi_inference import BEST, SCHEMAS as INFERENCE_SCHEMAS  # noqa: E402 (uses the helpers above)
+
+SCHEMAS.update(INFERENCE_SCHEMAS)
+SCHEMAS['JobBrief']['properties']['kind'] = STR                       # train | infer
+SCHEMAS['TaskSummary']['properties']['best_lora'] = BEST              # marked in the Inference studio
+SCHEMAS['Task']['properties']['best_lora'] = BEST
+
 ERRORS = {'400': 'bad request or path refused', '401': 'missing or wrong token', '404': 'not found',
           '409': 'not possible in the current state', '413': 'request body too large',
           '422': 'refused: config issues or impossible request'}

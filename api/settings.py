@@ -22,6 +22,11 @@ class Settings:
     port: int = 8080                                # HTTP port
     token: str = ''                                 # access token; when set every API call needs it
     comfyui_url: str = 'http://127.0.0.1:8188'      # ComfyUI the Inference studio talks to
+    comfyui_mode: str = 'external'                  # external: the ComfyUI at comfyui_url; managed: each infer job starts comfyui_path on its GPU
+    comfyui_path: str = str(REPO_ROOT / 'submodules' / 'ComfyUI')   # checkout started in managed mode (git submodule)
+    comfyui_python: str = ''                        # interpreter with ComfyUI's requirements (default: `python`)
+    comfyui_loras_dir: str = ''                     # a LoRA folder that ComfyUI scans (default: <comfyui_path>/models/loras)
+    max_image_upload_bytes: int = 64 * 1024 * 1024  # largest gallery image upload in one request
     model_roots: tuple = ()                         # extra folders scanned for checkpoints (<data>/models always is)
     gpu_backend: str = 'auto'                       # auto | nvml | nvidia-smi | cpu (cpu: run jobs on CPU slots)
     gpu_memory_threshold_gib: float = 2.0           # a GPU using more memory than this is busy (others' processes)
@@ -71,6 +76,7 @@ CHOICES = {
     'gpu_backend': ('auto', 'nvml', 'nvidia-smi', 'cpu'),
     'queue_policy': ('strict', 'backfill'),
     'launcher': ('deepspeed', 'python'),
+    'comfyui_mode': ('external', 'managed'),
 }
 
 
@@ -156,6 +162,8 @@ def public_view(settings: Settings) -> dict:
         'kill_grace_s': settings.kill_grace_s,
         'queue_policy': settings.queue_policy,
         'comfyui_url': settings.comfyui_url,
+        'comfyui_mode': settings.comfyui_mode,
+        'max_image_upload_bytes': settings.max_image_upload_bytes,
         'token_required': bool(settings.token),
         'max_request_bytes': settings.max_request_bytes,
         'max_upload_bytes': settings.max_upload_bytes,

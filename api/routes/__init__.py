@@ -4,7 +4,9 @@ Inference studio) add their blueprint here and their services under api/services
 from .buckets import bp as buckets
 from .captions import bp as captions
 from .datasets import bp as datasets
+from .gallery import bp as gallery
 from .gpus import bp as gpus
+from .inference import bp as inference
 from .jobs import bp as jobs
 from .library import bp as library
 from .queue import bp as queue
@@ -12,4 +14,4 @@ from .system import bp as system
 from .tasks import bp as tasks
 from .uploads import bp as uploads
 
-BLUEPRINTS = [system, tasks, jobs, queue, gpus, library, datasets, uploads, captions, buckets]
+BLUEPRINTS = [system, tasks, jobs, queue, gpus, library, datasets, uploads, captions, buckets, gallery, inference]

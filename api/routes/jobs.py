@@ -1,6 +1,7 @@
 """Jobs: state, control (stop, save, cancel, resume, restart, continue) and monitoring."""
 
 import time
+from pathlib import Path
 
 from flask import Blueprint, request, send_file
 
@@ -115,9 +116,11 @@ def job_checkpoints(job_id):
 
 
 @bp.get('/jobs/<job_id>/files/<path:rel>')
-@doc('Download a file of the run directory (LoRA, config, report, log); ?token= works here', binary=True)
+@doc('Download a file of the run directory (LoRA, config, report, log, video); ?token= works here; '
+     '?download=<name> saves it under that name', binary=True, query={'download': 'string'})
 def job_file(job_id, rel):
     s = studio()
     path = s.file(_job(job_id), rel)
-    return send_file(path, as_attachment=path.suffix in ('.safetensors', '.pt', '.bin'), conditional=True,
-                     download_name=path.name)
+    name = Path(request.args.get('download') or '').name
+    return send_file(path, as_attachment=bool(name) or path.suffix in ('.safetensors', '.pt', '.bin'),
+                     conditional=True, download_name=name or path.name)

@@ -160,7 +160,7 @@ def progress_view(state: EventState, now=None):
         out['cache'] = {'done': c.get('done'), 'total': c.get('total'), 'items_per_s': _finite(c.get('items_per_s'))}
     if state.train:
         p = state.train
-        out['phase'] = p.get('phase') or 'train'        # train, or another job's phase (caption)
+        out['phase'] = p.get('phase') or 'train'        # train, or another job's phase (caption, infer)
         for name in PROGRESS_FIELDS:
             out[name] = _finite(p.get(name)) if name.endswith('_s') else p.get(name)
         if out['eta_s'] is not None and _finite(p.get('time')) is not None:

@@ -59,16 +59,18 @@ class JobStore(RecordIndex):
         with self._lock:
             self._records = jobs
 
-    def all(self, task_id=None, states=None):
+    def all(self, task_id=None, states=None, kind=None):
         jobs = list(self._records.values())
         if task_id is not None:
             jobs = [j for j in jobs if j['task_id'] == task_id]
         if states is not None:
             jobs = [j for j in jobs if j['state'] in states]
+        if kind is not None:
+            jobs = [j for j in jobs if j.get('kind', 'train') == kind]
         return sorted(jobs, key=lambda j: j['created_at'])
 
-    def latest(self, task_id):
-        jobs = self.all(task_id)
+    def latest(self, task_id, kind=None):
+        jobs = self.all(task_id, kind=kind)
         return jobs[-1] if jobs else None
 
     def save(self, job):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..settings import REPO_ROOT
 from .procs import create_time
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,9 +68,9 @@ def module_command(module):
     is on PYTHONPATH so the module imports from any working directory."""
     def command(settings, job, mode, devices, port, run_dir, resume_from):
         env = job_env(settings, mode, devices, port)
+        env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)  # any cwd
         if mode == 'gpu':
             env['CUDA_VISIBLE_DEVICES'] = ','.join(str(d) for d in devices)
-        env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
         return [settings.python, '-m', module, '--run_dir', str(run_dir)], env
     return command
 

@@ -39,6 +39,7 @@ class Scheduler:
         self.supervisor = Supervisor(settings, paths, jobs, queue, tasks, monitor, clock)
         self._thread = None
         self._halt = threading.Event()
+        self.hooks = []                 # called on every tick, under the lock (e.g. queueing previews)
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self):
@@ -68,6 +69,11 @@ class Scheduler:
         with self.lock:
             self.supervisor.watch_all()
             self._finish_deletions()
+            for hook in self.hooks:
+                try:
+                    hook()
+                except Exception:
+                    log.exception('scheduler hook %s failed', getattr(hook, '__qualname__', hook))
             self._start_queued()
 
     def recover(self):
@@ -120,8 +126,8 @@ class Scheduler:
                 self.jobs.update(jid, state='failed', finished_at=self.clock(), message=got)
                 continue
             if got is None:
-                if self.settings.queue_policy == 'strict':
-                    return
+                if self.settings.queue_policy == 'strict' and not job.get('background'):
+                    return              # background jobs (previews) wait without holding up the queue
                 continue
             usable = [d for d in usable if d not in got]
             self._launch(job, got, snap.mode)
@@ -242,7 +248,7 @@ class Scheduler:
             return self.queue.move(job_id, to=to, by=by)
 
     def assert_task_idle(self, task_id):
-        active = [j['id'] for j in self.jobs.all(task_id, states=ACTIVE)]
+        active = [j['id'] for j in self.jobs.all(task_id, states=ACTIVE, kind='train')]
         if active:
             raise Conflict(f'task {task_id} already has an active job ({active[0]}); stop it first', field='task_id')
 

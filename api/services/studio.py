@@ -15,12 +15,14 @@ from .datasets import DatasetCatalog
 from .datastudio import DataStudio
 from .errors import Conflict, Invalid
 from .gpus import GpuInventory
+from .inference import InferenceService
 from .jobs import LIVE, JobStore, new_job, new_job_id
 from .logs import read_log
 from .models import ModelCatalog
 from .monitor import JobMonitor
 from .paths import Paths
 from .ports import PortAllocator
+from .preview_jobs import PreviewWatcher
 from .queue import JobQueue
 from .runs import checkpoint_path, file_in_run, freeze, list_checkpoints, list_loras, newest_checkpoint
 from .scheduler import Scheduler
@@ -65,6 +67,10 @@ class Studio:
         self.scheduler = Scheduler(settings, self.paths, self.jobs, self.queue, self.tasks, self.inventory,
                                    self.monitor, self.ports)
         self.data = DataStudio(self)            # Data area: uploads, previews, captions, buckets, caption jobs
+        self.inference = InferenceService(self.paths, settings, self.jobs, self.tasks, self.monitor, self.scheduler,
+                                          self.inventory, self.models)
+        self.previews = PreviewWatcher(self.inference, self.jobs, self.tasks)
+        self.scheduler.hooks.append(self.previews.tick)
         self.scheduler.recover()
 
     def start(self):
@@ -171,6 +177,7 @@ class Studio:
         live = job['state'] in LIVE
         out = {k: job[k] for k in ('id', 'task_id', 'state', 'created_at', 'updated_at', 'finished_at', 'request',
                                    'retries', 'message', 'origin')}
+        out['kind'] = job.get('kind', 'train')
         out['attempt'] = len(job['attempts'])
         out['devices'] = job['attempts'][-1]['devices'] if live else []
         out['progress'] = None
@@ -192,18 +199,21 @@ class Studio:
         return latest['state'] if latest else 'draft'
 
     def task_summary(self, task, now=None):
-        latest = self.jobs.latest(task['id'])
+        latest = self.jobs.latest(task['id'], kind='train')
         return {'id': task['id'], 'name': task['name'], 'created_at': task['created_at'],
                 'updated_at': task['updated_at'], 'revision': task['revision'], 'resources': task['resources'],
                 'state': self.task_state(task, latest),
-                'latest_job': self.job_brief(latest, now) if latest else None}
+                'latest_job': self.job_brief(latest, now) if latest else None,
+                'best_lora': self.inference.best(task['id'])}
 
     def task_view(self, task):
         form, form_errors = self.tasks.form(task)
         jobs = self.jobs.all(task['id'])
         model = self.models.find(form['model_path']) if isinstance(form['model_path'], str) and form['model_path'] else None
-        return {**task, 'state': self.task_state(task, jobs[-1] if jobs else None), 'form': form,
-                'form_errors': form_errors, 'model': model, 'jobs': [self.job_brief(j) for j in jobs]}
+        trains = [j for j in jobs if j.get('kind', 'train') == 'train']
+        return {**task, 'state': self.task_state(task, trains[-1] if trains else None), 'form': form,
+                'form_errors': form_errors, 'model': model, 'jobs': [self.job_brief(j) for j in jobs],
+                'best_lora': self.inference.best(task['id'])}
 
     def form_schema(self):
         return [{'name': f.name, 'file': f.file, 'key': '.'.join(str(k) for k in f.key), 'doc': f.doc} for f in FIELDS]
@@ -223,7 +233,8 @@ class Studio:
                 why = f'behind {blocked} (strict queue order)'
             elif got is None:
                 why = f'waiting for {_wanted(job["request"], snap.mode)}; usable now: {_ids(usable)}'
-                blocked = blocked or jid
+                if not job.get('background'):          # background jobs (previews) hold up nobody
+                    blocked = blocked or jid
             elif isinstance(got, str):
                 why = got
             else:

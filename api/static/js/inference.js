@@ -1,10 +1,87 @@
-// Inference area (placeholder until built).
-import { h } from './ui.js';
+// Inference area: test the LoRAs a training run saved.
+//
+//   #/inference                          tasks with LoRAs, the test-image gallery, ComfyUI status
+//   #/inference?tab=gallery              the gallery alone
+//   #/inference/<task-id>?tab=results    the comparison grid (epochs x inputs x strengths, played in sync)
+//   #/inference/<task-id>?tab=run        a new test run (an `infer` job)
+//   #/inference/<task-id>?tab=settings   the task's test prompts, images and preview settings
+//
+// The pieces live in js/inference/*.js; this file routes and draws the page frame.
+
+import { api } from './api.js';
+import { h, clear } from './ui.js';
+import { setQuery } from './app.js';
+import { galleryView } from './inference/gallery.js';
+import { resultsView } from './inference/grid.js';
+import { runView } from './inference/form.js';
+import { settingsView } from './inference/settings.js';
+import { comfyStatus, loraLabel } from './inference/common.js';
+
+const TASK_TABS = [
+  ['results', 'Results', resultsView],
+  ['run', 'New test', runView],
+  ['settings', 'Prompts & previews', settingsView],
+];
+
+// A row of tabs over a body; the chosen tab is kept in the URL (?tab=, left out for the first one).
+async function tabbed(container, head, items, active, ctx) {
+  const body = h('div.inf-body');
+  let cleanup = null;
+  const show = async (id) => {
+    if (cleanup) cleanup();
+    cleanup = null;
+    setQuery({ tab: id === items[0][0] ? null : id });
+    nav.querySelectorAll('button').forEach((b) => b.classList.toggle('active', b.dataset.tab === id));
+    clear(body);
+    const view = (items.find(([t]) => t === id) || items[0])[2];
+    cleanup = await view(body, { ...ctx, go: show });
+  };
+  const nav = h('nav.inf-tabs', { role: 'tablist' }, items.map(([id, title]) => h('button', {
+    type: 'button', role: 'tab', class: id === active ? 'active' : '', dataset: { tab: id }, onclick: () => show(id),
+  }, title)));
+  container.append(head, nav, body);
+  await show(active);
+  return () => cleanup && cleanup();
+}
+
+function overview(container, route) {
+  const items = [['tasks', 'Tasks', tasksList], ['gallery', 'Test images', (body) => galleryView(body, {})]];
+  return tabbed(container, h('div.inf-head', h('h1', 'Inference'), comfyStatus()), items,
+    route.query.get('tab') || 'tasks', {});
+}
+
+async function tasksList(body) {
+  const [{ tasks }, groups] = await Promise.all([api('tasks'), api('inference/loras')]);
+  const byTask = Object.fromEntries(groups.tasks.map((g) => [g.task_id, g]));
+  if (!tasks.length) {
+    body.append(h('p.muted', 'No task yet. Create one in Training; its saved LoRAs appear here.'));
+    return;
+  }
+  body.append(h('table.inf-tasks',
+    h('thead', h('tr', h('th', 'Task'), h('th', 'State'), h('th', 'LoRAs'), h('th', 'Best'), h('th', ''))),
+    h('tbody', tasks.map((t) => {
+      const g = byTask[t.id] || { loras: [] };
+      return h('tr', { dataset: { task: t.id } },
+        h('td', h('a', { href: `#/inference/${encodeURIComponent(t.id)}` }, t.name)),
+        h('td', h(`span.badge.${t.state}`, t.state)),
+        h('td', g.loras.length ? g.loras.map(loraLabel).join(', ') : h('span.muted', 'none yet')),
+        h('td', t.best_lora ? `★ ${loraLabel({ name: t.best_lora.lora, epoch: t.best_lora.epoch })}` : ''),
+        h('td', h('a.button', { href: `#/inference/${encodeURIComponent(t.id)}?tab=run` }, 'New test')));
+    }))));
+}
+
+async function taskPage(container, route) {
+  const taskId = route.parts[0];
+  const task = await api(`tasks/${encodeURIComponent(taskId)}`);
+  const head = h('div.inf-head',
+    h('div', h('a.muted', { href: '#/inference' }, 'Inference'), ' / ', h('h1.inline', task.name)), comfyStatus());
+  return tabbed(container, head, TASK_TABS, route.query.get('tab') || 'results', { task, taskId });
+}
 
 export default {
   id: 'inference',
   title: 'Inference',
-  render(container) {
-    container.append(h('h1', 'Inference'), h('p.muted', 'This area is being built.'));
+  render(container, route) {
+    return route.parts.length ? taskPage(container, route) : overview(container, route);
   },
 };

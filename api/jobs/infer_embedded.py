@@ -1,0 +1,56 @@
+"""The embedded backend of the infer job: diffusers' Wan pipelines in this process (models/wan/inference.py).
+
+The base model loads once per job on the job's device (its GPU, or the CPU); each LoRA is loaded when
+its first cell comes and unloaded before the next LoRA, strengths are set per cell.
+"""
+
+from pathlib import Path
+
+from api.jobs.control import JobError
+
+
+class EmbeddedBackend:
+    def __init__(self, spec, run_dir, control):
+        self.spec = spec
+        self.run_dir = Path(run_dir)
+        self.control = control
+        self.gen = None
+
+    def open(self):
+        import torch
+
+        from models.wan.checkpoints import CheckpointError
+        from models.wan.inference import WanGenerator
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        try:
+            self.gen = WanGenerator.load(self.spec['model'], device=device)
+        except CheckpointError as e:
+            raise JobError(f'cannot load the model: {e}') from None
+
+    def generate(self, cell, video_path, on_step):
+        from PIL import Image
+
+        from models.wan.inference import GenerationError
+        from utils.media import MediaError, read_image, write_video
+        row = next((r for r in self.spec['loras'] if r and cell['lora'] and r['id'] == cell['lora']['id']), None)
+        image = None
+        try:
+            if row is None:
+                self.gen.use_lora(None)
+            else:
+                self.gen.use_lora(row['id'], [(f['path'], f['expert']) for f in row['files']], cell['strength'])
+            if cell['image']:
+                path = self.spec['inputs'][cell['input']]['image_path']
+                image = Image.fromarray(read_image(path, (cell['width'], cell['height']))[0].numpy())
+            frames = self.gen.generate(cell['prompt'], width=cell['width'], height=cell['height'],
+                                       frames=cell['frames'], steps=cell['steps'], seed=cell['seed'],
+                                       guidance=cell['guidance'], guidance_low=cell['guidance_low'],
+                                       shift=cell['shift'], negative_prompt=cell['negative_prompt'], image=image,
+                                       on_step=on_step)
+        except (GenerationError, MediaError, FileNotFoundError) as e:
+            raise JobError(str(e)) from None
+        write_video(video_path, frames, cell['fps'])
+        return frames[0]
+
+    def close(self):
+        self.gen = None

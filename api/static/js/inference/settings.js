@@ -1,0 +1,75 @@
+// What a task keeps for testing: its test prompts and images, the negative prompt, and the previews
+// queued after each saved epoch (strengths, seed, steps, frames, size, where they run).
+
+import { api } from '../api.js';
+import { h, showError, toast } from '../ui.js';
+import { galleryView } from './gallery.js';
+import { field, imageUrl, lines, parseNumbers, replace } from './common.js';
+
+export async function settingsView(container, ctx) {
+  const rec = await api(`tasks/${ctx.taskId}/inference`);
+  const d = rec.defaults || {};
+  const p = rec.preview;
+  const images = new Set(rec.images);
+  const prompts = h('textarea', { name: 'prompts', rows: 5, placeholder: 'One prompt per line' }, rec.prompts.join('\n'));
+  const negative = h('textarea', { name: 'negative_prompt', rows: 2, placeholder: 'empty: Wan\'s default negative prompt' },
+    rec.negative_prompt || '');
+  const chosen = h('div.inf-chosen');
+  const picker = h('div.inf-picker', { hidden: true });
+  const showChosen = () => replace(chosen, [...images].map((i) => h('img', { src: imageUrl(i), alt: i, title: i })),
+    images.size ? null : h('span.muted', 'No test image'));
+  const num = (name, value, attrs = {}) => h('input', { name, type: 'number', value: value ?? '', placeholder: 'default', ...attrs });
+  const pv = {
+    enabled: h('input', { type: 'checkbox', name: 'enabled', checked: p.enabled }),
+    strengths: h('input', { name: 'strengths', value: p.strengths.join(', ') }),
+    seed: num('seed', p.seed, { min: 0 }),
+    steps: num('steps', p.steps, { min: 1 }),
+    frames: num('frames', p.frames, { min: 1, step: 4 }),
+    width: num('width', p.width, { step: d.size_multiple || 16 }),
+    height: num('height', p.height, { step: d.size_multiple || 16 }),
+    device: h('select', { name: 'device' },
+      h('option', { value: 'free', selected: p.device === 'free' }, 'a free GPU (during training)'),
+      h('option', { value: 'training', selected: p.device === 'training' }, 'the training GPUs (after it)')),
+    backend: h('select', { name: 'backend' }, ['embedded', 'comfyui'].map((b) => h('option', { value: b, selected: p.backend === b }, b))),
+  };
+  const error = h('p.error', rec.preview_error ? `Last preview not queued: ${rec.preview_error}` : '');
+  const save = h('button.primary', { type: 'submit' }, 'Save');
+  container.append(h('form.inf-settings', { onsubmit: (e) => { e.preventDefault(); send(); } },
+    h('section.card', h('h2', 'Test prompts and images'),
+      field('Prompts', prompts, 'Used by previews and offered for every new test.'),
+      d.task !== 't2v' ? h('div', h('div.row', h('strong', 'Test images'), h('button', { type: 'button', onclick: async () => {
+        picker.hidden = !picker.hidden;
+        if (!picker.hidden && !picker.firstChild) await galleryView(picker, { variant: rec.variant, selected: images, onChange: showChosen });
+      } }, 'Choose…')), chosen, picker) : null,
+      field('Negative prompt', negative)),
+    h('section.card', h('h2', 'Previews during training'),
+      h('label.row', pv.enabled, 'After each saved epoch, make preview videos with these prompts and images'),
+      h('div.inf-grid-form',
+        field('Strengths', pv.strengths), field('Seed', pv.seed), field('Steps', pv.steps, `default ${d.steps ?? ''}`),
+        field('Frames', pv.frames, `4n+1; default ${d.frames ?? ''}`), field('Width', pv.width, 'empty: per image'),
+        field('Height', pv.height), field('Runs on', pv.device), field('Backend', pv.backend))),
+    h('div.row', save), error));
+  showChosen();
+
+  async function send() {
+    const intOrNull = (el) => (el.value === '' ? null : Number.parseInt(el.value, 10));
+    let body;
+    try {
+      body = { prompts: lines(prompts.value), negative_prompt: negative.value.trim() || null,
+        preview: { enabled: pv.enabled.checked, strengths: parseNumbers(pv.strengths.value, 'Strengths'),
+          seed: intOrNull(pv.seed) ?? 42, steps: intOrNull(pv.steps), frames: intOrNull(pv.frames),
+          width: intOrNull(pv.width), height: intOrNull(pv.height), device: pv.device.value, backend: pv.backend.value } };
+      if (d.task !== 't2v') body.images = [...images];
+    } catch (e) { error.textContent = e.message; return; }
+    save.disabled = true;
+    try {
+      await api(`tasks/${ctx.taskId}/inference`, { method: 'PATCH', body });
+      error.textContent = '';
+      toast('Test settings saved', 'ok');
+    } catch (e) {
+      error.textContent = e.message;
+      showError(e, 'Save');
+    } finally { save.disabled = false; }
+  }
+  return null;
+}
