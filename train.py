@@ -153,14 +153,14 @@ class Trainer:
         params = [p for p in self.pipe.parameters() if p.requires_grad]
         optimizer = build_optimizer(cfg['optimizer'], params)
         self.total_steps = self.planned_steps()
+        pipe_group = self.pipe._grid.get_pipe_parallel_group() if self.stages > 1 else None
+        self.clipper = ClippedStep(optimizer, params, cfg['gradient_clipping'], pipe_group)   # before the scheduler wraps step
         if cfg.get('force_constant_lr') is not None:
             for group in optimizer.param_groups:
                 group['lr'] = cfg['force_constant_lr']
             scheduler = build_scheduler(optimizer, 0, self.total_steps, 'constant')
         else:
             scheduler = build_scheduler(optimizer, cfg['warmup_steps'], self.total_steps, cfg['lr_scheduler'])
-        pipe_group = self.pipe._grid.get_pipe_parallel_group() if self.stages > 1 else None
-        self.clipper = ClippedStep(optimizer, params, cfg['gradient_clipping'], pipe_group)   # after the scheduler wraps step
         ds_config = {
             'train_micro_batch_size_per_gpu': 1,     # our data iterator sizes each micro-batch itself
             'gradient_accumulation_steps': self.ga,
@@ -415,12 +415,13 @@ class Trainer:
             stream = self.epoch_stream(batches)
             while self.batch_in_epoch < len(batches):
                 t0 = time.time()
+                lr = self.optimizer.param_groups[0]['lr']       # the rate this step uses
                 loss = self.train_step(stream)
                 prev_examples = self.examples
                 self.examples += self.data.examples_in(batches[self.batch_in_epoch])
                 self.step += 1
                 self.batch_in_epoch += 1
-                self.report_step(loss, time.time() - t0, started, start_step, len(batches), bar)
+                self.report_step(loss, lr, started, start_step, len(batches), bar)
                 finished = self.step >= self.total_steps
                 ctl = self.poll_control(time.time() - t0, force=finished)
                 if self.due('save_every_n_steps', self.step) or \
@@ -452,8 +453,7 @@ class Trainer:
         self.events.status('done', f'finished: {self.step} steps, {self.epoch - 1} epochs')
         return self._close(bar)
 
-    def report_step(self, loss, seconds, started, start_step, batches_in_epoch, bar):
-        lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else self.config['optimizer']['lr']
+    def report_step(self, loss, lr, started, start_step, batches_in_epoch, bar):
         self.log_metric('train/loss', loss)
         self.log_metric('train/lr', lr)
         if self.clipper.last_norm is not None:

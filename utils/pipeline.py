@@ -97,14 +97,21 @@ class ClippedStep:
     `train/grad_norm` metric."""
 
     def __init__(self, optimizer, params, max_norm, pipe_group=None):
+        import types
         self.params = [p for p in params if p.requires_grad]
         self.max_norm = max_norm
         self.pipe_group = pipe_group
         self.last_norm = None
-        self._step = optimizer.step
-        optimizer.step = self.step
+        inner = optimizer.step
+        clipper = self
 
-    def step(self, *args, **kwargs):
+        def step(opt, *args, **kwargs):
+            clipper.clip()
+            return inner(*args, **kwargs)
+        # A method of the optimizer, installed before the LR scheduler wraps optimizer.step.
+        optimizer.step = types.MethodType(step, optimizer)
+
+    def clip(self):
         import deepspeed.comm as dist
         grads = [p.grad for p in self.params if p.grad is not None]
         if grads:
@@ -118,7 +125,6 @@ class ClippedStep:
         if self.max_norm and grads:
             scale = (self.max_norm / (norm + 1e-6)).clamp(max=1.0)
             torch._foreach_mul_(grads, scale.to(grads[0].device))
-        return self._step(*args, **kwargs)
 
     def zero_grad(self):
         """Stands in for DeepSpeed's engine.zero_grad (which walks every parameter): clear the trained ones."""
