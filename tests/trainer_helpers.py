@@ -25,18 +25,24 @@ def trainer_env():
     return env
 
 
+def official(tiny_models, variant):
+    """The official Wan-AI folder of a tiny variant (conftest's tiny_models)."""
+    return Path(tiny_models) / variant / 'official'
+
+
 def config_text(ckpt_path, dataset, output_dir, **overrides):
     """A small main config for the tiny models; overrides replace or add top-level keys, and
-    `model_extra` / `adapter` / `optimizer` strings replace those tables' bodies."""
+    `model_extra` / `adapter` / `optimizer` strings replace those tables' bodies (`model_dtype`: [model] dtype)."""
     top = {'output_dir': repr(str(output_dir)), 'dataset': repr(str(dataset)), 'epochs': '2',
            'micro_batch_size_per_gpu': '1', 'pipeline_stages': '1', 'gradient_accumulation_steps': '2',
            'save_every_n_epochs': '1', 'save_dtype': "'float32'", 'caching_batch_size': '2'}
     model_extra = overrides.pop('model_extra', '')
+    model_dtype = overrides.pop('model_dtype', 'float32')
     adapter = overrides.pop('adapter', "type = 'lora'\nrank = 4\ndtype = 'float32'")
     optimizer = overrides.pop('optimizer', "type = 'adamw'\nlr = 2e-3\nweight_decay = 0.0")
     top.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in overrides.items()})
     lines = [f'{k} = {v}' for k, v in top.items()]
-    lines += ['', '[model]', "type = 'wan'", f'ckpt_path = {str(ckpt_path)!r}', "dtype = 'float32'", model_extra]
+    lines += ['', '[model]', "type = 'wan'", f'ckpt_path = {str(ckpt_path)!r}', f'dtype = {model_dtype!r}', model_extra]
     if adapter is not None:
         lines += ['', '[adapter]', adapter]
     lines += ['', '[optimizer]', optimizer]

@@ -51,7 +51,9 @@ def release_other_stages(layers, local_layers):
 class _OffloadedCheckpoint(torch.autograd.Function):
     """Activation checkpointing that also parks the saved layer inputs in CPU memory
     (activation_checkpointing = 'unsloth'): forward keeps only a CPU copy of the inputs,
-    backward brings them back, recomputes the layer and backpropagates through it."""
+    backward brings them back, recomputes the layer and backpropagates through it. The random
+    number generators are put back as they were in forward for the recompute, so dropout draws
+    the same mask twice."""
 
     @staticmethod
     def forward(ctx, fn, *args):
@@ -59,6 +61,9 @@ class _OffloadedCheckpoint(torch.autograd.Function):
         ctx.devices = [a.device if torch.is_tensor(a) else None for a in args]
         ctx.cpu_args = [a.detach().to('cpu', non_blocking=True) if torch.is_tensor(a) else a for a in args]
         ctx.grad_mask = [torch.is_tensor(a) and a.requires_grad for a in args]
+        ctx.cpu_rng = torch.get_rng_state()
+        ctx.device_type = next((d.type for d in ctx.devices if d is not None and d.type not in ('cpu', 'meta')), None)
+        ctx.device_ids, ctx.device_rng = torch.utils.checkpoint.get_device_states(*args)
         with torch.no_grad():
             out = fn(*args)
         return out
@@ -70,8 +75,12 @@ class _OffloadedCheckpoint(torch.autograd.Function):
             if torch.is_tensor(a):
                 a = a.to(device, non_blocking=True).requires_grad_(needs)
             args.append(a)
-        with torch.enable_grad():
-            out = ctx.fn(*args)
+        with torch.random.fork_rng(devices=ctx.device_ids, device_type=ctx.device_type or 'cuda'):
+            torch.set_rng_state(ctx.cpu_rng)
+            if ctx.device_type is not None:
+                torch.utils.checkpoint.set_device_states(ctx.device_ids, ctx.device_rng, device_type=ctx.device_type)
+            with torch.enable_grad():
+                out = ctx.fn(*args)
         out = out if isinstance(out, tuple) else (out,)
         pairs = [(o, g) for o, g in zip(out, grads) if torch.is_tensor(o) and o.requires_grad and g is not None]
         if pairs:
@@ -79,13 +88,23 @@ class _OffloadedCheckpoint(torch.autograd.Function):
         return (None,) + tuple(a.grad if torch.is_tensor(a) and a.requires_grad else None for a in args)
 
 
+def _needing_grad(args):
+    """Reentrant checkpointing (and 'unsloth') backpropagates into a layer only through inputs that need
+    grad. With frozen embeddings (LoRA) the first block's inputs need none, so no LoRA weight would get
+    a gradient: floating-point inputs become leaves that ask for one (only while grad is on)."""
+    if not torch.is_grad_enabled():
+        return args
+    return tuple(a.detach().requires_grad_(True) if torch.is_tensor(a) and a.is_floating_point() and not a.requires_grad
+                 else a for a in args)
+
+
 def checkpoint_function(mode, reentrant=False):
     """The activation_checkpoint_func handed to PipelineModule for a config's setting."""
     if mode == 'unsloth':
-        return lambda fn, *args: _OffloadedCheckpoint.apply(fn, *args)
+        return lambda fn, *args: _OffloadedCheckpoint.apply(fn, *_needing_grad(args))
 
     def checkpoint(fn, *args):
-        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=reentrant)
+        return torch.utils.checkpoint.checkpoint(fn, *(_needing_grad(args) if reentrant else args), use_reentrant=reentrant)
     return checkpoint
 
 

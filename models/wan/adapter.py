@@ -11,6 +11,7 @@ import torch
 
 from models.base import MediaSpec, ModelAdapter, ModelConfigError, dtype_of
 from models.wan import checkpoints
+from models.wan.keymaps import official_transformer_config
 from models.wan.layers import BlockLayer, EmbedLayer, OutputLayer
 from utils import timesteps
 from utils.fsutil import atomic_save, atomic_write_json
@@ -23,6 +24,14 @@ def lora_target_modules(transformer):
     """Every nn.Linear inside the transformer blocks (attention q/k/v/o, image k/v, feed-forward)."""
     return sorted(name for name, module in transformer.named_modules()
                   if name.startswith('blocks.') and isinstance(module, torch.nn.Linear))
+
+
+def padded_text(embeddings):
+    """[tokens, D] -> [TEXT_LEN, D]: the prompt's tokens, then zeros, as the Wan pipelines feed the network."""
+    out = torch.zeros(TEXT_LEN, embeddings.shape[-1])
+    n = min(len(embeddings), TEXT_LEN)
+    out[:n] = embeddings[:n]
+    return out
 
 
 def choose_experts(variant, model_config):
@@ -175,11 +184,7 @@ class WanAdapter(ModelAdapter):
     # -- one micro-batch ----------------------------------------------------------------------
     def collate(self, items):
         batch = {'latents': torch.stack([it['latents'] for it in items]).float()}
-        text = torch.zeros(len(items), TEXT_LEN, items[0]['text_embeddings'].shape[-1])
-        for i, it in enumerate(items):
-            emb = it['text_embeddings'][:TEXT_LEN]
-            text[i, :emb.shape[0]] = emb
-        batch['text'] = text
+        batch['text'] = torch.stack([padded_text(it['text_embeddings']) for it in items])
         for key in ('y', 'clip_context'):
             if key in items[0]:
                 batch[key] = torch.stack([it[key] for it in items]).float()
@@ -187,7 +192,7 @@ class WanAdapter(ModelAdapter):
             h, w = batch['latents'].shape[-2:]
             batch['mask'] = torch.stack([it['mask'] if it.get('mask') is not None else torch.ones(h, w) for it in items])
         if 'uncond_text' in items[0]:
-            batch['uncond_text'] = items[0]['uncond_text']
+            batch['uncond_text'] = padded_text(items[0]['uncond_text'])
         return batch
 
     def condition_mask(self, batch, frames_latent, height, width):
@@ -289,9 +294,9 @@ class WanAdapter(ModelAdapter):
             out = {k: v.to(save_dtype).contiguous() for k, v in checkpoints.official_state_dict(sd).items()}
             atomic_save(folder / 'diffusion_pytorch_model.safetensors',
                         lambda p, o=out: save_file(o, p, metadata={'format': 'pt', **(metadata or {})}))
-            source = self.ckpt.transformers[expert]
-            if source.config is not None:
-                atomic_write_json(folder / 'config.json', source.config)
+            # Official names want the official config.json, whatever layout the run loaded from.
+            atomic_write_json(folder / 'config.json',
+                              official_transformer_config(self.variant.task, self.ckpt.transformer_config[expert]))
 
     def load_adapter_weights(self, transformers, path):
         """Start from a saved LoRA (ComfyUI format, as we save it): a folder or a .safetensors file."""

@@ -137,6 +137,16 @@ def official_state_dict(state_dict: dict) -> dict:
     return {diffusers_to_official(k): v for k, v in state_dict.items()}
 
 
+def official_transformer_config(model_type: str, config: dict) -> dict:
+    """WanTransformer3DModel config (dict) -> the official config.json ('t2v' | 'i2v' | 'ti2v'). Text and
+    image widths are not in it: the loader reads them from the weights' shapes."""
+    return {'_class_name': 'WanModel', '_diffusers_version': '0.30.0',
+            'dim': config['num_attention_heads'] * config['attention_head_dim'], 'eps': config['eps'],
+            'ffn_dim': config['ffn_dim'], 'freq_dim': config['freq_dim'], 'in_dim': config['in_channels'],
+            'model_type': model_type, 'num_heads': config['num_attention_heads'], 'num_layers': config['num_layers'],
+            'out_dim': config['out_channels'], 'text_len': 512}
+
+
 # --------------------------------------------------------------------------------------------
 # VAE: diffusers AutoencoderKLWan -> official WanVAE_ (Wan2.1: flat block lists; Wan2.2: nested)
 # --------------------------------------------------------------------------------------------

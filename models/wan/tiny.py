@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from utils.fsutil import atomic_write_json
-from .keymaps import T5_NAMES, clip_transformers_to_official, official_state_dict, vae_diffusers_to_official
+from .keymaps import (T5_NAMES, clip_transformers_to_official, official_state_dict, official_transformer_config,
+                      vae_diffusers_to_official)
 from .variants import EXPERT_FOLDERS, OFFICIAL_FILES, VARIANTS
 
 LAYOUTS = ('official', 'diffusers', 'comfy')
@@ -347,11 +348,7 @@ def _save_sharded(folder: Path, state: dict, shards: int):
 
 
 def _official_config(variant, transformer) -> dict:
-    c = transformer.config
-    dim = c.num_attention_heads * c.attention_head_dim
-    return {'_class_name': 'WanModel', '_diffusers_version': '0.30.0', 'dim': dim, 'eps': c.eps, 'ffn_dim': c.ffn_dim,
-            'freq_dim': c.freq_dim, 'in_dim': c.in_channels, 'model_type': MODEL_TYPE[variant.task],
-            'num_heads': c.num_attention_heads, 'num_layers': c.num_layers, 'out_dim': c.out_channels, 'text_len': 512}
+    return official_transformer_config(MODEL_TYPE[variant.task], dict(transformer.config))
 
 
 def write_official(mods, out: Path):
