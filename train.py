@@ -72,6 +72,22 @@ def find_resume_checkpoint(arg, output_dir, run_dir):
     raise FileNotFoundError(f'--resume_from_checkpoint: {path} is neither a checkpoint folder nor a run with checkpoints')
 
 
+def resume_problem(ckpt, config, world_size):
+    """Why the checkpoint cannot continue with this config and process count (None if it can); warns
+    when it can but the data order will differ from an uninterrupted run."""
+    state = json.loads((Path(ckpt) / 'trainer_state.json').read_text())
+    stages = state.get('stages', config['pipeline_stages'])
+    if stages != config['pipeline_stages']:
+        return (f'--resume_from_checkpoint: {ckpt} was written with pipeline_stages = {stages} and each stage keeps '
+                f'its own optimizer state; set pipeline_stages = {stages} to resume it (this config has '
+                f'{config["pipeline_stages"]})')
+    dp_world = world_size // config['pipeline_stages']
+    if state.get('dp_world', dp_world) != dp_world:
+        print(f'warning: {ckpt} was trained with {state["dp_world"]} data-parallel rank(s), this run has {dp_world}: '
+              f'the rest of the epoch uses other batches than an uninterrupted run would', flush=True)
+    return None
+
+
 # ------------------------------------------------------------------------------------------------
 # The trainer
 # ------------------------------------------------------------------------------------------------
@@ -305,7 +321,10 @@ class Trainer:
         self.events.status('saving', f'checkpoint {tag}')
         self.engine.save_checkpoint(str(root), tag=tag, client_state={}, save_latest=False,
                                     exclude_frozen_parameters=True)
-        torch.save({'torch': torch.get_rng_state()}, root / tag / f'rng_rank{self.rank}.pt')
+        rng = {'torch': torch.get_rng_state()}
+        if self.device.type != 'cpu':     # dropout on the GPU draws from the device's generator
+            rng['device'] = torch.get_device_module(self.device).get_rng_state(self.device)
+        torch.save(rng, root / tag / f'rng_rank{self.rank}.pt')
         self.dist.barrier()
         if self.rank == 0:
             from utils.fsutil import atomic_write_json
@@ -322,14 +341,16 @@ class Trainer:
                                                    load_optimizer_states=True, load_lr_scheduler_states=not force_lr)
         if load_path is None:
             raise FileNotFoundError(f'could not load DeepSpeed checkpoint {ckpt_dir}')
-        if force_lr:          # the optimizer state just loaded carries the old learning rate
-            for group in self.optimizer.param_groups:
-                group['lr'] = self.config['force_constant_lr']
+        from utils.schedule import sync_lr
+        sync_lr(self.scheduler)     # the optimizer state just loaded carries the old schedule's rate
         state = json.loads((ckpt_dir / 'trainer_state.json').read_text())
         self.load_state_dict(state)
         rng = ckpt_dir / f'rng_rank{self.rank}.pt'
         if rng.exists():
-            torch.set_rng_state(torch.load(rng, weights_only=True)['torch'])
+            saved = torch.load(rng, weights_only=True)
+            torch.set_rng_state(saved['torch'])
+            if 'device' in saved and self.device.type != 'cpu':
+                torch.get_device_module(self.device).set_rng_state(saved['device'], self.device)
         print(f'resumed from {ckpt_dir}: step {self.step}, epoch {self.epoch}, batch {self.batch_in_epoch}', flush=True)
 
     # -- control and logging --------------------------------------------------------------------
@@ -427,9 +448,10 @@ class Trainer:
                 if self.due('save_every_n_steps', self.step) or \
                         self.due('save_every_n_examples', self.examples, prev_examples) or ctl['save'] or ctl['save_quit']:
                     self.save_adapter(f'step{self.step}')
-                if ctl['checkpoint'] or ctl['stop'] or ctl['save_quit']:
+                # At the last step a stop changes nothing: the run finishes below (final save, checkpoint, done).
+                if (ctl['checkpoint'] or ctl['stop'] or ctl['save_quit']) and not finished:
                     self.save_checkpoint()
-                if ctl['stop'] or ctl['save_quit']:
+                if (ctl['stop'] or ctl['save_quit']) and not finished:
                     self.events.status('stopped', f'stopped at step {self.step} on request; resume from checkpoints/step{self.step}')
                     return self._close(bar)
                 if self.due('eval_every_n_steps', self.step) or self.due('eval_every_n_examples', self.examples, prev_examples):
@@ -449,7 +471,8 @@ class Trainer:
                     self.save_checkpoint()
             elif finished and not (self.run_dir / f'step{self.step}').exists():
                 self.save_adapter(f'step{self.step}')     # max_steps reached inside an epoch
-        self.save_checkpoint()       # a final checkpoint lets a finished run continue for more epochs
+        if not (self.run_dir / 'checkpoints' / f'step{self.step}' / 'trainer_state.json').is_file():
+            self.save_checkpoint()   # a final checkpoint lets a finished run continue for more epochs
         self.events.status('done', f'finished: {self.step} steps, {self.epoch - 1} epochs')
         return self._close(bar)
 
@@ -531,12 +554,12 @@ def choose_run_dir(args, config, resume_ckpt):
 def write_run_files(run_dir, args, config):
     import tomli_w
 
-    from utils.fsutil import atomic_write_text
+    from utils.fsutil import atomic_write_bytes, atomic_write_text
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / 'control').mkdir(exist_ok=True)
     dataset_copy = run_dir / 'dataset.toml'
     if Path(config['dataset']).resolve() != dataset_copy.resolve():
-        shutil.copy(config['dataset'], dataset_copy)
+        atomic_write_bytes(dataset_copy, Path(config['dataset']).read_bytes())
     clean = json.loads(json.dumps(config, default=str))
     atomic_write_text(run_dir / 'config.toml', tomli_w.dumps(_drop_none(clean)))
 
@@ -569,6 +592,9 @@ def main(argv=None):
             resume_ckpt = find_resume_checkpoint(args.resume_from_checkpoint, config['output_dir'], args.run_dir)
         except FileNotFoundError as e:
             refuse(str(e), args.run_dir, rank)
+        problem = resume_problem(resume_ckpt, config, world_size)
+        if problem:
+            refuse(problem, args.run_dir, rank)
     run_dir = choose_run_dir(args, config, resume_ckpt)
 
     import deepspeed

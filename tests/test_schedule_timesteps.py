@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from utils import timesteps
-from utils.schedule import lr_multiplier
+from utils.schedule import build_scheduler, lr_multiplier, sync_lr
 
 
 def test_warmup_then_constant_linear_and_cosine():
@@ -51,3 +51,30 @@ def test_flux_shift_grows_with_resolution():
     mid = len(small) // 2
     assert small[mid] == pytest.approx(math.exp(0.5) / (math.exp(0.5) + 1), abs=1e-3)
     assert large[mid] > small[mid]
+
+
+def test_continuing_a_finished_decay_for_more_steps_starts_at_the_new_schedules_rate():
+    """A finished linear decay leaves lr 0 in the optimizer state; continued with more total steps (more
+    epochs), the next step takes the rate the new schedule gives it. An unchanged schedule keeps its rate."""
+    def run(total, state=None, steps=0):
+        p = torch.nn.Parameter(torch.zeros(3))
+        opt = torch.optim.AdamW([p], lr=1e-3)
+        sched = build_scheduler(opt, 2, total, 'linear')
+        if state:
+            opt.load_state_dict(state[0])
+            sched.load_state_dict(state[1])
+            sync_lr(sched)
+        for _ in range(steps):
+            p.grad = torch.ones(3)
+            opt.step()
+            sched.step()
+        return opt, sched
+
+    opt, sched = run(10, steps=10)
+    assert opt.param_groups[0]['lr'] == 0.0
+    saved = (opt.state_dict(), sched.state_dict())
+    longer, _ = run(20, saved)
+    assert longer.param_groups[0]['lr'] == pytest.approx(1e-3 * lr_multiplier(10, 2, 20, 'linear'))
+    opt, sched = run(10, steps=4)
+    same, _ = run(10, (opt.state_dict(), sched.state_dict()))
+    assert same.param_groups[0]['lr'] == opt.param_groups[0]['lr']

@@ -13,8 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from trainer_helpers import (ROOT, config_text, eval_losses, events, last_status, launch, log_of, metric, trainer_env,
-                             wait_for, write_config)
+from trainer_helpers import (ROOT, config_text, eval_losses, events, last_status, launch, log_of, metric, official,
+                             trainer_env, wait_for, write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +25,6 @@ EVAL = "[{name = 'demo', config = '%s'}]"
 def demo_dataset(tmp_path_factory):
     from tools.make_demo_dataset import make_demo_dataset
     return make_demo_dataset(tmp_path_factory.mktemp('demo') / 'demo')
-
-
-def official(tiny_models, variant):
-    return tiny_models / variant / 'official'
 
 
 def pipeline_config(tiny_models, demo_dataset, out, **extra):
@@ -294,3 +290,57 @@ def test_full_fine_tune_saves_official_names_loadable_as_transformer_path(tiny_m
     ckpt = checkpoints.inspect_checkpoint({'ckpt_path': str(src), 'transformer_path': str(folder)})
     loaded = checkpoints.load_transformer(ckpt, 'main', torch.float32).state_dict()
     assert torch.equal(loaded['blocks.0.attn1.to_q.weight'], saved['blocks.0.self_attn.q.weight'])
+
+
+def test_stop_at_the_last_step_still_finishes_with_the_final_lora(tiny_models, demo_dataset, tmp_path):
+    """A stop that lands on the last step (here: asked before the only step) lets the run finish as usual."""
+    config = write_config(tmp_path, config_text(official(tiny_models, 'wan2.1-t2v-1.3b'), demo_dataset, tmp_path / 'out',
+                                                epochs=1, max_steps=1))
+    run = tmp_path / 'run'
+    (run / 'control').mkdir(parents=True)
+    (run / 'control' / 'stop').touch()
+    proc = launch(config, run, procs=1)
+    assert proc.returncode == 0, log_of(run)[-3000:]
+    assert last_status(run)['state'] == 'done'
+    (lora,) = [e['path'] for e in events(run) if e['type'] == 'artifact' and e['kind'] == 'lora']
+    assert lora == 'step1/adapter_model.safetensors' and (run / lora).is_file()
+    assert (run / 'checkpoints' / 'step1' / 'trainer_state.json').is_file()
+    assert not (run / 'control' / 'stop').exists()
+
+
+def test_uncached_captions_are_encoded_when_the_latent_cache_is_already_complete(tiny_models, demo_dataset, tmp_path):
+    """cache_text_embeddings = false: a second run finds every latent cached and loads no encoder while
+    caching; the captions are still encoded as batches load, as the first run encoded them."""
+    from types import SimpleNamespace
+
+    from models.wan.adapter import WanAdapter
+    from utils.config import load_dataset_config, load_main_config
+    from utils.events import EventWriter
+    from utils.train_data import TrainData
+    config = load_main_config(write_config(tmp_path, config_text(
+        official(tiny_models, 'wan2.1-t2v-1.3b'), demo_dataset, tmp_path / 'out', model_extra='cache_text_embeddings = false')))
+    loaded = []
+    for _ in range(2):
+        trainer = SimpleNamespace(config=config, adapter=WanAdapter(config), run_dir=tmp_path, rank=0, world=1, dp_world=1,
+                                  args=SimpleNamespace(regenerate_cache=False, trust_cache=False), device=torch.device('cpu'),
+                                  events=EventWriter(tmp_path, enabled=False), dist=SimpleNamespace(barrier=lambda: None))
+        data = TrainData.build(trainer, load_dataset_config(demo_dataset, 16), 'train')
+        micro = data.global_batches(1)[0].for_rank(0)[0]
+        loaded.append((data.load(micro), data.dataset.by_id[micro[0][0]].captions[micro[0][1]], trainer.adapter))
+    (first, caption, adapter), (second, _, _) = loaded
+    expected = adapter.encode_text([caption])[0]['text_embeddings']
+    assert torch.equal(first[0]['text_embeddings'], expected) and torch.equal(second[0]['text_embeddings'], expected)
+    assert second[0]['uncond_text'].shape[-1] == expected.shape[-1]
+
+
+def test_resume_with_other_pipeline_stages_is_refused_naming_the_checkpoint(tiny_models, demo_dataset, tmp_path):
+    """Each stage keeps its own optimizer state: a checkpoint of 2 stages cannot continue on 1."""
+    config = write_config(tmp_path, config_text(official(tiny_models, 'wan2.1-t2v-1.3b'), demo_dataset, tmp_path / 'out'))
+    ckpt = tmp_path / 'old' / 'checkpoints' / 'step4'
+    ckpt.mkdir(parents=True)
+    (ckpt / 'trainer_state.json').write_text(json.dumps({'step': 4, 'epoch': 2, 'stages': 2, 'dp_world': 1}))
+    result = subprocess.run([sys.executable, 'train.py', '--config', str(config), '--run_dir', str(tmp_path / 'run'),
+                             '--resume_from_checkpoint', str(ckpt)], cwd=ROOT, env=trainer_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f'{ckpt} was written with pipeline_stages = 2' in result.stderr and 'Traceback' not in result.stderr

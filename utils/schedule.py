@@ -22,3 +22,12 @@ def lr_multiplier(step, warmup_steps, total_steps, kind):
 def build_scheduler(optimizer, warmup_steps, total_steps, kind):
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, warmup_steps, total_steps, kind))
+
+
+def sync_lr(scheduler):
+    """Set each group's learning rate to what the schedule gives the next step. After a checkpoint
+    loads, the optimizer carries the rate the old schedule computed; a resume whose total steps
+    changed (more epochs) would otherwise take one step at that rate (zero at the end of a decay)."""
+    for group, base, fn in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group['lr'] = base * fn(scheduler.last_epoch)
+    scheduler._last_lr = [group['lr'] for group in scheduler.optimizer.param_groups]

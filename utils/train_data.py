@@ -61,8 +61,10 @@ class TrainData:
                   f'{result.encoded_texts} captions encoded', flush=True)
         if not dataset.items:
             raise ValueError(f'{name} dataset has no usable items (see dataset_report.json for why each file was dropped)')
+        # Uncached captions are encoded as batches load: through the lazy encoders, which load on first use
+        # when the cache was already complete.
         data = cls(dataset, cache.reader(dataset.items), micro_batch_size_fn(mbs, image_mbs), trainer.dp_world, ga,
-                   cfg['seed'], None if cache_text else adapter.encode_text)
+                   cfg['seed'], None if cache_text else encoders.encode_text)
         if data.steps_per_epoch == 0:
             raise ValueError(f'{name} dataset has {len(dataset.items)} items but none of its buckets fills one global '
                              f'batch ({trainer.dp_world} data-parallel ranks x {ga} accumulation steps x micro-batch)')
