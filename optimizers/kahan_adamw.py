@@ -69,6 +69,18 @@ class KahanAdamW(torch.optim.Optimizer):
         if kahan and p.dtype in (torch.bfloat16, torch.float16):
             state['compensation'] = torch.zeros_like(p)
 
+    def load_state_dict(self, state_dict):
+        """torch casts every loaded state tensor to its parameter's dtype; ours keep their own (float32
+        moments of bfloat16 weights, uint8 codes), so they are put back as saved, on the parameter's device."""
+        saved = state_dict['state']
+        super().load_state_dict(state_dict)
+        ids = [i for group in state_dict['param_groups'] for i in group['params']]
+        params = [p for group in self.param_groups for p in group['params']]
+        for i, p in zip(ids, params):
+            for key, value in saved.get(i, {}).items():
+                if torch.is_tensor(value) and key != 'step':
+                    self.state[p][key] = value.to(p.device, copy=True)
+
     # -- the update ----------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure=None):
