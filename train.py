@@ -287,19 +287,16 @@ class Trainer:
                     merged.setdefault(expert, {})[param] = tensor
             shutil.rmtree(parts)
             meta = {'odeo.epoch': str(self.epoch), 'odeo.step': str(self.step)}
-            if self.config.get('adapter') is not None:
-                self.adapter.save_adapter(staging, merged, meta)
-            else:
-                self.adapter.save_full(staging, merged, meta)
+            lora = self.config.get('adapter') is not None
+            save = self.adapter.save_adapter if lora else self.adapter.save_full
+            written = save(staging, merged, meta)
             shutil.copy(self.run_dir / 'config.toml', staging / 'config.toml')
             if final.exists():
                 shutil.rmtree(final)
             os.replace(staging, final)
-            for expert in merged:
-                file = final / self.adapter.adapter_file_name(expert) if self.config.get('adapter') is not None else final
-                self.events.artifact('lora' if self.config.get('adapter') is not None else 'model',
-                                     file.relative_to(self.run_dir), epoch=self.epoch, step=self.step,
-                                     expert=None if len(merged) == 1 else expert)
+            for expert, file in written.items():
+                self.events.artifact('lora' if lora else 'model', (final / file).relative_to(self.run_dir),
+                                     epoch=self.epoch, step=self.step, expert=None if len(written) == 1 else expert)
             print(f'saved {final}', flush=True)
         self.dist.barrier()
         self.events.status('training', 'training')

@@ -91,8 +91,10 @@ class ModelAdapter:
     def trainable_state_dict(self, layers) -> dict:
         raise NotImplementedError
 
-    def save_adapter(self, save_dir, state_dict):
+    def save_adapter(self, save_dir, state_dict) -> dict:
+        """Write the adapter into save_dir -> {expert: file written, relative to save_dir}."""
         raise NotImplementedError
 
-    def save_full(self, save_dir, state_dict):
+    def save_full(self, save_dir, state_dict) -> dict:
+        """Write the whole trained network into save_dir -> {expert: file or folder, relative to save_dir}."""
         raise NotImplementedError

@@ -158,19 +158,26 @@ def test_lora_with_alpha_other_than_rank_loads_in_diffusers_with_the_same_output
     assert (got - base).abs().max() > 0.1
 
 
-def test_full_fine_tune_of_a_diffusers_folder_saves_a_loadable_transformer(tiny_models, tmp_path):
-    """Official names need the official config.json, whatever layout the run trained from."""
+@pytest.mark.parametrize('variant', ['wan2.1-t2v-1.3b', 'wan2.2-t2v-a14b'])
+def test_full_fine_tune_of_a_diffusers_folder_saves_loadable_transformers(tiny_models, tmp_path, variant):
+    """Official names need the official config.json, whatever layout the run trained from; two experts
+    save one folder each, named as in the official A14B folder, loadable as transformer_path."""
     from models.wan import checkpoints
     from models.wan.adapter import WanAdapter
     from utils.config import load_main_config
-    src = tiny_models / 'wan2.1-t2v-1.3b' / 'diffusers'
+    src = tiny_models / variant / 'diffusers'
     text = config_text(src, tmp_path / 'dataset.toml', tmp_path / 'out', adapter=None, optimizer="type = 'adamw'\nlr = 1e-3")
     adapter = WanAdapter(load_main_config(write_config(tmp_path, text)))
-    (transformer,) = adapter.build_diffusion_model()
+    transformers = adapter.build_diffusion_model()
     with torch.no_grad():
-        transformer.blocks[0].attn1.to_q.weight.add_(1.0)            # "trained"
-    adapter.save_full(tmp_path / 'saved', adapter.trainable_state_dict())
-    ckpt = checkpoints.inspect_checkpoint({'ckpt_path': str(src), 'transformer_path': str(tmp_path / 'saved')})
-    loaded = checkpoints.load_transformer(ckpt, 'main', torch.float32).state_dict()
-    for name, value in transformer.state_dict().items():
-        assert torch.equal(loaded[name], value), name
+        for t in transformers:
+            t.blocks[0].attn1.to_q.weight.add_(1.0)            # "trained"
+    written = adapter.save_full(tmp_path / 'saved', adapter.trainable_state_dict())
+    assert written == ({'main': '.'} if len(transformers) == 1 else
+                       {'high_noise': 'high_noise_model', 'low_noise': 'low_noise_model'})
+    for (expert, folder), transformer in zip(written.items(), transformers):
+        path = tmp_path / 'saved' / folder
+        ckpt = checkpoints.inspect_checkpoint({'ckpt_path': str(src), 'transformer_path': str(path)})
+        loaded = checkpoints.load_transformer(ckpt, expert, torch.float32).state_dict()
+        for name, value in transformer.state_dict().items():
+            assert torch.equal(loaded[name], value), (expert, name)

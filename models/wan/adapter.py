@@ -284,19 +284,23 @@ class WanAdapter(ModelAdapter):
             'peft_type': 'LORA', 'r': lora['rank'], 'lora_alpha': lora['alpha'], 'lora_dropout': lora['dropout'],
             'target_modules': sorted(targets), 'base_model_name_or_path': self.variant.id,
             'experts': list(state_dicts), 'format': 'comfyui'})
+        return {expert: self.adapter_file_name(expert) for expert in state_dicts}
 
     def save_full(self, save_dir, state_dicts, metadata=None):
         """Full fine-tune: the official parameter names and config.json, loadable as transformer_path."""
         from safetensors.torch import save_file
         save_dtype = dtype_of(self.config.get('save_dtype', 'bfloat16'))
+        saved = {}
         for expert, sd in state_dicts.items():
-            folder = save_dir if len(state_dicts) == 1 else save_dir / f'{expert}_model'
+            saved[expert] = '.' if len(state_dicts) == 1 else f'{expert}_model'
+            folder = save_dir / saved[expert]
             out = {k: v.to(save_dtype).contiguous() for k, v in checkpoints.official_state_dict(sd).items()}
             atomic_save(folder / 'diffusion_pytorch_model.safetensors',
                         lambda p, o=out: save_file(o, p, metadata={'format': 'pt', **(metadata or {})}))
             # Official names want the official config.json, whatever layout the run loaded from.
             atomic_write_json(folder / 'config.json',
                               official_transformer_config(self.variant.task, self.ckpt.transformer_config[expert]))
+        return saved
 
     def load_adapter_weights(self, transformers, path):
         """Start from a saved LoRA (ComfyUI format, as we save it): a folder or a .safetensors file."""
