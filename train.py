@@ -81,10 +81,11 @@ def resume_problem(ckpt, config, world_size):
         return (f'--resume_from_checkpoint: {ckpt} was written with pipeline_stages = {stages} and each stage keeps '
                 f'its own optimizer state; set pipeline_stages = {stages} to resume it (this config has '
                 f'{config["pipeline_stages"]})')
-    dp_world = world_size // config['pipeline_stages']
-    if state.get('dp_world', dp_world) != dp_world:
-        print(f'warning: {ckpt} was trained with {state["dp_world"]} data-parallel rank(s), this run has {dp_world}: '
-              f'the rest of the epoch uses other batches than an uninterrupted run would', flush=True)
+    now = {'dp_world': world_size // config['pipeline_stages'], 'grad_accum': config['gradient_accumulation_steps']}
+    changed = [f'{key} {state[key]} -> {value}' for key, value in now.items() if state.get(key, value) != value]
+    if changed and state.get('batch_in_epoch'):
+        print(f'warning: {ckpt} stopped inside epoch {state["epoch"]} and {", ".join(changed)}: the rest of that '
+              f'epoch is batched differently than an uninterrupted run would be', flush=True)
     return None
 
 
@@ -304,6 +305,7 @@ class Trainer:
     def state_dict(self):
         return {'step': self.step, 'epoch': self.epoch, 'batch_in_epoch': self.batch_in_epoch,
                 'examples': self.examples, 'seed': self.seed, 'stages': self.stages, 'dp_world': self.dp_world,
+                'grad_accum': self.ga,
                 'time': time.time()}
 
     def load_state_dict(self, state):
