@@ -103,8 +103,9 @@ def test_i2v_condition_is_what_the_diffusers_pipeline_feeds(tiny_models, tmp_pat
 
 @pytest.mark.parametrize('mode', ['unsloth', 'reentrant'])
 def test_checkpointing_flavours_give_the_gradients_of_no_checkpointing(tiny_models, tmp_path, mode):
-    """Called as DeepSpeed's PipelineModule calls activation_checkpoint_func (the layer's tuple unpacked).
-    The embeddings are frozen, so the first block's inputs need no grad; LoRA dropout draws random masks."""
+    """Called as DeepSpeed's pipeline calls activation_checkpoint_func: the layer's tuple unpacked, and the
+    first stage's floating-point inputs asking for grad (its engine does that for any checkpoint function
+    but its own non-reentrant one). LoRA dropout draws random masks, which the recompute must draw again."""
     from utils.pipeline import checkpoint_function
     grads = []
     for ckpt in (None, checkpoint_function('unsloth' if mode == 'unsloth' else True, reentrant=mode == 'reentrant')):
@@ -112,6 +113,8 @@ def test_checkpointing_flavours_give_the_gradients_of_no_checkpointing(tiny_mode
         transformers = adapter.build_diffusion_model(seed=0)
         trained_lora(transformers)
         x, labels = adapter.prepare_inputs(adapter.collate(items(adapter, 2)), torch.Generator().manual_seed(0))
+        if ckpt is not None:
+            x = tuple(t.requires_grad_(t.is_floating_point()) for t in x)
         torch.manual_seed(7)
         for layer in adapter.to_layers():
             checkpointed = ckpt is not None and type(layer).__name__ in adapter.checkpointable_layers

@@ -88,23 +88,13 @@ class _OffloadedCheckpoint(torch.autograd.Function):
         return (None,) + tuple(a.grad if torch.is_tensor(a) and a.requires_grad else None for a in args)
 
 
-def _needing_grad(args):
-    """Reentrant checkpointing (and 'unsloth') backpropagates into a layer only through inputs that need
-    grad. With frozen embeddings (LoRA) the first block's inputs need none, so no LoRA weight would get
-    a gradient: floating-point inputs become leaves that ask for one (only while grad is on)."""
-    if not torch.is_grad_enabled():
-        return args
-    return tuple(a.detach().requires_grad_(True) if torch.is_tensor(a) and a.is_floating_point() and not a.requires_grad
-                 else a for a in args)
-
-
 def checkpoint_function(mode, reentrant=False):
     """The activation_checkpoint_func handed to PipelineModule for a config's setting."""
     if mode == 'unsloth':
-        return lambda fn, *args: _OffloadedCheckpoint.apply(fn, *_needing_grad(args))
+        return lambda fn, *args: _OffloadedCheckpoint.apply(fn, *args)
 
     def checkpoint(fn, *args):
-        return torch.utils.checkpoint.checkpoint(fn, *(_needing_grad(args) if reentrant else args), use_reentrant=reentrant)
+        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=reentrant)
     return checkpoint
 
 
