@@ -168,7 +168,8 @@ def test_a_test_run_makes_every_cell_then_another_is_stopped(make_app, tiny_mode
 
 
 def test_previews_are_queued_once_per_saved_epoch_without_holding_up_the_queue(make_app, data_root, tiny_model):
-    write_dataset(data_root / 'datasets' / 'fake', behave={'step_time': 0.05})
+    # 2 steps an epoch of 1 s: the run is still going for 2 s after its second save, while the test looks
+    write_dataset(data_root / 'datasets' / 'fake', behave={'step_time': 1.0})
     app = make_app(cpu_slots=2, comfyui_url='http://127.0.0.1:9')          # previews go to an absent ComfyUI
     studio, c = app.extensions['odeo'], app.test_client()
     tid = c.post(f'{API}/tasks', json={'form': train_form(tiny_model, 'fake', epochs=3)}).get_json()['id']
@@ -201,3 +202,24 @@ def test_previews_are_queued_once_per_saved_epoch_without_holding_up_the_queue(m
         restarted.scheduler.tick()
         time.sleep(0.05)
     assert sorted(p['origin']['checkpoint'] for p in previews(restarted)) == ['epoch1', 'epoch2', 'epoch3']
+
+
+def test_a_two_expert_save_lists_each_file_with_its_own_expert(tmp_path):
+    """Wan2.2 two-expert runs write both experts' files into one epoch folder (LoRAs) or one subfolder each
+    (full fine-tunes); each file is listed with its expert, from its artifact event or else its name."""
+    from api.services.runs import list_loras
+    run = tmp_path / 'run'
+    for rel in ('epoch1/adapter_model_high_noise.safetensors', 'epoch1/adapter_model_low_noise.safetensors',
+                'epoch2/high_noise_model/diffusion_pytorch_model.safetensors',
+                'epoch2/low_noise_model/diffusion_pytorch_model.safetensors', 'epoch3/adapter_model.safetensors'):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(b'x' * 8)
+    events = {f'epoch1/adapter_model_{e}.safetensors': {'kind': 'lora', 'expert': e, 'epoch': 1}
+              for e in ('high_noise', 'low_noise')}
+    for artifacts in (events, None):
+        listed = {f['path']: f['expert'] for save in list_loras(run, artifacts) for f in save['files']}
+        assert listed == {'epoch1/adapter_model_high_noise.safetensors': 'high_noise',
+                          'epoch1/adapter_model_low_noise.safetensors': 'low_noise',
+                          'epoch2/high_noise_model/diffusion_pytorch_model.safetensors': 'high_noise',
+                          'epoch2/low_noise_model/diffusion_pytorch_model.safetensors': 'low_noise',
+                          'epoch3/adapter_model.safetensors': None}

@@ -23,7 +23,7 @@ from .gallery import Gallery
 from .infer_request import (MAX_IMAGES, MAX_PROMPT_CHARS, MAX_PROMPTS, count_cells, defaults, settings_from,
                             text_list)
 from .jobs import LIVE, new_job, new_job_id
-from .runs import list_loras
+from .runs import expert_from_name, list_loras
 from .task_inference import TaskInference, check_preview
 from .tasks import check_resources
 from .taskform import get_at, parse
@@ -45,7 +45,7 @@ def _lora_meta(path):
 def _expert_of(meta, path):
     if meta.get('odeo.expert') in ('main', 'high_noise', 'low_noise'):
         return meta['odeo.expert']
-    return next((e for e in ('high_noise', 'low_noise') if e in Path(path).stem), 'main')
+    return expert_from_name(path) or 'main'
 
 
 class InferenceService:

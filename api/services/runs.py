@@ -56,9 +56,20 @@ def checkpoint_path(run_dir: Path, tag):
     return folder
 
 
+EXPERTS = ('high_noise', 'low_noise')
+
+
+def expert_from_name(rel):
+    """The Wan2.2 expert a saved file belongs to by its name (adapter_model_high_noise.safetensors,
+    high_noise_model/...), or None for a single-network save."""
+    parts = Path(rel).parts[1:]                       # below epochN/ or stepN/
+    return next((e for e in EXPERTS for part in parts if e in part), None)
+
+
 def list_loras(run_dir: Path, artifact_events=None):
-    """Saved adapters: epoch<N>/ and step<N>/ folders with .safetensors files (Wan2.2 experts in subfolders)."""
-    events = {Path(p).parent.as_posix(): e for p, e in (artifact_events or {}).items() if e.get('kind') == 'lora'}
+    """Saved adapters: epoch<N>/ and step<N>/ folders with .safetensors files (a Wan2.2 two-expert run has
+    one file per expert). Each file's expert comes from its artifact event, else from its name."""
+    events = {Path(p).as_posix(): e for p, e in (artifact_events or {}).items() if e.get('kind') in ('lora', 'model')}
     out = []
     for folder in run_dir.iterdir() if run_dir.is_dir() else []:
         m = SAVE_DIR_RE.match(folder.name)
@@ -67,9 +78,8 @@ def list_loras(run_dir: Path, artifact_events=None):
         files = []
         for f in sorted(folder.rglob('*.safetensors')):
             rel = f.relative_to(run_dir).as_posix()
-            ev = events.get(Path(rel).parent.as_posix(), {})
-            files.append({'path': rel, 'size': f.stat().st_size,
-                          'expert': ev.get('expert') or (f.parent.name if f.parent != folder else None)})
+            ev = events.get(rel, {})
+            files.append({'path': rel, 'size': f.stat().st_size, 'expert': ev.get('expert') or expert_from_name(rel)})
         if files:
             out.append({'name': folder.name, 'kind': m.group(1), 'number': int(m.group(2)), 'files': files,
                         'created_at': max(run_dir.joinpath(x['path']).stat().st_mtime for x in files)})
