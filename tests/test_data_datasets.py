@@ -48,3 +48,24 @@ def test_delete_a_file_removes_its_caption_and_previews(make_app, data_root):
     assert not (folder / 'clip.mp4').exists() and not (folder / 'clip.txt').exists()
     assert not list((folder / '.studio' / 'previews').iterdir())
     assert [f['name'] for f in c.get(f'{API}/datasets/d/files').get_json()['files']] == ['still.png', 'wide.mp4']
+
+
+def test_a_dataset_a_queued_or_running_job_reads_is_neither_renamed_nor_deleted(make_app, data_root, tiny_model):
+    """The run's frozen dataset.toml names the folder: moving it would break the job mid-run."""
+    from tests.fakes.studio import train_form, wait_until, write_dataset
+    write_dataset(data_root / 'datasets' / 'busy', behave={'step_time': 0.5})
+    write_dataset(data_root / 'datasets' / 'idle')
+    app = make_app()
+    studio, c = app.extensions['odeo'], app.test_client()
+    tid = c.post(f'{API}/tasks', json={'form': train_form(tiny_model, 'busy', epochs=100)}).get_json()['id']
+    job = c.post(f'{API}/tasks/{tid}/start', json={}).get_json()['id']
+    for attempt in (c.patch(f'{API}/datasets/busy', json={'name': 'moved'}), c.delete(f'{API}/datasets/busy?confirm=true')):
+        assert attempt.status_code == 409, attempt.get_json()
+        assert attempt.get_json()['error']['message'] == f"dataset 'busy' is used by training job {job} (queued); stop it first"
+    wait_until(lambda: studio.jobs.get(job)['state'] == 'running', 30, studio.scheduler.tick, what='the job to run')
+    assert c.patch(f'{API}/datasets/busy', json={'name': 'moved'}).status_code == 409
+    assert c.patch(f'{API}/datasets/idle', json={'name': 'idle-2'}).status_code == 200     # others stay free
+    assert (data_root / 'datasets' / 'busy' / 'img0.png').is_file()
+    c.post(f'{API}/jobs/{job}/stop', json={})
+    wait_until(lambda: studio.jobs.get(job)['state'] == 'stopped', 30, studio.scheduler.tick, what='the job to stop')
+    assert c.patch(f'{API}/datasets/busy', json={'name': 'moved'}).status_code == 200

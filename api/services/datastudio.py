@@ -20,9 +20,10 @@ from . import cutting, imports
 from .captioning import Captioning
 from .captions import CaptionBook
 from .datasets import media_files
-from .errors import BadRequest, NotFound, PathRefused
+from .errors import BadRequest, Conflict, NotFound, PathRefused
+from .jobs import ACTIVE
 from .launcher import register_kind
-from .paths import inside
+from .paths import inside, resolve_path
 from .previews import Previews, browser_plays, remove_previews
 from .uploads import UploadStore
 
@@ -39,16 +40,30 @@ class DataStudio:
         self.uploads = UploadStore(studio.paths.root / 'uploads', self.catalog, s.max_upload_bytes,
                                    s.upload_chunk_bytes, s.upload_expiry_s)
         self.previews = Previews()
+        self.jobs = studio.jobs
+        self.data_root = studio.paths.root
         self.captioning = Captioning(studio.paths, studio.jobs, studio.scheduler, studio.monitor, s)
 
     # ---- datasets -------------------------------------------------------------------------------
     def rename(self, name, new_name):
-        self.captioning.assert_idle(self.catalog.folder(name).name)
+        self.assert_unused(name)
         return self.catalog.rename(name, new_name)
 
     def delete(self, name, confirm):
-        self.captioning.assert_idle(self.catalog.folder(name).name)
+        self.assert_unused(name)
         return self.catalog.delete(name, confirm)
+
+    def assert_unused(self, name):
+        """Renaming or deleting a dataset under a queued or running job would break it mid-run (its frozen
+        dataset.toml names the folder): refuse, naming the job."""
+        folder = self.catalog.folder(name)
+        self.captioning.assert_idle(folder.name)
+        here = folder.resolve()
+        for job in self.jobs.all(states=ACTIVE, kind='train'):
+            if any(p == here or here in p.parents for p in job_dataset_dirs(self.data_root / job['run_dir'],
+                                                                          self.data_root)):
+                raise Conflict(f"dataset {name!r} is used by training job {job['id']} ({job['state']}); "
+                               'stop it first', field='dataset')
 
     # ---- files ----------------------------------------------------------------------------------
     def file_path(self, name, rel, must_exist=True):
@@ -198,3 +213,22 @@ class DataStudio:
         folder = self.catalog.folder(name)
         return [self.captioning.view(j) for j in reversed(self.captioning.jobs_of(folder.name))]
 
+
+
+def job_dataset_dirs(run_dir: Path, data_root: Path):
+    """The folders a run reads: its frozen dataset.toml's directories and masks, and those of its eval
+    datasets' TOML files (relative paths against the data root, as the studio resolves them)."""
+    import tomllib
+
+    def load(path):
+        try:
+            return tomllib.loads(Path(path).read_text(encoding='utf-8'))
+        except (OSError, ValueError):
+            return {}
+
+    docs = [load(run_dir / 'dataset.toml')]
+    for entry in load(run_dir / 'config.toml').get('eval_datasets') or []:
+        if isinstance(entry, dict) and isinstance(entry.get('config'), str):
+            docs.append(load(resolve_path(entry['config'], data_root)))
+    return [resolve_path(d[key], data_root) for doc in docs for d in doc.get('directory') or [] if isinstance(d, dict)
+            for key in ('path', 'mask_path') if isinstance(d.get(key), str) and d[key]]

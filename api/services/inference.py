@@ -23,6 +23,7 @@ from .gallery import Gallery
 from .infer_request import (MAX_IMAGES, MAX_PROMPT_CHARS, MAX_PROMPTS, count_cells, defaults, settings_from,
                             text_list)
 from .jobs import LIVE, new_job, new_job_id
+from .paths import resolve_path
 from .runs import expert_from_name, list_loras
 from .task_inference import TaskInference, check_preview
 from .tasks import check_resources
@@ -121,8 +122,7 @@ class InferenceService:
         for k in MODEL_KEYS:
             v = table.get(k)
             if isinstance(v, str) and v:
-                p = Path(v).expanduser()
-                out[k] = str(p if p.is_absolute() else (self.paths.root / p).resolve())
+                out[k] = str(resolve_path(v, self.paths.root))
         return out
 
     def model_of_job(self, job):

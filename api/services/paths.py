@@ -34,6 +34,12 @@ def inside(root, rel, field='path'):
         raise PathRefused(f'{field} {rel!r} leaves {root}', field=field) from None
 
 
+def resolve_path(value, base) -> Path:
+    """A path from a config or request: ~ expanded, a relative one taken against `base`, resolved."""
+    p = Path(value).expanduser()
+    return (p if p.is_absolute() else Path(base) / p).resolve()
+
+
 def within_any(path, roots) -> bool:
     return any(is_within(path, r) for r in roots)
 

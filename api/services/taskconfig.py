@@ -10,7 +10,7 @@ from pathlib import Path
 
 from utils.config import validate_dataset, validate_main
 
-from .paths import within_any
+from .paths import resolve_path, within_any
 from .taskform import FILES, get_at, issue, parse, set_at
 
 
@@ -54,11 +54,6 @@ def _dotted(key):
     return out
 
 
-def _absolute(value, base):
-    p = Path(value).expanduser()
-    return (p if p.is_absolute() else Path(base) / p).resolve()
-
-
 def check(main_text, dataset_text, *, data_root, datasets_root, model_roots, catalog, world_size,
           output_dir, dataset_file):
     """Validate a task's TOML pair as it would run: output_dir and dataset set by the studio, every path
@@ -70,7 +65,7 @@ def check(main_text, dataset_text, *, data_root, datasets_root, model_roots, cat
         return Checked(None, None, issues, None)
     for key in ('output_dir', 'dataset'):        # the studio owns these; refuse one that leaves the data root
         v = main.get(key)
-        if isinstance(v, str) and not within_any(_absolute(v, data_root), [data_root]):
+        if isinstance(v, str) and not within_any(resolve_path(v, data_root), [data_root]):
             issues.append(issue('main', key, v, f'points outside the data root {data_root}; '
                                                 'leave it out, the studio sets it'))
     main['output_dir'], main['dataset'] = str(output_dir), str(dataset_file)
@@ -80,7 +75,7 @@ def check(main_text, dataset_text, *, data_root, datasets_root, model_roots, cat
             v = get_at(doc, k)
             if not isinstance(v, str) or not v:
                 continue
-            p = _absolute(v, data_root)
+            p = resolve_path(v, data_root)
             if not within_any(p, roots):
                 issues.append(issue(which, _dotted(k), v, f'{p} is outside {where}'))
             else:
