@@ -9,6 +9,7 @@ scalars, epochN/ LoRAs and checkpoints/ to resume from (docs/architecture.md).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -571,6 +572,17 @@ def _drop_none(value):
     return value
 
 
+def release_shm_segment(rank):
+    """DeepSpeed's CPU all-reduce (its shm comm op) maps one /dev/shm segment per rank, named after the
+    user, MASTER_ADDR, MASTER_PORT and the rank, and never unlinks it: every CPU run would leave ~66 MB of
+    memory behind. Once all ranks have mapped each other's segments the names can go; the memory stays
+    mapped until the processes exit, however they exit."""
+    name = (f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR')}_"
+            f"{os.environ.get('MASTER_PORT')}_{rank}")
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
 def main(argv=None):
     args = parse_args(argv)
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
@@ -607,7 +619,8 @@ def main(argv=None):
     run_dir = Path(names[0])
     if dist.get_rank() == 0:
         write_run_files(run_dir, args, config)
-    dist.barrier()
+    dist.barrier()                                # every rank is past init: all shm segments are mapped
+    release_shm_segment(dist.get_rank())
 
     from utils.events import EventWriter
     events = EventWriter(run_dir, enabled=dist.get_rank() == 0)

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,6 +73,8 @@ def test_data_parallel_learns(tiny_models, demo_dataset, tmp_path):
     before, after = eval_losses(tmp_path / 'run')
     assert after < 0.85 * before, (before, after)
     assert 'data=1' in log_of(tmp_path / 'run')          # topology: 1 stage x 2 data-parallel ranks
+    # DeepSpeed's CPU all-reduce segments (one per rank, ~66 MB each) are not left in /dev/shm
+    assert not list(Path('/dev/shm').glob(f'deepspeed_allreduce_buffer_*_{proc.master_port}_*'))
 
 
 @pytest.mark.parametrize('variant, files', [

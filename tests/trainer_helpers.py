@@ -57,12 +57,14 @@ def write_config(folder, text, name='config.toml'):
 
 
 def launch(config, run_dir, procs=1, extra=(), timeout=300, wait=True):
-    cmd = [DEEPSPEED, '--num_gpus', str(procs), '--master_port', str(free_port()), 'train.py', '--deepspeed',
+    port = free_port()
+    cmd = [DEEPSPEED, '--num_gpus', str(procs), '--master_port', str(port), 'train.py', '--deepspeed',
            '--config', str(config), '--run_dir', str(run_dir), *extra]
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     log = open(Path(run_dir).parent / f'{Path(run_dir).name}.log', 'a')
     proc = subprocess.Popen(cmd, cwd=ROOT, env=trainer_env(), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    proc.master_port = port
     if not wait:
         return proc
     try:
