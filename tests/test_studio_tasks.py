@@ -59,6 +59,28 @@ def test_draft_from_the_form_and_from_toml_stay_in_step(client):
     assert client.patch(f'/api/v1/tasks/{t["id"]}', json={'if_revision': 1, 'name': 'x'}).status_code == 409
 
 
+
+def test_a_form_edit_keeps_the_comments_and_layout_of_a_hand_written_toml(client):
+    """A pasted diffusion-pipe config keeps its notes: a form edit changes only the values it sets, and
+    leaves the other file exactly as it was."""
+    t = create(client)
+    main = t['toml']['main'].replace('[optimizer]', '# tuned on the beach set, see notes\n[optimizer]', 1)
+    main = '# style LoRA, second try\n' + main
+    dataset = '# clips re-cut on monday\n' + t['toml']['dataset']
+    t = client.patch(f'/api/v1/tasks/{t["id"]}', json={'toml': {'main': main, 'dataset': dataset}}).get_json()
+    t = client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'epochs': 42, 'lora_rank': 64}}).get_json()
+    after = t['toml']['main']
+    assert after.startswith('# style LoRA, second try\n')
+    assert '# tuned on the beach set, see notes\n[optimizer]' in after
+    assert tomllib.loads(after)['epochs'] == 42 and tomllib.loads(after)['adapter']['rank'] == 64
+    assert t['toml']['dataset'] == dataset                     # untouched by this edit
+    changed = [(a, b) for a, b in zip(main.splitlines(), after.splitlines()) if a != b]
+    assert len(main.splitlines()) == len(after.splitlines()) and len(changed) == 2, changed
+    noted = after.replace('lr = 2e-5', 'lr = 2e-5   # halved after epoch 8', 1)
+    client.patch(f'/api/v1/tasks/{t["id"]}', json={'toml': {'main': noted}})
+    t = client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'learning_rate': 2e-5}}).get_json()
+    assert '# halved' in noted and t['toml']['main'] == noted    # the same value: the line stays as written
+
 def test_copy_and_rename(client):
     t = create(client)
     client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'epochs': 9}})

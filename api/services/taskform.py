@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
+import tomlkit
 
 from .errors import BadRequest, PathRefused
 from .paths import inside, within_any
@@ -227,12 +228,25 @@ def dataset_name(path, datasets_root):
         return path
 
 
+def editable(text, which):
+    """The document for a form edit, keeping the user's comments and layout (tomlkit), or None with a
+    syntax error."""
+    doc, err = parse(text, which)
+    if err:
+        return None
+    try:
+        return tomlkit.parse(text or '')
+    except tomlkit.exceptions.TOMLKitError:     # a file only tomllib reads: edit the plain document
+        return doc
+
+
 def apply_form(main_text, dataset_text, resources, changes, *, datasets_root, model_roots):
-    """Write form values into the documents. Returns (main_text, dataset_text, resources)."""
-    docs = {}
-    for which, text in (('main', main_text), ('dataset', dataset_text)):
-        docs[which], err = parse(text, which)
-        if err and any(BY_NAME.get(n) and BY_NAME[n].file == which for n in changes):
+    """Write form values into the documents, changing only the values set (comments, order and the
+    untouched file stay as the user wrote them). Returns (main_text, dataset_text, resources)."""
+    docs, texts, touched = {}, {'main': main_text, 'dataset': dataset_text}, set()
+    for which, text in texts.items():
+        docs[which] = editable(text, which)
+        if docs[which] is None and any(BY_NAME.get(n) and BY_NAME[n].file == which for n in changes):
             raise BadRequest(f'{FILES[which]} has a syntax error; fix it in the TOML editor first',
                              field=f'toml.{which}')
     resources = dict(resources)
@@ -248,7 +262,10 @@ def apply_form(main_text, dataset_text, resources, changes, *, datasets_root, mo
             raise PathRefused(f'model_path {value!r} is not inside a model root', field=name)
         if f.file == 'task':
             resources[f.key[-1]] = value
-        else:
+        elif get_at(docs[f.file], f.key) != value:          # an unchanged value keeps how it was written
             set_at(docs[f.file], f.key, value)
-    texts = [dump(docs[w]) if docs[w] is not None else t for w, t in (('main', main_text), ('dataset', dataset_text))]
-    return texts[0], texts[1], resources
+            touched.add(f.file)
+    for which in touched:
+        doc = docs[which]
+        texts[which] = tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else dump(doc)
+    return texts['main'], texts['dataset'], resources
