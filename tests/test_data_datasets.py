@@ -51,7 +51,8 @@ def test_delete_a_file_removes_its_caption_and_previews(make_app, data_root):
 
 
 def test_a_dataset_a_queued_or_running_job_reads_is_neither_renamed_nor_deleted(make_app, data_root, tiny_model):
-    """The run's frozen dataset.toml names the folder: moving it would break the job mid-run."""
+    """The run's frozen dataset.toml names the folder: moving it would break the job mid-run. Once the job has
+    stopped the rename goes through, and task drafts that read the folder follow it."""
     from tests.fakes.studio import train_form, wait_until, write_dataset
     write_dataset(data_root / 'datasets' / 'busy', behave={'step_time': 0.5})
     write_dataset(data_root / 'datasets' / 'idle')
@@ -68,4 +69,9 @@ def test_a_dataset_a_queued_or_running_job_reads_is_neither_renamed_nor_deleted(
     assert (data_root / 'datasets' / 'busy' / 'img0.png').is_file()
     c.post(f'{API}/jobs/{job}/stop', json={})
     wait_until(lambda: studio.jobs.get(job)['state'] == 'stopped', 30, studio.scheduler.tick, what='the job to stop')
-    assert c.patch(f'{API}/datasets/busy', json={'name': 'moved'}).status_code == 200
+    other = c.post(f'{API}/tasks', json={'form': train_form(tiny_model, 'idle-2')}).get_json()['id']
+    renamed = c.patch(f'{API}/datasets/busy', json={'name': 'moved'})
+    assert renamed.status_code == 200 and renamed.get_json()['retargeted'] == [tid]
+    task = c.get(f'{API}/tasks/{tid}').get_json()                # the draft follows the folder
+    assert task['form']['dataset'] == 'moved' and c.post(f'{API}/tasks/{tid}/validate').get_json()['ok']
+    assert c.get(f'{API}/tasks/{other}').get_json()['form']['dataset'] == 'idle-2'

@@ -41,13 +41,19 @@ class DataStudio:
                                    s.upload_chunk_bytes, s.upload_expiry_s)
         self.previews = Previews()
         self.jobs = studio.jobs
+        self.tasks = studio.tasks
         self.data_root = studio.paths.root
         self.captioning = Captioning(studio.paths, studio.jobs, studio.scheduler, studio.monitor, s)
 
     # ---- datasets -------------------------------------------------------------------------------
     def rename(self, name, new_name):
+        """Rename the folder; task drafts that read it follow (`retargeted`: their ids)."""
         self.assert_unused(name)
-        return self.catalog.rename(name, new_name)
+        old = self.catalog.folder(name)
+        renamed = self.catalog.rename(name, new_name)
+        if renamed['name'] != name:
+            renamed['retargeted'] = self.tasks.retarget_dataset(old, Path(renamed['path']))
+        return renamed
 
     def delete(self, name, confirm):
         self.assert_unused(name)

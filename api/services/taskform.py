@@ -15,7 +15,7 @@ import tomli_w
 import tomlkit
 
 from .errors import BadRequest, PathRefused
-from .paths import inside, within_any
+from .paths import inside, resolve_path, within_any
 
 
 @dataclass(frozen=True)
@@ -269,3 +269,24 @@ def apply_form(main_text, dataset_text, resources, changes, *, datasets_root, mo
         doc = docs[which]
         texts[which] = tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else dump(doc)
     return texts['main'], texts['dataset'], resources
+
+
+def retarget_dataset(dataset_text, old: Path, new: Path, data_root):
+    """A dataset draft with every directory path / mask_path inside the renamed folder `old` moved to
+    `new` (comments and layout kept), or None when nothing in it points there."""
+    doc = editable(dataset_text, 'dataset')
+    if doc is None:
+        return None
+    changed = False
+    for entry in doc.get('directory') or []:
+        for key in ('path', 'mask_path'):
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(value, str) or not value:
+                continue
+            p = resolve_path(value, data_root)
+            if p == old or old in p.parents:
+                entry[key] = str(new / p.relative_to(old))
+                changed = True
+    if not changed:
+        return None
+    return tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else dump(doc)

@@ -14,7 +14,7 @@ import time
 
 from .errors import BadRequest, Conflict
 from .records import RecordIndex, clean_temp_files, read_record, updated, write_record
-from .taskform import apply_form, default_texts, form_view
+from .taskform import apply_form, default_texts, form_view, retarget_dataset
 
 PREFIX_RE = re.compile(r'^[a-z][a-z0-9]{0,15}$')
 MAX_NAME = 100
@@ -150,6 +150,18 @@ class TaskService(RecordIndex):
             changes['toml'] = texts
             changes['resources'] = check_resources(resources)
             return self._save(updated(task, revision=task['revision'] + 1, **changes))
+
+    def retarget_dataset(self, old, new):
+        """After a dataset folder was renamed: drafts that read it now name the new folder (runs already
+        made keep their frozen copies). Returns the ids of the tasks changed."""
+        changed = []
+        with self._lock:
+            for task in self.all():
+                text = retarget_dataset(task['toml']['dataset'], old.resolve(), new.resolve(), self.paths.root)
+                if text is not None and not task.get('deleting'):
+                    self._save(updated(task, revision=task['revision'] + 1, toml={**task['toml'], 'dataset': text}))
+                    changed.append(task['id'])
+        return changed
 
     def mark_deleting(self, task_id):
         with self._lock:

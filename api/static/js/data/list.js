@@ -31,7 +31,12 @@ export default async function datasetList(container) {
     const rename = async () => {
       const name = await promptDialog(`Rename dataset “${ds.name}” to:`, ds.name, { confirm: 'Rename' });
       if (!name || name === ds.name) return;
-      try { await api(`datasets/${enc(ds.name)}`, { method: 'PATCH', body: { name } }); toast(`Renamed to ${name}`, 'ok'); load(); } catch (e) { showError(e, 'Rename'); }
+      try {
+        const r = await api(`datasets/${enc(ds.name)}`, { method: 'PATCH', body: { name } });
+        const moved = (r.retargeted || []).length;
+        toast(`Renamed to ${name}` + (moved ? `; ${moved} task draft${moved > 1 ? 's' : ''} now use${moved > 1 ? '' : 's'} it` : ''), 'ok');
+        load();
+      } catch (e) { showError(e, 'Rename'); }
     };
     const remove = async () => {
       const sure = await confirmDialog(`Delete dataset “${ds.name}” and its ${ds.files} file(s)? This cannot be undone.`, { confirm: 'Delete', danger: true });
