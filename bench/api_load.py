@@ -16,7 +16,6 @@ import multiprocessing as mp
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,13 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.services.procs import signal_job  # noqa: E402
-from tests.fakes.studio import StudioProcess, train_form, wait_until, write_dataset  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from tests.fakes.studio import StudioProcess, free_port, train_form, wait_until, write_dataset  # noqa: E402
 
 
 def get(conn, path):

@@ -7,8 +7,9 @@ Fixtures (imported by tests/conftest.py, so every test module can ask for them):
                             .url, .api(method, path, body) -> (status, json), .data_root; stopped afterwards
     start_studio            start_studio(env=None, **settings) -> another studio with settings overrides
                             (ODEO_<NAME> environment) and extra environment, e.g. start_studio(queue_policy='backfill')
-    page                    a 1280x800 Chromium page; the test fails on any console error, uncaught
-                            page error, or request to a host other than this machine
+    page                    a Chromium page (`viewport`: 1280x800 unless a module overrides that fixture);
+                            the test fails on any console error, uncaught page error, or request to a
+                            host other than this machine
     console_allow           list of regexes: console errors matching one are allowed (e.g. an expected 422)
     shot                    shot(name, page=None) saves test-artifacts/screenshots/<name>.png (full page)
 
@@ -27,7 +28,6 @@ with @pytest.mark.browser.
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.studio import REPO, StudioProcess, kill_jobs, wait_until
+from tests.fakes.studio import REPO, StudioProcess, free_port, kill_jobs, wait_until
 
 CHROMIUM = os.environ.get('ODEO_CHROMIUM', '/usr/bin/chromium')
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -55,12 +55,6 @@ STUDIO_SETTINGS = {
     'kill_grace_s': 5,
     'gpu_cache_s': 0,
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Studio(StudioProcess):
@@ -162,8 +156,14 @@ def console_allow():
 
 
 @pytest.fixture
-def page(chromium, console_allow):
-    context = chromium.new_context(viewport=VIEWPORT, accept_downloads=True)
+def viewport():
+    """The page size; a test module that wants another one defines its own `viewport` fixture."""
+    return VIEWPORT
+
+
+@pytest.fixture
+def page(chromium, console_allow, viewport):
+    context = chromium.new_context(viewport=viewport, accept_downloads=True)
     context.set_default_timeout(15000)
     problems = []
 

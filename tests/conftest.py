@@ -60,7 +60,7 @@ def make_app(data_root):
 
 # ---- browser tests: a real studio process and Chromium (see tests/browser.py) -----------------------
 from tests.browser import (browser_available, chromium, console_allow, demo_inputs, page, shot,  # noqa: E402,F401
-                           start_studio, studio_server)
+                           start_studio, studio_server, viewport)
 
 # ---- Inference studio ---------------------------------------------------------------------------------
 from tests.inference_fixtures import preview_studio  # noqa: E402,F401  (session: 2 epochs of real training)

@@ -6,23 +6,16 @@ Shared by tests/test_inference_previews.py and tests/test_browser_inference.py (
 so the training runs once per session.
 """
 
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.fakes.studio import REPO, StudioProcess, copy_tiny_model, kill_jobs, wait_until
+from tests.fakes.studio import REPO, StudioProcess, copy_tiny_model, free_port, kill_jobs, wait_until
 
 PREVIEW = {'enabled': True, 'strengths': [1.0], 'seed': 11, 'steps': 4, 'frames': 13, 'width': 64, 'height': 48}
 PROMPT = 'a red fox running through fresh snow'
 FINAL = ('done', 'failed', 'stopped', 'cancelled', 'interrupted')
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='session')

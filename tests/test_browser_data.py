@@ -6,37 +6,20 @@ Chromium is Debian's /usr/bin/chromium driven by Playwright's Python API (never 
 Without it the test is skipped, unless ODEO_REQUIRE_BROWSER=1 (CI), where that is a failure. The page
 fails the test on any console error and on any request that leaves the loopback address."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
 from tests import mediagen
-from tests.fakes.studio import REPO, StudioProcess
-from tests.trainer_helpers import free_port
+from tests.fakes.studio import REPO, StudioProcess, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = '/usr/bin/chromium'
-ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--no-first-run']
-SHOTS = REPO / 'test-artifacts' / 'screenshots'
 
 
-@pytest.fixture(scope='module')
-def browser():
-    if not Path(CHROMIUM).is_file() or not (REPO / 'api' / 'static' / 'vendor' / 'uPlot.iife.min.js').is_file():
-        why = f'{CHROMIUM} or the vendored UI libraries (tools/vendor_assets.py) are missing'
-        if os.environ.get('ODEO_REQUIRE_BROWSER') == '1':
-            pytest.fail(why)
-        pytest.skip(why)
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+@pytest.fixture
+def viewport():
+    return {'width': 1400, 'height': 1000}
 
 
 @pytest.fixture
@@ -48,37 +31,7 @@ def studio(data_root):
     s.kill()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={'width': 1400, 'height': 1000})
-    pg = context.new_page()
-    problems = []
-    pg.on('console', lambda m: problems.append(f'console {m.type}: {m.text}') if m.type == 'error' else None)
-    pg.on('pageerror', lambda e: problems.append(f'page error: {e}'))
-
-    def only_loopback(route):
-        host = urlparse(route.request.url).hostname
-        if host in ('127.0.0.1', 'localhost') or route.request.url.startswith(('data:', 'blob:')):
-            return route.continue_()
-        problems.append(f'request off the machine: {route.request.url}')
-        return route.abort()
-
-    pg.route('**/*', only_loopback)
-    yield pg
-    context.close()
-    assert not problems, problems
-
-
-def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f'{name}.png'), full_page=True)
-
-
-def loaded_images(page, selector):
-    return page.eval_on_selector_all(selector, 'els => els.filter(e => e.complete && e.naturalWidth > 0).length')
-
-
-def test_upload_thumbnail_caption_and_buckets(studio, page, data_root, tmp_path):
+def test_upload_thumbnail_caption_and_buckets(studio, page, shot, data_root, tmp_path):
     base = f'http://127.0.0.1:{studio.port}/'
     page.goto(base + '#/data')
     page.wait_for_selector('tr[data-dataset="demo"]')
@@ -110,7 +63,7 @@ def test_upload_thumbnail_caption_and_buckets(studio, page, data_root, tmp_path)
     assert (data_root / 'datasets' / 'demo' / 'my beach.txt').read_text() == 'waves roll onto a sandy beach at dusk\n'
     page.wait_for_selector(f'{card} .badge.bucket')
     assert page.inner_text(f'{card} .badge.bucket') == '96x48x17'      # 80x48: the 2:1 bucket; 36 frames: 17
-    shot(page, 'data-area')
+    shot('data-area')
 
     page.click('.data-tabs button[data-tab="buckets"]')
     page.wait_for_selector('.buckets-table tbody tr')
@@ -121,7 +74,7 @@ def test_upload_thumbnail_caption_and_buckets(studio, page, data_root, tmp_path)
     page.fill('.bucket-form input[aria-label="Frame buckets"]', '1, 33')
     page.wait_for_function('document.querySelector(".bucket-summary") && document.querySelector(".bucket-summary").textContent.includes("10 train, 3 dropped")')
     assert 'too short' in page.inner_text('.dropped-files')
-    shot(page, 'data-buckets')
+    shot('data-buckets')
 
     page.click('.data-tabs button[data-tab="captions"]')
     page.fill('.bulk input[aria-label="Text to add"]', 'sks, ')

@@ -7,63 +7,20 @@ Browser: Debian's /usr/bin/chromium through Playwright's Python API (never `play
 when it is missing, unless ODEO_REQUIRE_BROWSER=1. The page fails the test on console errors and on any
 request that leaves the loopback address."""
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
-from tests.fakes.studio import REPO
 from tests.inference_helpers import read_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = os.environ.get('ODEO_CHROMIUM', '/usr/bin/chromium')
-SHOTS = REPO / 'test-artifacts' / 'screenshots'
-ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--no-first-run']
-
-
-@pytest.fixture(scope='module')
-def browser():
-    if not Path(CHROMIUM).is_file() or not shutil.which(CHROMIUM):
-        if os.environ.get('ODEO_REQUIRE_BROWSER') == '1':
-            pytest.fail(f'{CHROMIUM} not found and ODEO_REQUIRE_BROWSER=1')
-        pytest.skip(f'{CHROMIUM} not found (apt-get install chromium); set ODEO_REQUIRE_BROWSER=1 to make this a failure')
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
-def page(browser, tmp_path):
-    context = browser.new_context(viewport={'width': 1400, 'height': 950}, accept_downloads=True)
-    pg = context.new_page()
-    problems = []
-    pg.on('console', lambda m: m.type == 'error' and problems.append(f'console: {m.text}'))
-    pg.on('pageerror', lambda e: problems.append(f'page error: {e}'))
-
-    def only_loopback(route):
-        host = urlparse(route.request.url).hostname
-        if route.request.url.startswith(('data:', 'blob:')) or host in ('127.0.0.1', 'localhost'):
-            route.continue_()
-        else:
-            problems.append(f'request off loopback: {route.request.url}')
-            route.abort()
-
-    pg.route('**/*', only_loopback)
-    yield pg
-    context.close()
-    assert not problems, problems
-
-
-def shot(pg, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f'{name}.png'), full_page=True)
+def viewport():
+    return {'width': 1400, 'height': 950}
 
 
 def video_states(pg):
@@ -78,7 +35,7 @@ def spread(states):
     return max(min(abs(a - b), d - abs(a - b)) for a in ts for b in ts)
 
 
-def test_the_grid_plays_in_sync_shows_settings_downloads_and_marks_the_best(preview_studio, page, tmp_path):
+def test_the_grid_plays_in_sync_shows_settings_downloads_and_marks_the_best(preview_studio, page, shot, tmp_path):
     studio, task = preview_studio['studio'], preview_studio['task']
     base = studio.base.replace('/api/v1', '')
     page.goto(f'{base}/#/inference/{task["id"]}')
@@ -88,7 +45,7 @@ def test_the_grid_plays_in_sync_shows_settings_downloads_and_marks_the_best(prev
     assert labels == ['base model', 'epoch 1', 'epoch 2'] and rows[0] == 'base'
     page.wait_for_function("() => [...document.querySelectorAll('table.inf-grid video')].every(v => v.readyState >= 2)")
     assert page.evaluate("() => document.createElement('video').canPlayType('video/mp4; codecs=\"avc1.64000d\"')")
-    shot(page, 'inference-grid')
+    shot('inference-grid')
 
     page.click('#inf-play')
     time.sleep(0.6)
@@ -100,7 +57,7 @@ def test_the_grid_plays_in_sync_shows_settings_downloads_and_marks_the_best(prev
         time.sleep(0.15)
     assert sorted(samples)[len(samples) // 2] < 0.12, samples          # one clock for every video
     assert len({round(s['t'], 2) for s in video_states(page)}) <= 3
-    shot(page, 'inference-grid-playing')
+    shot('inference-grid-playing')
     page.click('#inf-play')
     states = video_states(page)
     assert all(s['paused'] for s in states) and spread(states) < 0.05
@@ -113,7 +70,7 @@ def test_the_grid_plays_in_sync_shows_settings_downloads_and_marks_the_best(prev
     page.click('tr[data-row$="/epoch2"] td.inf-cell button:has-text("Details")')
     details = page.inner_text('aside.inf-details')
     assert 'a red fox running through fresh snow' in details and re.search(r'Seed\s+11\b', details)
-    shot(page, 'inference-cell-details')
+    shot('inference-cell-details')
     page.click('aside.inf-details button:has-text("Close")')
 
     with page.expect_download() as got:
@@ -130,10 +87,10 @@ def test_the_grid_plays_in_sync_shows_settings_downloads_and_marks_the_best(prev
     labels = page.eval_on_selector_all('table.inf-grid th.inf-row > div:first-child', 'es => es.map(e => e.textContent)')
     assert labels == ['★ epoch 2', 'base model', 'epoch 1']               # the best epoch comes first
     assert studio.call('GET', f'/tasks/{task["id"]}')[1]['best_lora']['lora'] == 'epoch2'
-    shot(page, 'inference-grid-best')
+    shot('inference-grid-best')
 
 
-def test_the_test_run_form_and_the_gallery(preview_studio, page):
+def test_the_test_run_form_and_the_gallery(preview_studio, page, shot):
     studio, task = preview_studio['studio'], preview_studio['task']
     base = studio.base.replace('/api/v1', '')
     page.goto(f'{base}/#/inference/{task["id"]}?tab=run')
@@ -146,7 +103,7 @@ def test_the_test_run_form_and_the_gallery(preview_studio, page):
     page.check('input[name=base]')
     page.check('input[name=lora][value$="/epoch1"]')
     assert page.inner_text('form.inf-run .row .muted') == '3 videos'
-    shot(page, 'inference-run-form')
+    shot('inference-run-form')
 
     page.goto(f'{base}/#/inference?tab=gallery')
     page.wait_for_selector('.inf-gallery')
@@ -160,4 +117,4 @@ def test_the_test_run_form_and_the_gallery(preview_studio, page):
     page.wait_for_selector('figure.inf-thumb[data-path="portraits/wide.png"]')
     caption = page.inner_text('figure.inf-thumb[data-path="portraits/wide.png"] figcaption')
     assert '1920×1080' in caption and '480p: 848×480' in caption
-    shot(page, 'inference-gallery')
+    shot('inference-gallery')

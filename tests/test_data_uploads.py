@@ -11,8 +11,7 @@ import pytest
 
 from tests import mediagen
 from tests.datahelp import API, raw_avi, sha256
-from tests.fakes.studio import StudioProcess
-from tests.trainer_helpers import free_port
+from tests.fakes.studio import StudioProcess, free_port
 from utils.media import probe
 
 CHUNK = 8 * 1024 * 1024

@@ -7,8 +7,7 @@ import random
 import threading
 import time
 
-from tests.fakes.studio import StudioProcess
-from tests.test_studio_recovery import free_port
+from tests.fakes.studio import StudioProcess, free_port
 
 ROUNDS = 22
 

@@ -5,20 +5,13 @@ adopted nor signalled. Runs real `python -m api` processes and kills them with S
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import psutil
 import pytest
 
-from tests.fakes.studio import StudioProcess, kill_jobs, train_form, wait_until, write_dataset
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from tests.fakes.studio import StudioProcess, free_port, kill_jobs, train_form, wait_until, write_dataset
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ and waiting on the scheduler without sleeping longer than needed."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,13 @@ def copy_tiny_model(tiny_models, dest: Path, variant='wan2.1-t2v-1.3b', layout='
     import shutil
     shutil.copytree(Path(tiny_models) / variant / layout, dest)
     return dest
+
+
+def free_port():
+    """A TCP port on the loopback address that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def write_dataset(folder: Path, items=2, behave=None):
