@@ -32,13 +32,15 @@ def get_dataset(name):
 
 
 @bp.patch('/datasets/<name>')
-@doc('Rename a dataset folder (refused while a caption job works on it)', body='DatasetCreate', response='Dataset')
+@doc('Rename a dataset folder; task drafts that read it follow (refused while a caption job or a queued or running training job uses it)',
+     body='DatasetCreate', response='Dataset')
 def rename_dataset(name):
     return data().rename(name, field(body(), 'name', str, required=True))
 
 
 @bp.delete('/datasets/<name>')
-@doc('Delete a dataset folder and everything in it (needs confirm=true)', response='Deleted', query={'confirm': 'boolean'})
+@doc('Delete a dataset folder and everything in it (needs confirm=true; refused while a job uses it)', response='Deleted',
+     query={'confirm': 'boolean'})
 def delete_dataset(name):
     return data().delete(name, query_bool('confirm'))
 

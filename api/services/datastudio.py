@@ -25,6 +25,7 @@ from .jobs import ACTIVE
 from .launcher import register_kind
 from .paths import inside, resolve_path
 from .previews import Previews, browser_plays, remove_previews
+from .taskform import directory_paths, parse
 from .uploads import UploadStore
 
 register_kind('caption', 'api.jobs.caption', resumable=False, needs_task=False)
@@ -224,17 +225,14 @@ class DataStudio:
 def job_dataset_dirs(run_dir: Path, data_root: Path):
     """The folders a run reads: its frozen dataset.toml's directories and masks, and those of its eval
     datasets' TOML files (relative paths against the data root, as the studio resolves them)."""
-    import tomllib
-
-    def load(path):
+    def load(path, which='dataset'):
         try:
-            return tomllib.loads(Path(path).read_text(encoding='utf-8'))
-        except (OSError, ValueError):
+            return parse(Path(path).read_text(encoding='utf-8'), which)[0] or {}
+        except OSError:
             return {}
 
     docs = [load(run_dir / 'dataset.toml')]
-    for entry in load(run_dir / 'config.toml').get('eval_datasets') or []:
+    for entry in load(run_dir / 'config.toml', 'main').get('eval_datasets') or []:
         if isinstance(entry, dict) and isinstance(entry.get('config'), str):
             docs.append(load(resolve_path(entry['config'], data_root)))
-    return [resolve_path(d[key], data_root) for doc in docs for d in doc.get('directory') or [] if isinstance(d, dict)
-            for key in ('path', 'mask_path') if isinstance(d.get(key), str) and d[key]]
+    return [resolve_path(value, data_root) for doc in docs for _, _, value in directory_paths(doc)]

@@ -194,7 +194,20 @@ def parse(text, which):
 
 
 def dump(doc):
-    return tomli_w.dumps(doc)
+    """TOML text of a document; one from `editable` keeps the user's comments and layout."""
+    return tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else tomli_w.dumps(doc)
+
+
+DIRECTORY_PATH_KEYS = ('path', 'mask_path')
+
+
+def directory_paths(doc):
+    """(entry, key, value) for every path a dataset document's [[directory]] entries name."""
+    for entry in doc.get('directory') or []:
+        for key in DIRECTORY_PATH_KEYS:
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if isinstance(value, str) and value:
+                yield entry, key, value
 
 
 def issue(which, key, value, message, field=None):
@@ -266,8 +279,7 @@ def apply_form(main_text, dataset_text, resources, changes, *, datasets_root, mo
             set_at(docs[f.file], f.key, value)
             touched.add(f.file)
     for which in touched:
-        doc = docs[which]
-        texts[which] = tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else dump(doc)
+        texts[which] = dump(docs[which])
     return texts['main'], texts['dataset'], resources
 
 
@@ -278,15 +290,9 @@ def retarget_dataset(dataset_text, old: Path, new: Path, data_root):
     if doc is None:
         return None
     changed = False
-    for entry in doc.get('directory') or []:
-        for key in ('path', 'mask_path'):
-            value = entry.get(key) if isinstance(entry, dict) else None
-            if not isinstance(value, str) or not value:
-                continue
-            p = resolve_path(value, data_root)
-            if p == old or old in p.parents:
-                entry[key] = str(new / p.relative_to(old))
-                changed = True
-    if not changed:
-        return None
-    return tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else dump(doc)
+    for entry, key, value in list(directory_paths(doc)):
+        p = resolve_path(value, data_root)
+        if p == old or old in p.parents:
+            entry[key] = str(new / p.relative_to(old))
+            changed = True
+    return dump(doc) if changed else None
