@@ -75,3 +75,20 @@ def test_a_dataset_a_queued_or_running_job_reads_is_neither_renamed_nor_deleted(
     task = c.get(f'{API}/tasks/{tid}').get_json()                # the draft follows the folder
     assert task['form']['dataset'] == 'moved' and c.post(f'{API}/tasks/{tid}/validate').get_json()['ok']
     assert c.get(f'{API}/tasks/{other}').get_json()['form']['dataset'] == 'idle-2'
+
+
+def test_a_rename_moves_every_path_a_draft_names_inside_the_folder(tmp_path):
+    """path, mask_path and metadata_file inside the renamed folder follow it, relative or absolute;
+    other folders and the comments stay."""
+    import tomllib
+
+    from api.services.taskform import retarget_dataset
+    datasets = tmp_path / 'datasets'
+    text = ("# two sources\n[[directory]]\npath = 'datasets/beach'  # the clips\nmask_path = 'datasets/beach/masks'\n"
+            f"metadata_file = '{datasets}/beach/meta.csv'\n\n[[directory]]\npath = 'datasets/beachfront'\n")
+    moved = retarget_dataset(text, datasets / 'beach', datasets / 'coast', tmp_path)
+    dirs = tomllib.loads(moved)['directory']
+    assert dirs[0] == {'path': str(datasets / 'coast'), 'mask_path': str(datasets / 'coast' / 'masks'),
+                       'metadata_file': str(datasets / 'coast' / 'meta.csv')}
+    assert dirs[1] == {'path': 'datasets/beachfront'} and '# two sources' in moved and '# the clips' in moved
+    assert retarget_dataset(text, datasets / 'other', datasets / 'coast', tmp_path) is None

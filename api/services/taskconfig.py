@@ -11,7 +11,7 @@ from pathlib import Path
 from utils.config import validate_dataset, validate_main
 
 from .paths import resolve_path, within_any
-from .taskform import FILES, get_at, issue, parse, set_at
+from .taskform import DIRECTORY_PATH_KEYS, FILES, get_at, issue, parse, set_at
 
 
 @dataclass
@@ -30,9 +30,7 @@ def _path_rules(data_root, datasets_root, model_roots):
         ('main', ('model', 'transformer_path'), readable, 'a model root or the data root'),
         ('main', ('model', 'llm_path'), readable, 'a model root or the data root'),
         ('main', ('adapter', 'init_from_existing'), readable, 'a model root or the data root'),
-        ('dataset', ('directory', '*', 'path'), [datasets_root], 'the datasets folder'),
-        ('dataset', ('directory', '*', 'mask_path'), [datasets_root], 'the datasets folder'),
-        ('dataset', ('directory', '*', 'metadata_file'), [datasets_root], 'the datasets folder'),
+        *[('dataset', ('directory', '*', key), [datasets_root], 'the datasets folder') for key in DIRECTORY_PATH_KEYS],
         ('main', ('eval_datasets', '*', 'config'), [data_root], 'the data root'),
     ]
 

@@ -198,7 +198,7 @@ def dump(doc):
     return tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else tomli_w.dumps(doc)
 
 
-DIRECTORY_PATH_KEYS = ('path', 'mask_path')
+DIRECTORY_PATH_KEYS = ('path', 'mask_path', 'metadata_file')
 
 
 def directory_paths(doc):
