@@ -104,17 +104,21 @@ class FakeComfyUI:
                 pass
 
     def die(self):
-        """Vanish as a crashed server does: sockets cut, nothing listening on the port any more."""
+        """Vanish as a crashed server does: nothing listening on the port any more, then sockets cut.
+
+        The port is closed before this returns (and before any client can see the cut), so a test may start a
+        new server on the same port as soon as a client has noticed. Never called on the accept-loop thread."""
         self.dead = True
+        server, self._server = self._server, None
+        if server:
+            server.shutdown()
+            server.server_close()
         for ws, _ in list(self.sockets.values()):
             try:
                 ws.sock.shutdown(socket.SHUT_RDWR)
                 ws.sock.close()
             except OSError:
                 pass
-        server, self._server = self._server, None
-        if server:
-            threading.Thread(target=lambda: (server.shutdown(), server.server_close()), daemon=True).start()
         with self._cond:
             self._cond.notify_all()
 
