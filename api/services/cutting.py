@@ -13,11 +13,9 @@ import re
 import secrets
 from pathlib import Path
 
-from utils.media import MediaError, probe
-
 from .datasets import STUDIO_DIR, place_file
 from .errors import BadRequest, Invalid
-from .previews import run_ffmpeg
+from .previews import probe_checked, run_ffmpeg
 
 SCENE_RE = re.compile(r'lavfi\.scd\.time:\s*([0-9.]+)')
 DETECT_MAX_WIDTH = 480              # scene detection runs on frames scaled down to this width (speed)
@@ -27,10 +25,7 @@ EVEN = "crop='trunc(iw/2)*2':'trunc(ih/2)*2'"
 
 
 def _video(path):
-    try:
-        info = probe(path)
-    except MediaError as e:
-        raise Invalid(f'{Path(path).name}: {e.reason}', field='file') from None
+    info = probe_checked(path, Invalid, field='file')
     if info.kind != 'video':
         raise Invalid(f'{Path(path).name} is an image; only videos can be trimmed or split', field='file')
     return info

@@ -18,11 +18,11 @@ from pathlib import Path
 from models.wan.inference import SIZE_AREAS, SUPPORTED_AREAS, propose_size
 from models.wan.variants import VARIANTS
 from utils.fsutil import fsync_dir
-from utils.media import MediaError, probe
 
 from .errors import BadRequest, Conflict, NotFound
 from .filecache import FileCache
 from .paths import inside
+from .previews import probe_checked
 
 IMAGE_EXT = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
 FOLDER_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}$')
@@ -117,10 +117,7 @@ class Gallery:
     def size_of(self, path):
         """(width, height) of a gallery image as shown (EXIF orientation applied)."""
         def read(p):
-            try:
-                info = probe(p)
-            except MediaError as e:
-                raise BadRequest(f'{p.parent.name}/{p.name}: {e.reason}', field='image') from None
+            info = probe_checked(p, BadRequest, f'{p.parent.name}/{p.name}', 'image')
             return info.width, info.height
         return self._sizes.get(path, read)
 
@@ -161,10 +158,7 @@ class Gallery:
                 shutil.copyfileobj(stream, f, 1024 * 1024)
                 f.flush()
                 os.fsync(f.fileno())
-            try:
-                info = probe(tmp)
-            except MediaError as e:
-                raise BadRequest(f'{filename}: {e.reason}', field='file') from None
+            info = probe_checked(tmp, BadRequest, filename, 'file')
             if info.kind != 'image':
                 raise BadRequest(f'{filename}: not an image', field='file')
             with self._lock:

@@ -113,7 +113,7 @@ class Previews:
 
     # ---- thumbnails and strips ------------------------------------------------------------------
     def thumbnail(self, path):
-        info = _probe(path)
+        info = probe_checked(path)
         if info.kind == 'image':
             return self._cached(path, 'thumb', 'jpg', lambda tmp: _image_thumb(path, tmp))
         at = min(info.duration * 0.1, max(0.0, info.duration - 1.5 / info.fps))
@@ -124,7 +124,7 @@ class Previews:
 
     def strip(self, path, n=8):
         """n frames side by side, frame k taken at (k + 0.5) * duration / n (an image: itself, once)."""
-        info = _probe(path)
+        info = probe_checked(path)
         if info.kind == 'image':
             return self.thumbnail(path)
         n = max(1, min(STRIP_MAX, int(n), info.frames))
@@ -143,7 +143,7 @@ class Previews:
     # ---- something the browser can play -----------------------------------------------------------
     def playable(self, path):
         """(path to serve, True when it is a preview copy rather than the file itself)."""
-        info = _probe(path)
+        info = probe_checked(path)
         try:
             if browser_plays(path, info):
                 return Path(path), False
@@ -158,11 +158,12 @@ class Previews:
             f'{Path(path).name}: preview copy')), True
 
 
-def _probe(path):
+def probe_checked(path, error=ToolError, label=None, field=None):
+    """probe(path); a file it cannot read raises `error` (a StudioError) naming the file, or `label`, and why."""
     try:
         return probe(path)
     except MediaError as e:
-        raise ToolError(f'{Path(path).name}: {e.reason}') from None
+        raise error(f'{label or Path(path).name}: {e.reason}', field=field) from None
 
 
 def _rgb(path):
