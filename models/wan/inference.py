@@ -97,22 +97,6 @@ def expert_switch_step(steps, shift, boundary):
 
 
 # --------------------------------------------------------------------------------------------
-# LoRA files
-# --------------------------------------------------------------------------------------------
-
-def lora_expert(path):
-    """'main', 'high_noise' or 'low_noise' for a LoRA file: our metadata (odeo.expert), else its file name."""
-    from safetensors import safe_open
-    with safe_open(str(path), framework='pt', device='cpu') as f:
-        meta = f.metadata() or {}
-    expert = meta.get('odeo.expert')
-    if expert in ('main', 'high_noise', 'low_noise'):
-        return expert
-    name = Path(path).stem.lower()
-    return next((e for e in ('high_noise', 'low_noise') if e in name), 'main')
-
-
-# --------------------------------------------------------------------------------------------
 # The generator
 # --------------------------------------------------------------------------------------------
 
