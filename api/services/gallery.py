@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from models.wan.inference import SIZE_AREAS, SUPPORTED_AREAS, propose_size
 from models.wan.variants import VARIANTS
 from utils.fsutil import fsync_dir
 
+from .datasets import place_file
 from .errors import BadRequest, Conflict, NotFound
 from .filecache import FileCache
 from .paths import inside
@@ -61,7 +61,6 @@ class Gallery:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._sizes = FileCache()
-        self._lock = threading.Lock()     # two uploads of one name get two names
 
     # ---- folders ----------------------------------------------------------------------------
     def _folder(self, name, must_exist=True, field='folder'):
@@ -140,14 +139,6 @@ class Gallery:
                        key=lambda f: f.name.lower())
         return {'name': folder, 'variant': variant_id, 'images': [self.describe(f, variant_id) for f in files]}
 
-    def _free_name(self, folder, name):
-        stem, ext = os.path.splitext(name)
-        candidate, n = name, 1
-        while (folder / candidate).exists():
-            candidate = f'{stem} ({n}){ext}'
-            n += 1
-        return candidate
-
     def add(self, folder_name, filename, stream):
         """Store an uploaded image after checking that Pillow decodes it; returns its description."""
         folder = self._folder(folder_name)
@@ -161,10 +152,7 @@ class Gallery:
             info = probe_checked(tmp, BadRequest, filename, 'file')
             if info.kind != 'image':
                 raise BadRequest(f'{filename}: not an image', field='file')
-            with self._lock:
-                final = folder / self._free_name(folder, name)
-                os.link(tmp, final)
-            fsync_dir(folder)
+            final = place_file(tmp, folder, name)      # two uploads of one name get two names
         finally:
             Path(tmp).unlink(missing_ok=True)
         return self.describe(final)
