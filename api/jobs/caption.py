@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from api.jobs.control import Control
 from api.services.captions import CaptionBook, CaptionSkipped
 from utils.events import EventWriter
 from utils.fsutil import atomic_write_json
@@ -63,22 +64,6 @@ def sample_frames(path, n):
     return [Image.fromarray(a.numpy()) for a in arrays], info.kind
 
 
-class StopFlag:
-    def __init__(self, run_dir):
-        self.file = Path(run_dir) / 'control' / 'stop'
-        self.signalled = False
-        signal.signal(signal.SIGTERM, self._on_signal)
-
-    def _on_signal(self, signum, frame):
-        self.signalled = True
-
-    def __bool__(self):
-        if self.file.exists():
-            self.file.unlink(missing_ok=True)
-            self.signalled = True
-        return self.signalled
-
-
 def device_and_dtype():
     import torch
     if torch.cuda.is_available():
@@ -95,7 +80,8 @@ def run(run_dir, events):
     job = json.loads((run_dir / 'job.json').read_text(encoding='utf-8'))
     req = job['caption']
     folder, files = Path(req['folder']), list(req['files'])
-    stop = StopFlag(run_dir)
+    control = Control(run_dir)
+    signal.signal(signal.SIGTERM, control.on_signal)
     model_name = Path(req['model_path']).name
     events.status('starting', f'loading {model_name}')
     from api.jobs.captioners import CaptionerError, load_captioner
@@ -110,8 +96,10 @@ def run(run_dir, events):
     counts = {'written': 0, 'skipped': 0, 'failed': 0}
     results, started = [], time.time()
     events.status('captioning', f'{len(files)} file(s) with {model_name} on {device}')
+    stopped = False
     for i, name in enumerate(files):
-        if stop:
+        stopped = control.stop_requested()
+        if stopped:
             events.status('stopped', f'stopped after {i} of {len(files)} file(s): {counts["written"]} written')
             break
         outcome = caption_one(book, folder, name, req, captioner, model_name)
@@ -125,7 +113,7 @@ def run(run_dir, events):
     atomic_write_json(run_dir / 'captions.json', {'dataset': req['dataset'], 'model': req['model_path'],
                                                   'counts': counts, 'files': results})
     events.artifact('report', 'captions.json')
-    if not stop:
+    if not stopped:
         events.status('done', f'{counts["written"]} caption(s) written, {counts["skipped"]} skipped, '
                               f'{counts["failed"]} failed')
     return 0
