@@ -21,12 +21,12 @@ from pathlib import Path
 from models.wan.variants import VARIANTS
 from utils.buckets import AR_DECIMALS
 from utils.config import CLIP_MODES, DATASET_TOP_KEYS, MISSING, validate_dataset
-from utils.dataset import MediaSpec, build_dataset, steps_per_epoch
+from utils.dataset import bucket_label, build_dataset, steps_per_epoch
 from utils.fsutil import atomic_write_text
 
 from .errors import BadRequest, Invalid
 from .paths import within_any
-from .taskform import DEFAULT_DATASET, dump
+from .taskform import DEFAULT_DATASET, DIRECTORY_PATH_KEYS, dump
 
 DEFAULT_VARIANT = 'wan2.1-t2v-1.3b'
 SETTING_KEYS = tuple(k for k in DATASET_TOP_KEYS if k != 'directory')
@@ -37,11 +37,16 @@ HEADER = '# Dataset settings written by ODEO Studio (Data area); every key is do
 
 
 def media_spec(variant_id):
-    """The MediaSpec a variant's adapter reports (models/wan/adapter.py WanAdapter.media_spec)."""
+    """The MediaSpec a variant's adapter reports (WanVariant.media_spec)."""
     v = VARIANTS.get(variant_id)
     if v is None:
         raise BadRequest(f'variant {variant_id!r} is unknown; one of {", ".join(VARIANTS)}', field='variant')
-    return MediaSpec(v.framerate, v.size_multiple, needs_video=v.i2v_condition)
+    return v.media_spec()
+
+
+def settings_of(doc):
+    """The top-level dataset settings a document sets (everything but its [[directory]] entries)."""
+    return {k: doc[k] for k in SETTING_KEYS if k in doc}
 
 
 def own_document(folder: Path):
@@ -81,7 +86,7 @@ def check_document(doc, folder: Path, datasets_root, size_multiple):
     out = [{'key': i.key, 'value': None if i.value is MISSING else i.value, 'message': i.message} for i in issues
            if not _inherited(i.key, doc)]
     for i, d in enumerate(cfg.get('directory') or []):
-        for key in ('path', 'mask_path', 'metadata_file'):
+        for key in DIRECTORY_PATH_KEYS:
             if isinstance(d.get(key), str) and not within_any(d[key], [datasets_root]):
                 out.append({'key': f'directory[{i}].{key}', 'value': doc['directory'][i].get(key),
                             'message': 'must stay inside the datasets folder'})
@@ -113,9 +118,7 @@ def read_options(options, default_variant=DEFAULT_VARIANT):
     clip_mode = options.get('video_clip_mode') or 'single_beginning'
     if clip_mode not in CLIP_MODES:
         raise BadRequest(f'video_clip_mode must be one of {", ".join(CLIP_MODES)}', field='video_clip_mode')
-    image_mbs = options.get('image_micro_batch_size')
-    if image_mbs is not None:
-        image_mbs = _int_option(options, 'image_micro_batch_size', None)
+    image_mbs = _int_option(options, 'image_micro_batch_size', None)
     gpus = _int_option(options, 'gpus', 1)
     stages = _int_option(options, 'pipeline_stages', 1)
     return {'variant': options.get('variant') or default_variant, 'video_clip_mode': clip_mode,
@@ -141,7 +144,7 @@ def build_report(folder: Path, datasets_root, settings=None, options=None, defau
 
 def bucket_view(folder: Path, datasets_root, settings=None, options=None, default_variant=DEFAULT_VARIANT):
     report, issues, opts, doc = build_report(folder, datasets_root, settings, options, default_variant)
-    view = {'variant': opts['variant'], 'options': opts, 'settings': {k: doc[k] for k in SETTING_KEYS if k in doc},
+    view = {'variant': opts['variant'], 'options': opts, 'settings': settings_of(doc),
             'has_config': (folder / 'dataset.toml').is_file(), 'issues': issues,
             'variants': [{'id': v.id, 'framerate': v.framerate, 'size_multiple': v.size_multiple} for v in VARIANTS.values()]}
     if report is None:
@@ -153,7 +156,7 @@ def bucket_view(folder: Path, datasets_root, settings=None, options=None, defaul
                for b in report['buckets']]
     files = [{'name': f['name'], 'path': f['path'], 'directory': f['directory'], 'kind': f['kind'],
               'status': f['status'], 'reason': f['reason'], 'media': f['media'], 'caption_source': f['caption_source'],
-              'buckets': ['x'.join(map(str, b['bucket'])) for b in f['buckets']],
+              'buckets': [bucket_label(b['bucket']) for b in f['buckets']],
               'clips': sum(len(b['clip_starts']) for b in f['buckets']), 'notes': f['notes']}
              for f in report['files']]
     spec = report['spec']
@@ -215,4 +218,4 @@ def save_config(folder: Path, datasets_root, settings, variant=DEFAULT_VARIANT):
                       field='settings', issues=[{'file': 'dataset.toml', 'field': None, **i} for i in issues])
     text = HEADER + dump(doc)
     atomic_write_text(folder / 'dataset.toml', text)
-    return {'path': str(folder / 'dataset.toml'), 'toml': text, 'settings': {k: doc[k] for k in SETTING_KEYS if k in doc}}
+    return {'path': str(folder / 'dataset.toml'), 'toml': text, 'settings': settings_of(doc)}

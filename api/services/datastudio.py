@@ -200,7 +200,7 @@ class DataStudio:
         text = path.read_text(encoding='utf-8', errors='replace') if path.is_file() else None
         doc = bucket_views.effective_document(folder)
         return {'exists': text is not None, 'path': str(path), 'toml': text,
-                'settings': {k: doc[k] for k in bucket_views.SETTING_KEYS if k in doc}}
+                'settings': bucket_views.settings_of(doc)}
 
     def save_config(self, name, settings, variant=None):
         folder = self.catalog.folder(name)

@@ -9,7 +9,7 @@ block, alpha = rank unless set; without an [adapter] table the whole transformer
 
 import torch
 
-from models.base import MediaSpec, ModelAdapter, ModelConfigError, dtype_of
+from models.base import ModelAdapter, ModelConfigError, dtype_of
 from models.wan import checkpoints
 from models.wan.keymaps import official_transformer_config
 from models.wan.layers import BlockLayer, EmbedLayer, OutputLayer
@@ -77,7 +77,7 @@ class WanAdapter(ModelAdapter):
     # -- data side ----------------------------------------------------------------------------
     @property
     def media_spec(self):
-        return MediaSpec(self.variant.framerate, self.variant.size_multiple, needs_video=self.variant.i2v_condition)
+        return self.variant.media_spec()
 
     def cache_identity(self):
         ident = self.ckpt.identity()

@@ -34,6 +34,11 @@ class WanVariant:
     def two_experts(self) -> bool:
         return len(self.experts) == 2
 
+    def media_spec(self):
+        """What the dataset builder needs to know of this model's media (frame rate, size multiple, video)."""
+        from utils.dataset import MediaSpec
+        return MediaSpec(self.framerate, self.size_multiple, needs_video=self.i2v_condition)
+
 
 def _v(id, task, experts=('main',), boundary=None, framerate=16, size_multiple=16, vae='wan2.1',
        uses_clip=False, i2v_condition=False):
