@@ -72,7 +72,7 @@ class Captioning:
         self.settings = settings
 
     def jobs_of(self, dataset=None):
-        jobs = [j for j in self.jobs.all(TASK_ID) if j.get('kind') == 'caption']
+        jobs = self.jobs.all(TASK_ID, kind='caption')
         return [j for j in jobs if dataset is None or j['caption']['dataset'] == dataset]
 
     def assert_idle(self, dataset):
@@ -112,14 +112,11 @@ class Captioning:
 
 def find_captioners(roots, depth=2):
     """Folders under the model roots whose config.json names a model type that can caption."""
-    from api.jobs.captioners import CAPTIONERS, model_type
-
     def captioner(folder):
         try:
-            kind = model_type(folder) if (folder / 'config.json').is_file() else None
+            return check_folder(folder)
         except CaptionerError:
             return None
-        return kind if kind in CAPTIONERS else None
 
     return [{'name': f.name, 'path': str(f), 'model_type': kind}
             for root in roots for f, kind in find_folders(root, captioner, depth)]

@@ -210,8 +210,7 @@ class Studio:
         form, form_errors = self.tasks.form(task)
         jobs = self.jobs.all(task['id'])
         model = self.models.find(form['model_path']) if isinstance(form['model_path'], str) and form['model_path'] else None
-        trains = [j for j in jobs if j.get('kind', 'train') == 'train']
-        return {**task, 'state': self.task_state(task, trains[-1] if trains else None), 'form': form,
+        return {**task, 'state': self.task_state(task, self.jobs.latest(task['id'], kind='train')), 'form': form,
                 'form_errors': form_errors, 'model': model, 'jobs': [self.job_brief(j) for j in jobs],
                 'best_lora': self.inference.best(task['id'])}
 
