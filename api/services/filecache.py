@@ -2,6 +2,8 @@
 
 import threading
 
+from utils.media import file_signature
+
 
 class FileCache:
     def __init__(self):
@@ -10,8 +12,7 @@ class FileCache:
 
     def get(self, path, read):
         """read(path) once per version of the file; errors it raises are not cached."""
-        st = path.stat()
-        key = (st.st_size, st.st_mtime_ns)
+        key = file_signature(path)
         with self._lock:
             hit = self._values.get(str(path))
         if hit and hit[0] == key:

@@ -62,7 +62,7 @@ class InferenceService:
         self.gallery = Gallery(paths.root / 'gallery')
         self.store = TaskInference(paths)
         self._meta = FileCache()          # LoRA file -> its safetensors metadata
-        self._manifests = {}              # job id -> (mtime_ns, manifest)
+        self._manifests = FileCache()     # a job's results.json -> its contents
         self.preview_errors = {}          # task id -> why its last preview could not be queued
         launcher.register_kind('infer', 'api.jobs.infer')
 
@@ -346,20 +346,11 @@ class InferenceService:
 
     # ---- results ------------------------------------------------------------------------------
     def manifest(self, job):
-        path = self.paths.root / job['run_dir'] / MANIFEST
-        try:
-            mtime = path.stat().st_mtime_ns
-        except OSError:
-            return None
-        hit = self._manifests.get(job['id'])
-        if hit and hit[0] == mtime:
-            return hit[1]
-        try:
-            man = json.loads(path.read_text(encoding='utf-8'))
+        try:                                  # written atomically by the job: never seen half-written
+            return self._manifests.get(self.paths.root / job['run_dir'] / MANIFEST,
+                                       lambda p: json.loads(p.read_text(encoding='utf-8')))
         except (OSError, ValueError):
-            return hit[1] if hit else None
-        self._manifests[job['id']] = (mtime, man)
-        return man
+            return None
 
     def results(self, task_id):
         """Every infer job of the task and every cell they made, for the comparison grid."""
