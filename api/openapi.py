@@ -35,8 +35,6 @@ def opt(schema):
 # The Data area (datasets, uploads, captions, buckets): docs/api.md "Data studio".
 MEDIA = obj({'width': INT, 'height': INT, 'frames': INT, 'fps': opt(NUM), 'duration': opt(NUM)}, nullable=True)
 DATA_SCHEMAS = {
-    'DatasetCreate': obj({'name': STR}, ['name']),
-    'Deleted': obj({'name': STR, 'deleted': BOOL}),
     'DataFile': obj({'name': STR, 'kind': STR, 'size': INT, 'mtime': NUM, 'media': MEDIA,
                      'status': opt({'type': 'string', 'enum': ['used', 'dropped']}), 'reason': opt(STR),
                      'buckets': arr(STR), 'clips': INT, 'notes': arr(STR), 'caption': opt(STR),

@@ -20,7 +20,7 @@ def list_datasets():
 
 
 @bp.post('/datasets')
-@doc('Create an empty dataset folder', body='DatasetCreate', response='Dataset', status=201)
+@doc('Create an empty dataset folder', body='NameBody', response='Dataset', status=201)
 def create_dataset():
     return studio().datasets.create(field(body(), 'name', str, required=True)), 201
 
@@ -33,7 +33,7 @@ def get_dataset(name):
 
 @bp.patch('/datasets/<name>')
 @doc('Rename a dataset folder; task drafts that read it follow (refused while a caption job or a queued or running training job uses it)',
-     body='DatasetCreate', response='Dataset')
+     body='NameBody', response='Dataset')
 def rename_dataset(name):
     return data().rename(name, field(body(), 'name', str, required=True))
 

@@ -73,12 +73,12 @@ class DataStudio:
                                'stop it first', field='dataset')
 
     # ---- files ----------------------------------------------------------------------------------
-    def file_path(self, name, rel, must_exist=True):
+    def file_path(self, name, rel):
         folder = self.catalog.folder(name)
         if not isinstance(rel, str) or any(part.startswith('.') for part in rel.replace('\\', '/').split('/')):
             raise PathRefused(f'file {rel!r} is not a file of this dataset', field='file')
         path = inside(folder, rel, 'file')
-        if must_exist and (not path.is_file() or media_kind(path) is None):
+        if not path.is_file() or media_kind(path) is None:
             raise NotFound(f'no media file {rel!r} in dataset {name!r}', field='file')
         return folder, path
 

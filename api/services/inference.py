@@ -304,7 +304,7 @@ class InferenceService:
             raise BadRequest('negative_prompt must be text or null', field='negative_prompt')
         out = {'prompts': [p.strip() for p in prompts if p.strip()], 'images': list(dict.fromkeys(images))}
         try:
-            table, out['variant'] = self.model_of_task(task_id)
+            _, out['variant'] = self.model_of_task(task_id)
         except Invalid:
             out['variant'] = None
         if rec['preview']['enabled']:

@@ -18,8 +18,6 @@ from typing import Callable
 from ..settings import REPO_ROOT
 from .procs import create_time
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 def _trainer_args(script, config, run_dir, resume_from):
     args = [str(script), '--deepspeed', '--config', str(config), '--run_dir', str(run_dir)]

@@ -129,18 +129,15 @@ class UploadStore:
             shutil.rmtree(self._dir(upload_id), ignore_errors=True)
         return {'id': rec['id'], 'cancelled': rec['state'] == 'uploading'}
 
-    def sweep(self, now=None):
+    def sweep(self):
         """Remove unfinished uploads untouched for expiry_s, and finished records after an hour."""
-        now = time.time() if now is None else now
-        removed = []
+        now = time.time()
         for rec in self._all():
             v = self.view(rec)
             stale = v['expires_at'] is not None and v['expires_at'] < now
             old = rec['state'] != 'uploading' and rec['updated_at'] + FINISHED_KEEP_S < now
             if (stale or old) and rec['id'] not in self._writing:
                 shutil.rmtree(self._dir(rec['id']), ignore_errors=True)
-                removed.append(rec['id'])
-        return removed
 
     # ---- receiving data -------------------------------------------------------------------------
     def write(self, upload_id, offset, stream, length):

@@ -76,9 +76,6 @@ MODEL_FILES = {
                         'unet_low': 'wan2.2_i2v_low_noise_14B_fp16.safetensors'},
     'wan2.2-ti2v-5b': {'unet': 'wan2.2_ti2v_5B_fp16.safetensors', 'vae': 'wan2.2_vae.safetensors'},
 }
-MODEL_SLOTS = {'unet': ('UNETLoader', 'unet_name'), 'unet_low': ('UNETLoader', 'unet_name'),
-               'clip': ('CLIPLoader', 'clip_name'), 'vae': ('VAELoader', 'vae_name'),
-               'clip_vision': ('CLIPVisionLoader', 'clip_name')}
 SAMPLER = ('uni_pc', 'simple')            # Wan's own solver (UniPC on the flow-matching sigmas)
 
 

@@ -64,13 +64,13 @@ def extra_model_paths(path, model_roots, loras_dir):
 
 
 class ManagedComfyUI:
-    def __init__(self, checkout, python, log_path, model_roots=(), loras_dir=None, config_path=None):
+    def __init__(self, checkout, python, log_path, model_roots=(), loras_dir=None):
         self.checkout = Path(checkout)
         self.python = python or sys.executable
         self.log_path = Path(log_path)
         self.model_roots = list(model_roots)
         self.loras_dir = loras_dir
-        self.config_path = Path(config_path or self.log_path.with_name('comfyui_paths.yaml'))
+        self.config_path = self.log_path.with_name('comfyui_paths.yaml')
         self.proc = None
         self.url = None
 
