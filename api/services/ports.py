@@ -1,7 +1,15 @@
-"""Master ports for DeepSpeed jobs: each live job gets its own, checked free before it is handed out."""
+"""Ports: master ports for DeepSpeed jobs (each live job gets its own, checked free before it is handed
+out), and any free loopback port (a managed ComfyUI server)."""
 
 import socket
 import threading
+
+
+def free_port() -> int:
+    """A TCP port on the loopback address that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def port_is_free(port) -> bool:

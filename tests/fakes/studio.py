@@ -3,13 +3,14 @@ and waiting on the scheduler without sleeping longer than needed."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from api.services.ports import free_port  # noqa: F401  (tests and bench pick ports with it)
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_TRAINER = str(REPO / 'tests' / 'fakes' / 'fake_trainer.py')
@@ -34,13 +35,6 @@ def copy_tiny_model(tiny_models, dest: Path, variant='wan2.1-t2v-1.3b', layout='
     import shutil
     shutil.copytree(Path(tiny_models) / variant / layout, dest)
     return dest
-
-
-def free_port():
-    """A TCP port on the loopback address that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def write_dataset(folder: Path, items=2, behave=None):

@@ -13,7 +13,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from api.jobs.control import JobError
 
+from ..ports import free_port
 from .client import ComfyGone
 
 MODEL_FOLDERS = ('diffusion_models', 'text_encoders', 'vae', 'clip_vision', 'loras')
@@ -46,12 +46,6 @@ def place_lora(src, loras_dir, name):
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
     return name.replace(os.sep, '/')
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def extra_model_paths(path, model_roots, loras_dir):
