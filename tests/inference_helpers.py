@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 
-def make_lora(model_dir, out_file, seed=0, rank=4, scale=0.5, expert='main', variant=None):
+def make_lora(model_dir, out_file, seed=0, expert='main', rank=4, scale=0.5):
     """A LoRA for the tiny model at `model_dir` in the trainer's ComfyUI format
     (diffusion_model.<official module>.lora_A/B.weight, odeo.* metadata), random but non-zero, so it
     visibly changes what the model generates."""
@@ -27,7 +27,7 @@ def make_lora(model_dir, out_file, seed=0, rank=4, scale=0.5, expert='main', var
         tensors[f'diffusion_model.{official}.lora_B.weight'] = torch.randn(linear.out_features, rank, generator=gen) * scale
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    meta = {'format': 'pt', 'odeo.variant': variant or ckpt.variant.id, 'odeo.rank': str(rank),
+    meta = {'format': 'pt', 'odeo.variant': ckpt.variant.id, 'odeo.rank': str(rank),
             'odeo.alpha': str(rank), 'odeo.expert': expert}
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_file), metadata=meta)
     return out_file

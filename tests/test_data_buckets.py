@@ -3,7 +3,6 @@ same folder and settings; suggestions come from the data; dataset.toml is valida
 written, and a new training task on the dataset starts from it."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 from tests import mediagen
 from tests.datahelp import API
 from tests.fakes.studio import REPO
-from tests.trainer_helpers import config_text, write_config
+from tests.trainer_helpers import config_text, trainer_env, write_config
 from utils.config import load_dataset_config
 
 SETTINGS = {'resolutions': [32, 64], 'frame_buckets': [1, 9, 17], 'num_ar_buckets': 3, 'num_repeats': 2}
@@ -47,7 +46,7 @@ def test_bucket_view_agrees_with_train_py_dump_dataset(make_app, data_root, tiny
     cfg = write_config(tmp_path, config_text(tiny_model, folder / 'dataset.toml', tmp_path / 'out',
                                              micro_batch_size_per_gpu=1, gradient_accumulation_steps=1))
     run = tmp_path / 'run'
-    env = dict(os.environ, WORLD_SIZE='2', HF_HUB_OFFLINE='1')
+    env = dict(trainer_env(), WORLD_SIZE='2')
     proc = subprocess.run([sys.executable, 'train.py', '--config', str(cfg), '--dump_dataset', '--run_dir', str(run)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,6 +11,7 @@ from tests import mediagen
 from tests.datahelp import API
 from tests.fakes.studio import wait_until
 from tests.tiny_vlm import write_tiny_qwen25_vl
+from tests.trainer_helpers import events
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +46,6 @@ def _run(app, body):
     return studio.jobs.get(job_id), studio.paths.root / studio.jobs.get(job_id)['run_dir']
 
 
-def _events(run):
-    return [json.loads(line) for line in (run / 'events.jsonl').read_text().splitlines()]
-
-
 def test_captions_only_what_it_may_and_marks_its_work(setup):
     make, folder, model = setup
     app = make()
@@ -64,10 +61,10 @@ def test_captions_only_what_it_may_and_marks_its_work(setup):
         assert files[name]['caption'] and (folder / name).with_suffix('.txt').is_file()
     assert (folder / 'b.txt').read_bytes() == human and files['b.mp4']['caption_origin'] == 'human'
     assert files['d.mp4']['caption'] == 'an earlier model wrote this'              # overwrite: none
-    events = _events(run)
-    states = [e['state'] for e in events if e['type'] == 'status']
+    run_events = events(run)
+    states = [e['state'] for e in run_events if e['type'] == 'status']
     assert states == ['starting', 'captioning', 'done']
-    progress = [e for e in events if e['type'] == 'progress']
+    progress = [e for e in run_events if e['type'] == 'progress']
     assert [p['step'] for p in progress] == [1, 2, 3, 4] and progress[-1]['total_steps'] == 4
     assert (progress[-1]['written'], progress[-1]['skipped'], progress[-1]['failed']) == (2, 2, 0)
     results = json.loads((run / 'captions.json').read_text())
@@ -105,7 +102,7 @@ def test_stop_is_honoured_and_refusals_are_clear(setup, vlm_root, tmp_path):
     assert c.post(f'{API}/jobs/{job_id}/stop', json={}).status_code == 202
     wait_until(lambda: studio.jobs.get(job_id)['state'] == 'stopped', 60, studio.scheduler.tick, what='the stop')
     run = studio.paths.root / studio.jobs.get(job_id)['run_dir']
-    assert [e['state'] for e in _events(run) if e['type'] == 'status'][-1] == 'stopped'
+    assert [e['state'] for e in events(run) if e['type'] == 'status'][-1] == 'stopped'
     assert not (folder / 'a.txt').exists()
 
     outside = tmp_path / 'elsewhere'

@@ -22,6 +22,7 @@ from models.wan.variants import VARIANTS
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.studio import REPO, wait_until
 from tests.inference_helpers import mean_abs_diff, read_video
+from tests.trainer_helpers import events
 
 CELL = dict(prompt='a red fox', negative_prompt='blurry', seed=5, steps=4, guidance=5.0, guidance_low=None, shift=5.0,
             width=64, height=48, frames=9, fps=16, strength=1.0)
@@ -64,10 +65,6 @@ def write_job(run, fake, variant='wan2.1-t2v-1.3b', rows=(None,), inputs=None, *
 def lora_row(path, name='epoch1', epoch=1):
     return {'id': f'j1/{name}', 'job_id': 'j1', 'task_id': 'fox', 'name': name, 'epoch': epoch, 'step': 4 * epoch,
             'files': [{'path': str(path), 'expert': 'main'}]}
-
-
-def events(run):
-    return [json.loads(x) for x in (run / 'events.jsonl').read_text().splitlines()]
 
 
 def submitted(fake):

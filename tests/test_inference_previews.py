@@ -3,7 +3,6 @@ train.py while previews are on; each saved epoch gets one preview job whose vide
 frames differ from the base model's for the same seed) at the frame count and size asked for; a studio
 restart queues nothing twice."""
 
-import json
 import time
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from tests.fakes.studio import wait_until
 from tests.inference_fixtures import PREVIEW, PROMPT
 from tests.inference_helpers import mean_abs_diff, read_video
+from tests.trainer_helpers import events
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +44,7 @@ def test_each_saved_epoch_gets_a_preview_that_shows_the_lora(preview_studio):
         assert (data / job['run_dir'] / cell['poster']).stat().st_size > 0
         assert mean_abs_diff(frames, base_frames) > 2.0, 'the LoRA did not change the video'
         seen[p['origin']['checkpoint']] = frames
-        events = [json.loads(x) for x in (data / job['run_dir'] / 'events.jsonl').read_text().splitlines()]
-        video = next(e for e in events if e['type'] == 'artifact' and e['kind'] == 'video')
+        video = next(e for e in events(data / job['run_dir']) if e['type'] == 'artifact' and e['kind'] == 'video')
         assert video['epoch'] == int(p['origin']['checkpoint'][5:]) and video['path'] == cell['video']
         assert (video['frames'], video['width'], video['height'], video['seed']) == (13, 64, 48, 11)
     assert base_frames.shape == seen['epoch1'].shape

@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.fakes.studio import train_form, wait_until, write_dataset
 from tests.inference_helpers import read_video, saved_training_run
+from tests.trainer_helpers import events
 
 API = '/api/v1'
 
@@ -146,8 +147,7 @@ def test_a_test_run_makes_every_cell_then_another_is_stopped(make_app, tiny_mode
         first = frames
     video = c.get(f'{API}/{cells[0]["video_url"]}', headers={'Range': 'bytes=0-99'})
     assert video.status_code == 206 and len(video.data) == 100
-    events = [json.loads(x) for x in (run_dir / 'events.jsonl').read_text().splitlines()]
-    art = [e for e in events if e['type'] == 'artifact' and e['kind'] == 'video']
+    art = [e for e in events(run_dir) if e['type'] == 'artifact' and e['kind'] == 'video']
     assert [(e['lora'], e['epoch'], e['strength']) for e in art] == [
         ('base model', None, None), ('epoch 1', 1, 1.0), ('epoch 1', 1, 0.5), ('epoch 2', 2, 1.0), ('epoch 2', 2, 0.5)]
     assert all((e['seed'], e['prompt'], e['width'], e['height'], e['frames']) == (9, 'a fox', 64, 48, 5) for e in art)

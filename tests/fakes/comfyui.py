@@ -268,7 +268,6 @@ class FakeComfyUI:
                 status = 'error'
                 break
             if cls in SAMPLERS:
-                i = node['inputs']
                 n = sampling_steps({nid: node})
                 for v in range(1, n + 1):
                     step += 1
