@@ -7,15 +7,15 @@ import json
 import pytest
 import torch
 
-from trainer_helpers import config_text, official, write_config
+from trainer_helpers import config_text, write_config
 
 LORA = "type = 'lora'\nrank = 4\ndtype = 'float32'"
 
 
-def make_adapter(tiny_models, tmp_path, variant, **overrides):
+def make_adapter(tiny_models, tmp_path, variant, layout='official', **overrides):
     from models.wan.adapter import WanAdapter
     from utils.config import load_main_config
-    text = config_text(official(tiny_models, variant), tmp_path / 'dataset.toml', tmp_path / 'out', **overrides)
+    text = config_text(tiny_models / variant / layout, tmp_path / 'dataset.toml', tmp_path / 'out', **overrides)
     return WanAdapter(load_main_config(write_config(tmp_path, text)))
 
 
@@ -126,6 +126,30 @@ def test_checkpointing_flavours_give_the_gradients_of_no_checkpointing(tiny_mode
         torch.testing.assert_close(grads[1][name], g, rtol=0, atol=0, msg=name)
 
 
+def test_block_swap_gives_the_same_gradients_and_frees_swapped_weights(tiny_models, tmp_path):
+    """Swapped blocks run with their weights brought in and sent back around each call; the math is unchanged."""
+    from utils.offload import BlockSwapper
+    from utils.pipeline import checkpoint_function
+    grads = []
+    for swap in (False, True):
+        adapter = make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b')
+        adapter.build_diffusion_model(seed=0)
+        layers = adapter.to_layers()
+        if swap:
+            swapper = BlockSwapper(layers[1:3], 'cpu')
+        x, labels = adapter.prepare_inputs(adapter.collate(items(adapter, 1)), torch.Generator().manual_seed(0))
+        ckpt = checkpoint_function(True)
+        for layer in layers:
+            x = ckpt(layer, x) if type(layer).__name__ == 'BlockLayer' else layer(x)
+        adapter.loss(x, labels).backward()
+        if swap:     # after the step the swapped blocks' frozen weights are the CPU copies again
+            assert all(p.data_ptr() == swapper._cpu[p].data_ptr() for layer in layers[1:3] for p in layer.parameters() if not p.requires_grad)
+        grads.append({n: p.grad.clone() for n, p in adapter.transformers[0].named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=0)
+
+
 def test_uncond_fraction_trains_on_the_empty_prompt_as_the_pipeline_encodes_it(tiny_models, tmp_path):
     """The empty caption is its tokens then zeros up to 512, like WanPipeline's negative prompt ''."""
     from diffusers import WanPipeline
@@ -166,11 +190,9 @@ def test_full_fine_tune_of_a_diffusers_folder_saves_loadable_transformers(tiny_m
     """Official names need the official config.json, whatever layout the run trained from; two experts
     save one folder each, named as in the official A14B folder, loadable as transformer_path."""
     from models.wan import checkpoints
-    from models.wan.adapter import WanAdapter
-    from utils.config import load_main_config
     src = tiny_models / variant / 'diffusers'
-    text = config_text(src, tmp_path / 'dataset.toml', tmp_path / 'out', adapter=None, optimizer="type = 'adamw'\nlr = 1e-3")
-    adapter = WanAdapter(load_main_config(write_config(tmp_path, text)))
+    adapter = make_adapter(tiny_models, tmp_path, variant, 'diffusers', adapter=None,
+                           optimizer="type = 'adamw'\nlr = 1e-3")
     transformers = adapter.build_diffusion_model()
     with torch.no_grad():
         for t in transformers:
