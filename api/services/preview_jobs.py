@@ -39,6 +39,8 @@ class PreviewWatcher:
             since = rec['preview']['enabled_at'] or 0.0
             done = self.queued(task['id'])
             for train in self.jobs.all(task['id'], kind='train'):
+                if (train.get('finished_at') or since) < since:
+                    continue        # ended before previews were on: all its saves are older (no disk reads per tick)
                 for lora in self.inference.job_loras(train):
                     if (train['id'], lora['name']) in done or (lora['saved_at'] or 0.0) < since:
                         continue
