@@ -1,8 +1,8 @@
 // Clips tab: upload zone, search, the grid of clips (thumbnail, duration, caption snippet, bucket or
 // drop badge) and, for the selected clip, the detail panel (js/data/clip.js).
-import { h, clear, showError } from '../ui.js';
+import { h, clear, debounce, showError } from '../ui.js';
 import { setQuery } from '../app.js';
-import { dsApi, debounce, formatSeconds, mediaUrl } from './common.js';
+import { dsApi, formatSeconds, mediaUrl } from './common.js';
 import { uploadZone } from './upload.js';
 import { clipDetail } from './clip.js';
 
