@@ -180,3 +180,8 @@ export function badge(state, title) {
 export function fill(el, ...children) {
   return append(clear(el), children);
 }
+
+// A labelled form field: <label class="field"><span>label</span> input <div class="hint">hint</div></label>
+export function fieldRow(label, input, hint) {
+  return h('label.field', h('span', label), input, hint ? h('div.hint', hint) : null);
+}

@@ -1,8 +1,8 @@
 // Captions tab: bulk prefix / suffix / find-and-replace (preview count first, then apply) and
 // auto-captioning with a vision-language model as a queued job, with its progress and a stop button.
 import { api } from '../api.js';
-import { h, append, clear, confirmDialog, poll, showError, toast, formatTime } from '../ui.js';
-import { dsApi, fieldRow } from './common.js';
+import { h, append, clear, confirmDialog, fieldRow, poll, showError, toast, formatTime } from '../ui.js';
+import { dsApi } from './common.js';
 
 export default async function captionsTab(container, dataset, route) {
   container.append(bulkTools(dataset, route.query.get('q') || ''));

@@ -40,8 +40,3 @@ export function tabBar(tabs, active, onPick) {
     dataset: { tab: t.id }, onclick: () => onPick(t.id),
   }, t.label)));
 }
-
-// A labelled form field: h('label.field', h('span', label), input, hint)
-export function fieldRow(label, input, hint) {
-  return h('label.field', h('span', label), input, hint ? h('div.hint', hint) : null);
-}

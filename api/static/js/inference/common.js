@@ -1,7 +1,7 @@
 // Small pieces the Inference views share: labels, the ComfyUI status badge, number parsing, job progress.
 
 import { api, fileUrl } from '../api.js';
-import { h, clear, poll, showError, formatDuration } from '../ui.js';
+import { h, poll, showError, formatDuration } from '../ui.js';
 
 export function loraLabel(l) {
   if (!l) return 'base model';
@@ -64,14 +64,4 @@ export function jobProgress(jobId, onEnd) {
     }
   }, 1000);
   return { el: box, stop: stopPolling };
-}
-
-export function field(label, input, hint) {
-  return h('label.field', h('span', label), input, hint ? h('span.hint', hint) : null);
-}
-
-export function replace(el, ...children) {
-  clear(el);
-  el.append(...children.flat().filter(Boolean));
-  return el;
 }

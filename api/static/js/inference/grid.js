@@ -4,8 +4,8 @@
 // marked as the task's best epoch (stored on the task: PATCH /tasks/<id>/inference {best}).
 
 import { api, fileUrl } from '../api.js';
-import { h, clear, showError, toast } from '../ui.js';
-import { imageUrl, jobProgress, loraLabel, replace } from './common.js';
+import { h, clear, fill, showError, toast } from '../ui.js';
+import { imageUrl, jobProgress, loraLabel } from './common.js';
 
 const ACTIVE = ['queued', 'running', 'stopping'];
 
@@ -151,9 +151,9 @@ export async function resultsView(container, ctx) {
       if (!groups.has(k)) groups.set(k, groupLabel(c, jobs[c.job_id]));
     }
     const keep = groupSel.value;
-    replace(groupSel, [...groups].map(([k, label]) => h('option', { value: k, selected: k === keep }, label)));
+    fill(groupSel, [...groups].map(([k, label]) => h('option', { value: k, selected: k === keep }, label)));
     if (!groups.size) {
-      replace(grid, h('p.muted', data.jobs.length ? 'No video yet: the test runs are on their way.'
+      fill(grid, h('p.muted', data.jobs.length ? 'No video yet: the test runs are on their way.'
         : 'No test yet: queue one in "New test", or switch on previews in "Prompts & previews".'));
       player.attach([]);
       return;
@@ -187,7 +187,7 @@ export async function resultsView(container, ctx) {
       inputs.map((inp) => (r.lora
         ? strengths.map((s) => cellTd(cells.get(`${rowKey(r)}|${inputKey(inp)}|${s}`)))
         : cellTd(cells.get(`base|${inputKey(inp)}|null`), nStr)))));
-    replace(grid, h('table.inf-grid', h('thead', head, sub), h('tbody', body)));
+    fill(grid, h('table.inf-grid', h('thead', head, sub), h('tbody', body)));
     player.attach([...grid.querySelectorAll('video')]);
     playBtn.textContent = 'Play';
   }
@@ -209,7 +209,7 @@ export async function resultsView(container, ctx) {
 
   function showDetails(c) {
     details.hidden = false;
-    replace(details, h('div.row', h('h2', loraLabel(c.lora)), h('span.grow'),
+    fill(details, h('div.row', h('h2', loraLabel(c.lora)), h('span.grow'),
       h('button.small', { type: 'button', onclick: () => { details.hidden = true; } }, 'Close')),
     h('table', h('tbody', [['Strength', c.strength ?? '–'], ['Prompt', c.prompt || '(none)'], ['Image', c.image || '–'],
       ['Size', `${c.width}×${c.height}`], ['Frames', `${c.frames} at ${c.fps} fps`], ['Seed', c.seed], ['Steps', c.steps],

@@ -2,9 +2,9 @@
 // queued after each saved epoch (strengths, seed, steps, frames, size, where they run).
 
 import { api } from '../api.js';
-import { h, showError, toast } from '../ui.js';
+import { h, fieldRow, fill, showError, toast } from '../ui.js';
 import { galleryView } from './gallery.js';
-import { field, imageUrl, lines, parseNumbers, replace } from './common.js';
+import { imageUrl, lines, parseNumbers } from './common.js';
 
 export async function settingsView(container, ctx) {
   const rec = await api(`tasks/${ctx.taskId}/inference`);
@@ -16,7 +16,7 @@ export async function settingsView(container, ctx) {
     rec.negative_prompt || '');
   const chosen = h('div.inf-chosen');
   const picker = h('div.inf-picker', { hidden: true });
-  const showChosen = () => replace(chosen, [...images].map((i) => h('img', { src: imageUrl(i), alt: i, title: i })),
+  const showChosen = () => fill(chosen, [...images].map((i) => h('img', { src: imageUrl(i), alt: i, title: i })),
     images.size ? null : h('span.muted', 'No test image'));
   const num = (name, value, attrs = {}) => h('input', { name, type: 'number', value: value ?? '', placeholder: 'default', ...attrs });
   const pv = {
@@ -36,18 +36,18 @@ export async function settingsView(container, ctx) {
   const save = h('button.primary', { type: 'submit' }, 'Save');
   container.append(h('form.inf-settings', { onsubmit: (e) => { e.preventDefault(); send(); } },
     h('section.card', h('h2', 'Test prompts and images'),
-      field('Prompts', prompts, 'Used by previews and offered for every new test.'),
+      fieldRow('Prompts', prompts, 'Used by previews and offered for every new test.'),
       d.task !== 't2v' ? h('div', h('div.row', h('strong', 'Test images'), h('button', { type: 'button', onclick: async () => {
         picker.hidden = !picker.hidden;
         if (!picker.hidden && !picker.firstChild) await galleryView(picker, { variant: rec.variant, selected: images, onChange: showChosen });
       } }, 'Choose…')), chosen, picker) : null,
-      field('Negative prompt', negative)),
+      fieldRow('Negative prompt', negative)),
     h('section.card', h('h2', 'Previews during training'),
       h('label.row', pv.enabled, 'After each saved epoch, make preview videos with these prompts and images'),
       h('div.inf-grid-form',
-        field('Strengths', pv.strengths), field('Seed', pv.seed), field('Steps', pv.steps, `default ${d.steps ?? ''}`),
-        field('Frames', pv.frames, `4n+1; default ${d.frames ?? ''}`), field('Width', pv.width, 'empty: per image'),
-        field('Height', pv.height), field('Runs on', pv.device), field('Backend', pv.backend))),
+        fieldRow('Strengths', pv.strengths), fieldRow('Seed', pv.seed), fieldRow('Steps', pv.steps, `default ${d.steps ?? ''}`),
+        fieldRow('Frames', pv.frames, `4n+1; default ${d.frames ?? ''}`), fieldRow('Width', pv.width, 'empty: per image'),
+        fieldRow('Height', pv.height), fieldRow('Runs on', pv.device), fieldRow('Backend', pv.backend))),
     h('div.row', save), error));
   showChosen();
 
