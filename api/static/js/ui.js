@@ -114,23 +114,27 @@ export function poll(fn, ms) {
 
 // What a view owns while it is shown: polls, listeners, timers and in-flight requests (pass
 // scope.signal to api()). The view's render returns scope.close, and leaving the view ends them all.
+// What is added after the scope closed (by a render that finished late) is ended at once.
 export function scope() {
   const controller = new AbortController();
   const enders = [];
+  const end = (fn) => { try { fn(); } catch (_) { /* ignore */ } };
   const self = {
     signal: controller.signal,
     get closed() { return controller.signal.aborted; },
-    add(fn) { enders.push(fn); return fn; },
-    poll(fn, ms) { return self.add(poll(fn, ms)); },
+    add(fn) {
+      if (self.closed) end(fn);
+      else enders.push(fn);
+      return fn;
+    },
+    poll(fn, ms) { return self.closed ? () => {} : self.add(poll(fn, ms)); },
     on(target, event, fn, options) {
       target.addEventListener(event, fn, options);
       return self.add(() => target.removeEventListener(event, fn, options));
     },
     close() {
       controller.abort();
-      while (enders.length) {
-        try { enders.pop()(); } catch (_) { /* ignore */ }
-      }
+      while (enders.length) end(enders.pop());
     },
   };
   return self;
