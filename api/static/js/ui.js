@@ -140,6 +140,39 @@ export function scope() {
   return self;
 }
 
+// A row of tabs (.tabs > button.tab) over a body; items: [{id, title, render(panel, scope)}]. Each shown
+// tab renders into a panel of its own (div.tab-panel, plus opts.panelClass) with a scope() of its own;
+// render may be async and may return a cleanup function, which joins that scope. Showing another tab, or
+// close() (the area's cleanup when it is left), closes the shown tab's scope, so a render still awaiting
+// then draws into a detached panel and what it starts is ended. opts.onShow(id) runs on every switch
+// (e.g. to keep the tab in the URL); show(id) returns when the tab is drawn and throws its render's error.
+export function tabView(items, { label, panelClass, onShow } = {}) {
+  let current = null;
+  const show = async (id) => {
+    const item = items.find((t) => t.id === id) || items[0];
+    if (current) current.close();
+    const mine = scope();
+    current = mine;
+    for (const b of bar.children) b.setAttribute('aria-selected', b.dataset.tab === item.id ? 'true' : 'false');
+    if (onShow) onShow(item.id);
+    const panel = h('div.tab-panel', { role: 'tabpanel', class: panelClass });
+    body.replaceChildren(panel);
+    try {
+      const done = await item.render(panel, mine);
+      if (typeof done === 'function') mine.add(done);
+    } catch (e) {
+      const overtaken = mine.closed;
+      mine.close();
+      if (!overtaken && !(e && e.name === 'AbortError')) throw e;
+    }
+  };
+  const bar = h('div.tabs', { role: 'tablist', 'aria-label': label }, items.map((t) => h('button.tab', {
+    type: 'button', role: 'tab', dataset: { tab: t.id }, onclick: () => show(t.id).catch((e) => showError(e, t.title)),
+  }, t.title)));
+  const body = h('div.tab-body');
+  return { bar, body, show, close: () => { if (current) current.close(); } };
+}
+
 // fn delayed until `ms` passed with no new call; .flush() runs a pending call now, .cancel() drops it.
 export function debounce(fn, ms) {
   let timer = null, args = null;

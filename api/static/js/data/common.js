@@ -1,6 +1,5 @@
 // Helpers the Data area's views share: dataset URLs, media URLs with the token, formats.
 import { api, fileUrl } from '../api.js';
-import { h } from '../ui.js';
 
 export const enc = encodeURIComponent;
 export const encPath = (p) => p.split('/').map(encodeURIComponent).join('/');
@@ -32,11 +31,3 @@ export function mediaSummary(media) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// Tabs: [{id, label}], the active id, and a callback; returns the tab bar element.
-export function tabBar(tabs, active, onPick) {
-  return h('nav.data-tabs', { role: 'tablist' }, tabs.map((t) => h('button', {
-    type: 'button', role: 'tab', class: t.id === active ? 'active' : '', 'aria-selected': t.id === active ? 'true' : 'false',
-    dataset: { tab: t.id }, onclick: () => onPick(t.id),
-  }, t.label)));
-}
