@@ -9,7 +9,7 @@
 // The pieces live in js/inference/*.js; this file routes and draws the page frame.
 
 import { api } from './api.js';
-import { h, showError, tabView } from './ui.js';
+import { badge, h, showError, tabView } from './ui.js';
 import { setQuery } from './app.js';
 import { galleryView } from './inference/gallery.js';
 import { resultsView } from './inference/grid.js';
@@ -55,7 +55,7 @@ async function tasksList(body) {
       const g = byTask[t.id] || { loras: [] };
       return h('tr', { dataset: { task: t.id } },
         h('td', h('a', { href: `#/inference/${encodeURIComponent(t.id)}` }, t.name)),
-        h('td', h(`span.badge.${t.state}`, t.state)),
+        h('td', badge(t.state)),
         h('td', g.loras.length ? g.loras.map(loraLabel).join(', ') : h('span.muted', 'none yet')),
         h('td', t.best_lora ? `★ ${loraLabel({ name: t.best_lora.lora, epoch: t.best_lora.epoch })}` : ''),
         h('td', h('a.button', { href: `#/inference/${encodeURIComponent(t.id)}?tab=run` }, 'New test')));
