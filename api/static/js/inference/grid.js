@@ -129,10 +129,12 @@ export async function resultsView(container, ctx) {
   }
 
   async function load() {
-    data = await api(`tasks/${ctx.taskId}/results`);
+    const res = await api(`tasks/${ctx.taskId}/results`);
+    if (ctx.scope.closed) return;               // the tab was left meanwhile: follow no job from a detached view
+    data = res;
     for (const job of data.jobs.filter((j) => ACTIVE.includes(j.state))) {
       if (following.has(job.id)) continue;
-      const p = jobProgress(job.id, () => { following.get(job.id).stop(); setTimeout(() => refresh(), 300); });
+      const p = jobProgress(job.id, () => setTimeout(() => refresh(), 300));
       following.set(job.id, p);
       active.append(p.el);
     }
@@ -229,10 +231,9 @@ export async function resultsView(container, ctx) {
     } catch (e) { showError(e, 'Best epoch'); }
   }
 
-  await refresh();
-  const timer = setInterval(() => { if (data && data.jobs.some((j) => ACTIVE.includes(j.state))) refresh(); }, 2000);
+  // the first load, then again every 2 s while a test job is queued or running (an error shows once)
+  ctx.scope.poll(async () => { if (!data || data.jobs.some((j) => ACTIVE.includes(j.state))) await load(); }, 2000);
   return () => {
-    clearInterval(timer);
     player.pause();
     for (const p of following.values()) p.stop();
     clear(container);
