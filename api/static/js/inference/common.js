@@ -23,6 +23,11 @@ export function parseNumbers(text, what) {
   return nums;
 }
 
+// A number input; value null / undefined leaves it empty.
+export function num(name, value, attrs = {}) {
+  return h('input', { name, type: 'number', value: value ?? '', ...attrs });
+}
+
 export function lines(text) {
   return String(text || '').split('\n').map((s) => s.trim()).filter(Boolean);
 }

@@ -3,9 +3,9 @@
 // a Stop button, and the results tab opens when it is done.
 
 import { api } from '../api.js';
-import { h, clear, fieldRow, fill, showError, formatTime } from '../ui.js';
-import { galleryView } from './gallery.js';
-import { imageUrl, jobProgress, lines, loraLabel, parseNumbers } from './common.js';
+import { h, clear, fieldRow, formatTime } from '../ui.js';
+import { imagePicker } from './gallery.js';
+import { jobProgress, lines, loraLabel, num, parseNumbers } from './common.js';
 
 export async function runView(container, ctx) {
   const [settings, own, all] = await Promise.all([
@@ -44,24 +44,13 @@ export async function runView(container, ctx) {
 
   // -- inputs ---------------------------------------------------------------------------------
   const prompts = h('textarea', { name: 'prompts', rows: 4, placeholder: 'One prompt per line' }, settings.prompts.join('\n'));
-  const chosenImages = h('div.inf-chosen');
-  const picker = h('div.inf-picker', { hidden: true });
-  const showChosen = () => {
-    fill(chosenImages, [...images].map((p) => h('img', { src: imageUrl(p), alt: p, title: p })),
-      images.size ? null : h('span.muted', d.task === 'i2v' ? 'An image-to-video model needs test images.' : 'No image'));
-    summary();
-  };
-  const pickBtn = h('button', { type: 'button', onclick: async () => {
-    picker.hidden = !picker.hidden;
-    if (!picker.hidden && !picker.firstChild) await galleryView(picker, { variant: settings.variant, selected: images, onChange: showChosen });
-  } }, 'Choose test images…');
   const inputSection = h('section.card', h('h2', 'Inputs'),
     d.task !== 'i2v' ? fieldRow('Prompts', prompts, 'Each prompt is tried with each image (or alone).') : fieldRow('Prompts', prompts),
-    d.task !== 't2v' ? h('div', h('div.row', h('strong', 'Test images'), pickBtn), chosenImages, picker)
+    d.task !== 't2v' ? imagePicker({ variant: settings.variant, images, choose: 'Choose test images…', onChange: () => summary(),
+      emptyText: d.task === 'i2v' ? 'An image-to-video model needs test images.' : 'No image' })
       : h('p.muted', `${settings.variant} makes videos from text only.`));
 
   // -- settings -------------------------------------------------------------------------------
-  const num = (name, value, attrs = {}) => h('input', { name, type: 'number', value: value ?? '', ...attrs });
   const inputs = {
     strengths: h('input', { name: 'strengths', value: '1.0' }),
     seed: num('seed', 42, { min: 0 }),
@@ -99,7 +88,6 @@ export async function runView(container, ctx) {
   const form = h('form.inf-run', { onsubmit: (e) => { e.preventDefault(); send(); } },
     loraSection, inputSection, settingsSection, h('div.row', submit, count), error, jobs);
   container.append(form);
-  showChosen();
 
   function request() {
     const body = { loras: [...chosen], base: base.checked, prompts: lines(prompts.value), images: [...images],

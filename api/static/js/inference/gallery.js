@@ -6,6 +6,24 @@ import { api } from '../api.js';
 import { h, clear, fill, toast, showError, confirmDialog, formatBytes } from '../ui.js';
 import { imageUrl } from './common.js';
 
+// A task's test images: thumbnails of the chosen ones and a button that opens the gallery below them as a
+// picker (loaded the first time it opens). images: a Set of 'folder/name', changed in place; onChange(images)
+// after every pick; emptyText shows while none is chosen.
+export function imagePicker({ variant, images, emptyText, choose = 'Choose…', onChange }) {
+  const chosen = h('div.inf-chosen');
+  const picker = h('div.inf-picker', { hidden: true });
+  const showChosen = () => fill(chosen, [...images].map((i) => h('img', { src: imageUrl(i), alt: i, title: i })),
+    images.size ? null : h('span.muted', emptyText));
+  const toggle = async () => {
+    picker.hidden = !picker.hidden;
+    if (!picker.hidden && !picker.firstChild) {
+      await galleryView(picker, { variant, selected: images, onChange: () => { showChosen(); if (onChange) onChange(images); } });
+    }
+  };
+  showChosen();
+  return h('div', h('div.row', h('strong', 'Test images'), h('button', { type: 'button', onclick: toggle }, choose)), chosen, picker);
+}
+
 export async function galleryView(container, opts = {}) {
   const selected = opts.selected || new Set();
   const state = { folder: opts.folder || null };
