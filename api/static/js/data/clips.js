@@ -63,7 +63,9 @@ export default async function clipsTab(container, dataset, route, { refreshStats
     layout.classList.toggle('with-detail', Boolean(selected));
   }
 
+  let selecting = 0;                   // select() calls made; only the newest one shows its panel
   async function select(name) {
+    const mine = ++selecting;
     selected = name;
     setQuery({ file: name });
     grid.querySelectorAll('.clip-card').forEach((c) => c.classList.toggle('selected', c.dataset.file === name));
@@ -71,12 +73,14 @@ export default async function clipsTab(container, dataset, route, { refreshStats
     clear(detail);
     if (!name) return;
     try {
-      detail.append(await clipDetail(dataset, name, {
+      const panel = await clipDetail(dataset, name, {
         close: () => select(null),
         changed: async (newFile) => { await load(); refreshStats(); if (newFile) select(newFile); },
         removed: async () => { await select(null); await load(); refreshStats(); },
-      }));
+      });
+      if (mine === selecting) detail.append(panel);
     } catch (e) {
+      if (mine !== selecting) return;
       showError(e, name);
       detail.append(h('p.error', e.message));
     }
