@@ -173,12 +173,11 @@ export function tabView(items, { label, panelClass, onShow } = {}) {
   return { bar, body, show, close: () => { if (current) current.close(); } };
 }
 
-// fn delayed until `ms` passed with no new call; .flush() runs a pending call now, .cancel() drops it.
+// fn delayed until `ms` passed with no new call; .cancel() drops a pending call, .pending() says if one waits.
 export function debounce(fn, ms) {
   let timer = null, args = null;
   const run = () => { timer = null; const a = args; args = null; return fn(...a); };
   const wrapped = (...a) => { args = a; clearTimeout(timer); timer = setTimeout(run, ms); };
-  wrapped.flush = () => (timer ? (clearTimeout(timer), run()) : undefined);
   wrapped.cancel = () => { clearTimeout(timer); timer = null; args = null; };
   wrapped.pending = () => timer !== null;
   return wrapped;

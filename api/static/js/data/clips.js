@@ -6,13 +6,13 @@ import { dsApi, formatSeconds, mediaUrl } from './common.js';
 import { uploadZone } from './upload.js';
 import { clipDetail } from './clip.js';
 
-export function statusBadge(f) {
+function statusBadge(f) {
   if (f.status === 'dropped') return h('span.badge.dropped', { title: f.reason || '' }, 'dropped');
   if (f.status === 'used') return h('span.badge.bucket', { title: `trains in ${f.buckets.join(', ')}` }, f.buckets.join(' · '));
   return h('span.badge', 'not checked');
 }
 
-export function originBadge(f) {
+function originBadge(f) {
   const labels = { machine: ['auto', `written by ${f.caption_model || 'a model'}`], table: ['table', `from ${f.caption_source}`] };
   const [text, title] = labels[f.caption_origin] || [];
   return text ? h(`span.badge.origin.${f.caption_origin}`, { title }, text) : null;

@@ -10,7 +10,7 @@ import { imageUrl, jobProgress, loraLabel } from './common.js';
 const ACTIVE = ['queued', 'running', 'stopping'];
 
 // One clock for many <video> elements: the first playable one leads, the others follow it.
-export class SyncPlayer {
+class SyncPlayer {
   constructor(onTime) {
     this.videos = [];
     this.playing = false;
