@@ -65,7 +65,7 @@ def test_upload_thumbnail_caption_and_buckets(studio, page, shot, data_root, tmp
     assert page.inner_text(f'{card} .badge.bucket') == '96x48x17'      # 80x48: the 2:1 bucket; 36 frames: 17
     shot('data-area')
 
-    page.click('.data-tabs button[data-tab="buckets"]')
+    page.click('.tabs button[data-tab="buckets"]')
     page.wait_for_selector('.buckets-table tbody tr')
     summary = page.inner_text('.bucket-summary')
     assert summary.startswith('13 step(s) per epoch') and '13 file(s): 13 train, 0 dropped' in summary
@@ -76,7 +76,7 @@ def test_upload_thumbnail_caption_and_buckets(studio, page, shot, data_root, tmp
     assert 'too short' in page.inner_text('.dropped-files')
     shot('data-buckets')
 
-    page.click('.data-tabs button[data-tab="captions"]')
+    page.click('.tabs button[data-tab="captions"]')
     page.fill('.bulk input[aria-label="Text to add"]', 'sks, ')
     page.click('.bulk button:has-text("Preview")')
     page.wait_for_selector('.bulk-count')
@@ -84,6 +84,6 @@ def test_upload_thumbnail_caption_and_buckets(studio, page, shot, data_root, tmp
     page.wait_for_selector('.autocaption textarea')
     assert page.input_value('.autocaption textarea').startswith('Describe this {kind}')
     assert (data_root / 'datasets' / 'demo' / 'my beach.txt').read_text().startswith('waves')   # preview wrote nothing
-    page.click('.data-tabs button[data-tab="import"]')
+    page.click('.tabs button[data-tab="import"]')
     page.wait_for_selector('form.import')
     assert str(data_root / 'imports') in page.inner_text('form.import')

@@ -19,7 +19,7 @@ const EVAL_COLOURS = [ORANGE, '197,48,48', '128,64,192', '0,140,150'];
 function rgba(rgb, a) { return `rgba(${rgb},${a})`; }
 
 // Exponential moving average, debiased like TensorBoard's smoothing (null where the input is null).
-export function smooth(values, weight) {
+function smooth(values, weight) {
   let last = 0, n = 0;
   return values.map((v) => {
     if (v === null || v === undefined || !isFinite(v)) return null;

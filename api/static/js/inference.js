@@ -9,7 +9,7 @@
 // The pieces live in js/inference/*.js; this file routes and draws the page frame.
 
 import { api } from './api.js';
-import { h, clear } from './ui.js';
+import { badge, h, showError, tabView } from './ui.js';
 import { setQuery } from './app.js';
 import { galleryView } from './inference/gallery.js';
 import { resultsView } from './inference/grid.js';
@@ -18,34 +18,26 @@ import { settingsView } from './inference/settings.js';
 import { comfyStatus, loraLabel } from './inference/common.js';
 
 const TASK_TABS = [
-  ['results', 'Results', resultsView],
-  ['run', 'New test', runView],
-  ['settings', 'Prompts & previews', settingsView],
+  { id: 'results', title: 'Results', view: resultsView },
+  { id: 'run', title: 'New test', view: runView },
+  { id: 'settings', title: 'Prompts & previews', view: settingsView },
 ];
 
-// A row of tabs over a body; the chosen tab is kept in the URL (?tab=, left out for the first one).
+// A row of tabs over a body; the chosen tab is kept in the URL (?tab=, left out for the first one). A view
+// is called as view(panel, {...ctx, scope, go(tab)}) and may return a cleanup function.
 async function tabbed(container, head, items, active, ctx) {
-  const body = h('div.inf-body');
-  let cleanup = null;
-  const show = async (id) => {
-    if (cleanup) cleanup();
-    cleanup = null;
-    setQuery({ tab: id === items[0][0] ? null : id });
-    nav.querySelectorAll('button').forEach((b) => b.classList.toggle('active', b.dataset.tab === id));
-    clear(body);
-    const view = (items.find(([t]) => t === id) || items[0])[2];
-    cleanup = await view(body, { ...ctx, go: show });
-  };
-  const nav = h('nav.inf-tabs', { role: 'tablist' }, items.map(([id, title]) => h('button', {
-    type: 'button', role: 'tab', class: id === active ? 'active' : '', dataset: { tab: id }, onclick: () => show(id),
-  }, title)));
-  container.append(head, nav, body);
-  await show(active);
-  return () => cleanup && cleanup();
+  const go = (id) => tabs.show(id).catch((e) => showError(e));
+  const tabs = tabView(items.map((t) => ({ ...t, render: (panel, scope) => t.view(panel, { ...ctx, scope, go }) })), {
+    label: 'Inference views', panelClass: 'inf-body',
+    onShow: (id) => setQuery({ tab: id === items[0].id ? null : id }),
+  });
+  container.append(head, tabs.bar, tabs.body);
+  await tabs.show(active);
+  return tabs.close;
 }
 
 function overview(container, route) {
-  const items = [['tasks', 'Tasks', tasksList], ['gallery', 'Test images', (body) => galleryView(body, {})]];
+  const items = [{ id: 'tasks', title: 'Tasks', view: tasksList }, { id: 'gallery', title: 'Test images', view: (body) => galleryView(body, {}) }];
   return tabbed(container, h('div.inf-head', h('h1', 'Inference'), comfyStatus()), items,
     route.query.get('tab') || 'tasks', {});
 }
@@ -63,7 +55,7 @@ async function tasksList(body) {
       const g = byTask[t.id] || { loras: [] };
       return h('tr', { dataset: { task: t.id } },
         h('td', h('a', { href: `#/inference/${encodeURIComponent(t.id)}` }, t.name)),
-        h('td', h(`span.badge.${t.state}`, t.state)),
+        h('td', badge(t.state)),
         h('td', g.loras.length ? g.loras.map(loraLabel).join(', ') : h('span.muted', 'none yet')),
         h('td', t.best_lora ? `★ ${loraLabel({ name: t.best_lora.lora, epoch: t.best_lora.epoch })}` : ''),
         h('td', h('a.button', { href: `#/inference/${encodeURIComponent(t.id)}?tab=run` }, 'New test')));

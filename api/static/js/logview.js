@@ -10,7 +10,7 @@
 import { h, clear } from './ui.js';
 
 export class LogView {
-  constructor({ read, downloadUrl = null, tail = 65536, maxChars = 400000, maxReads = 8, height = null }) {
+  constructor({ read, downloadUrl = null, tail = 65536, maxChars = 400000, maxReads = 8 }) {
     this.read = read;
     this.tail = tail;
     this.maxChars = maxChars;
@@ -18,7 +18,6 @@ export class LogView {
     this.text = h('span.log-text');
     this.partial = h('span.log-partial');
     this.pre = h('pre.log-lines', { tabindex: '0', 'aria-label': 'Log', 'aria-live': 'off' }, this.text, this.partial);
-    if (height) this.pre.style.height = height;
     this.note = h('span.muted.log-note');
     this.follow = h('input', { type: 'checkbox', checked: true,
       onchange: () => { if (this.follow.checked) this.scrollToEnd(); } });

@@ -114,34 +114,70 @@ export function poll(fn, ms) {
 
 // What a view owns while it is shown: polls, listeners, timers and in-flight requests (pass
 // scope.signal to api()). The view's render returns scope.close, and leaving the view ends them all.
+// What is added after the scope closed (by a render that finished late) is ended at once.
 export function scope() {
   const controller = new AbortController();
   const enders = [];
+  const end = (fn) => { try { fn(); } catch (_) { /* ignore */ } };
   const self = {
     signal: controller.signal,
     get closed() { return controller.signal.aborted; },
-    add(fn) { enders.push(fn); return fn; },
-    poll(fn, ms) { return self.add(poll(fn, ms)); },
+    add(fn) {
+      if (self.closed) end(fn);
+      else enders.push(fn);
+      return fn;
+    },
+    poll(fn, ms) { return self.closed ? () => {} : self.add(poll(fn, ms)); },
     on(target, event, fn, options) {
       target.addEventListener(event, fn, options);
       return self.add(() => target.removeEventListener(event, fn, options));
     },
     close() {
       controller.abort();
-      while (enders.length) {
-        try { enders.pop()(); } catch (_) { /* ignore */ }
-      }
+      while (enders.length) end(enders.pop());
     },
   };
   return self;
 }
 
-// fn delayed until `ms` passed with no new call; .flush() runs a pending call now, .cancel() drops it.
+// A row of tabs (.tabs > button.tab) over a body; items: [{id, title, render(panel, scope)}]. Each shown
+// tab renders into a panel of its own (div.tab-panel, plus opts.panelClass) with a scope() of its own;
+// render may be async and may return a cleanup function, which joins that scope. Showing another tab, or
+// close() (the area's cleanup when it is left), closes the shown tab's scope, so a render still awaiting
+// then draws into a detached panel and what it starts is ended. opts.onShow(id) runs on every switch
+// (e.g. to keep the tab in the URL); show(id) returns when the tab is drawn and throws its render's error.
+export function tabView(items, { label, panelClass, onShow } = {}) {
+  let current = null;
+  const show = async (id) => {
+    const item = items.find((t) => t.id === id) || items[0];
+    if (current) current.close();
+    const mine = scope();
+    current = mine;
+    for (const b of bar.children) b.setAttribute('aria-selected', b.dataset.tab === item.id ? 'true' : 'false');
+    if (onShow) onShow(item.id);
+    const panel = h('div.tab-panel', { role: 'tabpanel', class: panelClass });
+    body.replaceChildren(panel);
+    try {
+      const done = await item.render(panel, mine);
+      if (typeof done === 'function') mine.add(done);
+    } catch (e) {
+      const overtaken = mine.closed;
+      mine.close();
+      if (!overtaken && !(e && e.name === 'AbortError')) throw e;
+    }
+  };
+  const bar = h('div.tabs', { role: 'tablist', 'aria-label': label }, items.map((t) => h('button.tab', {
+    type: 'button', role: 'tab', dataset: { tab: t.id }, onclick: () => show(t.id).catch((e) => showError(e, t.title)),
+  }, t.title)));
+  const body = h('div.tab-body');
+  return { bar, body, show, close: () => { if (current) current.close(); } };
+}
+
+// fn delayed until `ms` passed with no new call; .cancel() drops a pending call, .pending() says if one waits.
 export function debounce(fn, ms) {
   let timer = null, args = null;
   const run = () => { timer = null; const a = args; args = null; return fn(...a); };
   const wrapped = (...a) => { args = a; clearTimeout(timer); timer = setTimeout(run, ms); };
-  wrapped.flush = () => (timer ? (clearTimeout(timer), run()) : undefined);
   wrapped.cancel = () => { clearTimeout(timer); timer = null; args = null; };
   wrapped.pending = () => timer !== null;
   return wrapped;
@@ -179,4 +215,9 @@ export function badge(state, title) {
 // Replace el's children (null / false skipped, arrays flattened, like h()).
 export function fill(el, ...children) {
   return append(clear(el), children);
+}
+
+// A labelled form field: <label class="field"><span>label</span> input <div class="hint">hint</div></label>
+export function fieldRow(label, input, hint) {
+  return h('label.field', h('span', label), input, hint ? h('div.hint', hint) : null);
 }

@@ -1,8 +1,8 @@
 // Buckets tab: for a model variant and bucket settings, the bucket every file trains in or why it is
 // dropped, counts per bucket, steps per epoch (the trainer's own report code, on the server), and
 // suggestions from the data; "Save as dataset.toml" writes the settings a training task then uses.
-import { h, append, clear, showError, toast } from '../ui.js';
-import { dsApi, debounce, fieldRow } from './common.js';
+import { h, append, clear, debounce, fieldRow, showError, toast } from '../ui.js';
+import { dsApi } from './common.js';
 
 const CLIP_MODES = ['single_beginning', 'single_middle', 'multiple_overlapping'];
 

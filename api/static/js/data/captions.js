@@ -1,8 +1,8 @@
 // Captions tab: bulk prefix / suffix / find-and-replace (preview count first, then apply) and
 // auto-captioning with a vision-language model as a queued job, with its progress and a stop button.
 import { api } from '../api.js';
-import { h, append, clear, confirmDialog, poll, showError, toast, formatTime } from '../ui.js';
-import { dsApi, fieldRow } from './common.js';
+import { h, append, badge, clear, confirmDialog, fieldRow, fill, poll, showError, toast, formatTime } from '../ui.js';
+import { dsApi } from './common.js';
 
 export default async function captionsTab(container, dataset, route) {
   container.append(bulkTools(dataset, route.query.get('q') || ''));
@@ -92,17 +92,21 @@ async function autoCaption(container, dataset) {
     h('div.row', fieldRow('Caption', overwrite), fieldRow('Frames per video', frames), fieldRow('Longest caption (tokens)', tokens), start),
     jobs));
 
+  let shown = '';
   async function refresh() {
     const res = await dsApi(dataset, '/caption-jobs');
-    clear(jobs);
-    for (const job of res.jobs.slice(0, 5)) jobs.append(jobRow(job));
+    const recent = res.jobs.slice(0, 5);
+    const sig = JSON.stringify(recent);
+    if (sig === shown) return;                  // nothing changed: the rows stay as they are
+    shown = sig;
+    fill(jobs, recent.map(jobRow));
   }
   function jobRow(job) {
     const p = job.progress;
     const live = ['queued', 'running', 'stopping'].includes(job.state);
     const stopIt = async () => { try { await api(`jobs/${job.id}/stop`, { method: 'POST', body: {} }); refresh(); } catch (e) { showError(e, 'Stop'); } };
     return h('div.caption-job', { dataset: { job: job.id, state: job.state } },
-      h('div.row', h(`span.badge.${job.state}`, job.state), h('strong', job.caption.model_path.split('/').pop()),
+      h('div.row', badge(job.state), h('strong', job.caption.model_path.split('/').pop()),
         h('span.muted', formatTime(job.created_at)), h('span.grow'), live ? h('button', { type: 'button', onclick: stopIt }, 'Stop') : null),
       h('progress', { max: p ? p.total_steps : job.caption.files, value: p ? p.step : 0 }),
       h('div.muted', p ? `${p.step} of ${p.total_steps} · ${p.written} written, ${p.skipped} skipped, ${p.failed} failed${live && p.eta_s ? ` · about ${Math.round(p.eta_s)} s left` : ''}`

@@ -1,7 +1,7 @@
 // The detail panel of one clip: player (Range-served, or a preview copy for codecs a browser cannot
 // play), frame strip (click a frame to seek), caption editor, trim and scene split, delete.
-import { h, confirmDialog, showError, toast, formatBytes } from '../ui.js';
-import { dsApi, encPath, fieldRow, formatSeconds, mediaSummary, mediaUrl } from './common.js';
+import { h, confirmDialog, fieldRow, showError, toast, formatBytes } from '../ui.js';
+import { dsApi, encPath, formatSeconds, mediaSummary, mediaUrl } from './common.js';
 
 const STRIP_FRAMES = 8;
 

@@ -1,18 +1,18 @@
 // Clips tab: upload zone, search, the grid of clips (thumbnail, duration, caption snippet, bucket or
 // drop badge) and, for the selected clip, the detail panel (js/data/clip.js).
-import { h, clear, showError } from '../ui.js';
+import { h, clear, debounce, showError } from '../ui.js';
 import { setQuery } from '../app.js';
-import { dsApi, debounce, formatSeconds, mediaUrl } from './common.js';
+import { dsApi, formatSeconds, mediaUrl } from './common.js';
 import { uploadZone } from './upload.js';
 import { clipDetail } from './clip.js';
 
-export function statusBadge(f) {
+function statusBadge(f) {
   if (f.status === 'dropped') return h('span.badge.dropped', { title: f.reason || '' }, 'dropped');
   if (f.status === 'used') return h('span.badge.bucket', { title: `trains in ${f.buckets.join(', ')}` }, f.buckets.join(' · '));
   return h('span.badge', 'not checked');
 }
 
-export function originBadge(f) {
+function originBadge(f) {
   const labels = { machine: ['auto', `written by ${f.caption_model || 'a model'}`], table: ['table', `from ${f.caption_source}`] };
   const [text, title] = labels[f.caption_origin] || [];
   return text ? h(`span.badge.origin.${f.caption_origin}`, { title }, text) : null;
@@ -63,7 +63,9 @@ export default async function clipsTab(container, dataset, route, { refreshStats
     layout.classList.toggle('with-detail', Boolean(selected));
   }
 
+  let selecting = 0;                   // select() calls made; only the newest one shows its panel
   async function select(name) {
+    const mine = ++selecting;
     selected = name;
     setQuery({ file: name });
     grid.querySelectorAll('.clip-card').forEach((c) => c.classList.toggle('selected', c.dataset.file === name));
@@ -71,12 +73,14 @@ export default async function clipsTab(container, dataset, route, { refreshStats
     clear(detail);
     if (!name) return;
     try {
-      detail.append(await clipDetail(dataset, name, {
+      const panel = await clipDetail(dataset, name, {
         close: () => select(null),
         changed: async (newFile) => { await load(); refreshStats(); if (newFile) select(newFile); },
         removed: async () => { await select(null); await load(); refreshStats(); },
-      }));
+      });
+      if (mine === selecting) detail.append(panel);
     } catch (e) {
+      if (mine !== selecting) return;
       showError(e, name);
       detail.append(h('p.error', e.message));
     }

@@ -1,6 +1,5 @@
-// Helpers the Data area's views share: dataset URLs, media URLs with the token, small dialogs, formats.
+// Helpers the Data area's views share: dataset URLs, media URLs with the token, formats.
 import { api, fileUrl } from '../api.js';
-import { h } from '../ui.js';
 
 export const enc = encodeURIComponent;
 export const encPath = (p) => p.split('/').map(encodeURIComponent).join('/');
@@ -31,40 +30,4 @@ export function mediaSummary(media) {
   return `${size} · ${formatSeconds(media.duration)} · ${media.fps ? media.fps.toFixed(2).replace(/\.?0+$/, '') : '?'} fps · ${media.frames} frames`;
 }
 
-export function debounce(fn, ms) {
-  let timer = null;
-  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
-}
-
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// A modal asking for one line of text; resolves to the text, or null when cancelled.
-export function promptDialog(message, value = '', { confirm = 'OK', label = '' } = {}) {
-  return new Promise((resolve) => {
-    const input = h('input', { type: 'text', value, 'aria-label': label || message });
-    let answer = null;
-    const form = h('form', { method: 'dialog', onsubmit: () => { answer = input.value.trim(); } },
-      h('p', message), input,
-      h('div.actions',
-        h('button', { type: 'button', onclick: () => dialog.close() }, 'Cancel'),
-        h('button.primary', { type: 'submit' }, confirm)));
-    const dialog = h('dialog.confirm', {}, form);
-    dialog.addEventListener('close', () => { dialog.remove(); resolve(answer); });
-    document.body.append(dialog);
-    dialog.showModal();
-    input.select();
-  });
-}
-
-// Tabs: [{id, label}], the active id, and a callback; returns the tab bar element.
-export function tabBar(tabs, active, onPick) {
-  return h('nav.data-tabs', { role: 'tablist' }, tabs.map((t) => h('button', {
-    type: 'button', role: 'tab', class: t.id === active ? 'active' : '', 'aria-selected': t.id === active ? 'true' : 'false',
-    dataset: { tab: t.id }, onclick: () => onPick(t.id),
-  }, t.label)));
-}
-
-// A labelled form field: h('label.field', h('span', label), input, hint)
-export function fieldRow(label, input, hint) {
-  return h('label.field', h('span', label), input, hint ? h('div.hint', hint) : null);
-}

@@ -1,18 +1,18 @@
 // #/data/<name>: one dataset. Header (counts, "train on this dataset"), then tabs: Clips (upload, grid,
 // clip detail), Captions (bulk edit, auto-captioning), Buckets (what trains where, dataset.toml), Import.
-import { h, formatBytes, formatDuration } from '../ui.js';
+import { h, formatBytes, formatDuration, tabView } from '../ui.js';
 import { setQuery } from '../app.js';
-import { dsApi, enc, tabBar } from './common.js';
+import { dsApi, enc } from './common.js';
 import clipsTab from './clips.js';
 import captionsTab from './captions.js';
 import bucketsTab from './buckets.js';
 import importTab from './import.js';
 
 const TABS = [
-  { id: 'clips', label: 'Clips', render: clipsTab },
-  { id: 'captions', label: 'Captions', render: captionsTab },
-  { id: 'buckets', label: 'Buckets', render: bucketsTab },
-  { id: 'import', label: 'Import', render: importTab },
+  { id: 'clips', title: 'Clips', render: clipsTab },
+  { id: 'captions', title: 'Captions', render: captionsTab },
+  { id: 'buckets', title: 'Buckets', render: bucketsTab },
+  { id: 'import', title: 'Import', render: importTab },
 ];
 
 export default async function datasetPage(container, name, route) {
@@ -24,28 +24,15 @@ export default async function datasetPage(container, name, route) {
   };
   showStats(ds);
   const refreshStats = async () => { try { showStats(await dsApi(name, '', { query: { details: 'true' } })); } catch (_) { /* shown elsewhere */ } };
-  let active = TABS.find((t) => t.id === route.query.get('tab')) ? route.query.get('tab') : 'clips';
-  const body = h('div.data-tab');
-  let cleanup = null;
-  const show = async (id) => {
-    active = id;
-    setQuery({ tab: id === 'clips' ? null : id, file: id === 'clips' ? route.query.get('file') : null });
-    bar.querySelectorAll('button').forEach((b) => {
-      b.classList.toggle('active', b.dataset.tab === id);
-      b.setAttribute('aria-selected', b.dataset.tab === id ? 'true' : 'false');
-    });
-    if (cleanup) cleanup();
-    body.replaceChildren();
-    const tab = TABS.find((t) => t.id === id);
-    const result = await tab.render(body, ds.name, route, { refreshStats });
-    cleanup = typeof result === 'function' ? result : null;
-  };
-  const bar = tabBar(TABS, active, show);
+  const tabs = tabView(TABS.map((t) => ({ ...t, render: (panel) => t.render(panel, ds.name, route, { refreshStats }) })), {
+    label: 'Dataset views', panelClass: 'data-tab',
+    onShow: (id) => setQuery({ tab: id === 'clips' ? null : id, file: id === 'clips' ? route.query.get('file') : null }),
+  });
   container.append(
     h('div.row.data-head',
       h('h1', h('a', { href: '#/data' }, 'Datasets'), ' / ', ds.name), stats, h('span.grow'),
       h('a.button.primary', { href: `#/training?new=1&dataset=${enc(ds.name)}`, title: 'A new training task on this dataset (its dataset.toml is the draft)' }, 'Train on this dataset')),
-    bar, body);
-  await show(active);
-  return () => { if (cleanup) cleanup(); };
+    tabs.bar, tabs.body);
+  await tabs.show(route.query.get('tab'));       // an unknown or missing tab shows the first
+  return tabs.close;
 }

@@ -1,8 +1,8 @@
 // Import tab: copy or hard-link media (and their captions) from a folder on the server, or the files a
 // DiffSynth-style metadata table (video/image + prompt columns) names.
 import { api } from '../api.js';
-import { h, append, clear, showError, toast } from '../ui.js';
-import { dsApi, fieldRow } from './common.js';
+import { h, append, clear, fieldRow, showError, toast } from '../ui.js';
+import { dsApi } from './common.js';
 
 export default async function importTab(container, dataset, route, { refreshStats }) {
   const settings = await api('settings');

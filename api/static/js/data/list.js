@@ -1,7 +1,7 @@
 // #/data: every dataset folder with its file counts, total duration and size; create, rename, delete.
 import { api } from '../api.js';
-import { h, clear, confirmDialog, showError, toast, formatBytes, formatDuration } from '../ui.js';
-import { enc, promptDialog } from './common.js';
+import { h, clear, confirmDialog, promptDialog, showError, toast, formatBytes, formatDuration } from '../ui.js';
+import { enc } from './common.js';
 
 export default async function datasetList(container) {
   const tbody = h('tbody');
@@ -29,7 +29,8 @@ export default async function datasetList(container) {
 
   function row(ds) {
     const rename = async () => {
-      const name = await promptDialog(`Rename dataset “${ds.name}” to:`, ds.name, { confirm: 'Rename' });
+      const answer = await promptDialog(`Rename dataset “${ds.name}” to:`, { value: ds.name, confirm: 'Rename' });
+      const name = answer === null ? null : answer.trim();
       if (!name || name === ds.name) return;
       try {
         const r = await api(`datasets/${enc(ds.name)}`, { method: 'PATCH', body: { name } });

@@ -1,7 +1,7 @@
 // Small pieces the Inference views share: labels, the ComfyUI status badge, number parsing, job progress.
 
 import { api, fileUrl } from '../api.js';
-import { h, clear, poll, showError, formatDuration } from '../ui.js';
+import { h, poll, showError, formatDuration } from '../ui.js';
 
 export function loraLabel(l) {
   if (!l) return 'base model';
@@ -23,6 +23,11 @@ export function parseNumbers(text, what) {
   return nums;
 }
 
+// A number input; value null / undefined leaves it empty.
+export function num(name, value, attrs = {}) {
+  return h('input', { name, type: 'number', value: value ?? '', ...attrs });
+}
+
 export function lines(text) {
   return String(text || '').split('\n').map((s) => s.trim()).filter(Boolean);
 }
@@ -38,7 +43,8 @@ export function comfyStatus() {
   return el;
 }
 
-// A live progress line for a job, with a Stop button; calls onEnd(job) once it finishes.
+// A live progress line for a job, with a Stop button; calls onEnd(job) once it finishes, and then stops
+// polling by itself. .stop() ends the polling earlier (leaving the view).
 export function jobProgress(jobId, onEnd) {
   const bar = h('progress', { max: 1, value: 0 });
   const text = h('span.muted', 'queued');
@@ -47,16 +53,14 @@ export function jobProgress(jobId, onEnd) {
     try { await api(`jobs/${jobId}/stop`, { method: 'POST', body: {} }); } catch (e) { showError(e, 'Stop'); }
   } }, 'Stop');
   const box = h('div.inf-job', { dataset: { job: jobId } }, h('div.row', h('strong', `Job ${jobId}`), text, stop), bar);
-  let ended = false;
   const stopPolling = poll(async () => {
-    if (ended) return;
     const p = await api(`jobs/${jobId}/progress`);
     bar.value = p.fraction || 0;
     const eta = p.eta_s ? ` · about ${formatDuration(p.eta_s)} left` : '';
     text.textContent = p.state === 'queued' ? 'queued'
       : `${p.status || p.state}${p.message ? `: ${p.message}` : ''}${p.total_steps ? ` · step ${p.step}/${p.total_steps}` : ''}${eta}`;
     if (['done', 'stopped', 'failed', 'cancelled', 'interrupted'].includes(p.state)) {
-      ended = true;
+      stopPolling();
       stop.remove();
       box.classList.add(p.state);
       if (p.state === 'failed') text.textContent = `failed: ${p.failure || p.message || ''}`;
@@ -64,14 +68,4 @@ export function jobProgress(jobId, onEnd) {
     }
   }, 1000);
   return { el: box, stop: stopPolling };
-}
-
-export function field(label, input, hint) {
-  return h('label.field', h('span', label), input, hint ? h('span.hint', hint) : null);
-}
-
-export function replace(el, ...children) {
-  clear(el);
-  el.append(...children.flat().filter(Boolean));
-  return el;
 }

@@ -3,9 +3,9 @@
 // a Stop button, and the results tab opens when it is done.
 
 import { api } from '../api.js';
-import { h, clear, showError, formatTime } from '../ui.js';
-import { galleryView } from './gallery.js';
-import { field, imageUrl, jobProgress, lines, loraLabel, parseNumbers, replace } from './common.js';
+import { h, clear, fieldRow, formatTime } from '../ui.js';
+import { imagePicker } from './gallery.js';
+import { jobProgress, lines, loraLabel, num, parseNumbers } from './common.js';
 
 export async function runView(container, ctx) {
   const [settings, own, all] = await Promise.all([
@@ -44,24 +44,13 @@ export async function runView(container, ctx) {
 
   // -- inputs ---------------------------------------------------------------------------------
   const prompts = h('textarea', { name: 'prompts', rows: 4, placeholder: 'One prompt per line' }, settings.prompts.join('\n'));
-  const chosenImages = h('div.inf-chosen');
-  const picker = h('div.inf-picker', { hidden: true });
-  const showChosen = () => {
-    replace(chosenImages, [...images].map((p) => h('img', { src: imageUrl(p), alt: p, title: p })),
-      images.size ? null : h('span.muted', d.task === 'i2v' ? 'An image-to-video model needs test images.' : 'No image'));
-    summary();
-  };
-  const pickBtn = h('button', { type: 'button', onclick: async () => {
-    picker.hidden = !picker.hidden;
-    if (!picker.hidden && !picker.firstChild) await galleryView(picker, { variant: settings.variant, selected: images, onChange: showChosen });
-  } }, 'Choose test images…');
   const inputSection = h('section.card', h('h2', 'Inputs'),
-    d.task !== 'i2v' ? field('Prompts', prompts, 'Each prompt is tried with each image (or alone).') : field('Prompts', prompts),
-    d.task !== 't2v' ? h('div', h('div.row', h('strong', 'Test images'), pickBtn), chosenImages, picker)
+    d.task !== 'i2v' ? fieldRow('Prompts', prompts, 'Each prompt is tried with each image (or alone).') : fieldRow('Prompts', prompts),
+    d.task !== 't2v' ? imagePicker({ variant: settings.variant, images, choose: 'Choose test images…', onChange: () => summary(),
+      emptyText: d.task === 'i2v' ? 'An image-to-video model needs test images.' : 'No image' })
       : h('p.muted', `${settings.variant} makes videos from text only.`));
 
   // -- settings -------------------------------------------------------------------------------
-  const num = (name, value, attrs = {}) => h('input', { name, type: 'number', value: value ?? '', ...attrs });
   const inputs = {
     strengths: h('input', { name: 'strengths', value: '1.0' }),
     seed: num('seed', 42, { min: 0 }),
@@ -79,18 +68,18 @@ export async function runView(container, ctx) {
   };
   for (const el of Object.values(inputs)) el.addEventListener('input', () => summary());
   const settingsSection = h('section.card', h('h2', 'Settings'), h('div.inf-grid-form',
-    field('Strengths', inputs.strengths, 'e.g. 1.0, 0.75'),
-    field('Seed', inputs.seed),
-    field('Steps', inputs.steps),
-    field(d.two_experts ? 'Guidance (high noise)' : 'Guidance', inputs.guidance),
-    d.two_experts ? field('Guidance (low noise)', inputs.guidance_low) : null,
-    field('Shift', inputs.shift),
-    field('Frames', inputs.frames, `4n+1, at ${d.fps} fps`),
-    field('Width', inputs.width, `multiple of ${d.size_multiple}; empty: per image`),
-    field('Height', inputs.height),
-    field('Area (auto size)', inputs.area),
-    field('Backend', inputs.backend),
-    field('GPUs', inputs.gpu_ids, 'ids, e.g. 0,1; empty: any free')));
+    fieldRow('Strengths', inputs.strengths, 'e.g. 1.0, 0.75'),
+    fieldRow('Seed', inputs.seed),
+    fieldRow('Steps', inputs.steps),
+    fieldRow(d.two_experts ? 'Guidance (high noise)' : 'Guidance', inputs.guidance),
+    d.two_experts ? fieldRow('Guidance (low noise)', inputs.guidance_low) : null,
+    fieldRow('Shift', inputs.shift),
+    fieldRow('Frames', inputs.frames, `4n+1, at ${d.fps} fps`),
+    fieldRow('Width', inputs.width, `multiple of ${d.size_multiple}; empty: per image`),
+    fieldRow('Height', inputs.height),
+    fieldRow('Area (auto size)', inputs.area),
+    fieldRow('Backend', inputs.backend),
+    fieldRow('GPUs', inputs.gpu_ids, 'ids, e.g. 0,1; empty: any free')));
 
   const count = h('span.muted');
   const error = h('p.error');
@@ -99,7 +88,6 @@ export async function runView(container, ctx) {
   const form = h('form.inf-run', { onsubmit: (e) => { e.preventDefault(); send(); } },
     loraSection, inputSection, settingsSection, h('div.row', submit, count), error, jobs);
   container.append(form);
-  showChosen();
 
   function request() {
     const body = { loras: [...chosen], base: base.checked, prompts: lines(prompts.value), images: [...images],

@@ -3,8 +3,26 @@
 // As a picker (opts.selected: Set of 'folder/name', opts.onChange) a click selects instead of opening.
 
 import { api } from '../api.js';
-import { h, clear, toast, showError, confirmDialog, formatBytes } from '../ui.js';
-import { imageUrl, replace } from './common.js';
+import { h, clear, fill, toast, showError, confirmDialog, formatBytes } from '../ui.js';
+import { imageUrl } from './common.js';
+
+// A task's test images: thumbnails of the chosen ones and a button that opens the gallery below them as a
+// picker (loaded the first time it opens). images: a Set of 'folder/name', changed in place; onChange(images)
+// after every pick; emptyText shows while none is chosen.
+export function imagePicker({ variant, images, emptyText, choose = 'Choose…', onChange }) {
+  const chosen = h('div.inf-chosen');
+  const picker = h('div.inf-picker', { hidden: true });
+  const showChosen = () => fill(chosen, [...images].map((i) => h('img', { src: imageUrl(i), alt: i, title: i })),
+    images.size ? null : h('span.muted', emptyText));
+  const toggle = async () => {
+    picker.hidden = !picker.hidden;
+    if (!picker.hidden && !picker.firstChild) {
+      await galleryView(picker, { variant, selected: images, onChange: () => { showChosen(); if (onChange) onChange(images); } });
+    }
+  };
+  showChosen();
+  return h('div', h('div.row', h('strong', 'Test images'), h('button', { type: 'button', onclick: toggle }, choose)), chosen, picker);
+}
 
 export async function galleryView(container, opts = {}) {
   const selected = opts.selected || new Set();
@@ -41,7 +59,7 @@ export async function galleryView(container, opts = {}) {
   async function loadFolders() {
     const { folders } = await api('gallery');
     if (!state.folder || !folders.some((f) => f.name === state.folder)) state.folder = folders.length ? folders[0].name : null;
-    replace(folderList, folders.map((f) => h('li', { class: f.name === state.folder ? 'active' : '', dataset: { folder: f.name } },
+    fill(folderList, folders.map((f) => h('li', { class: f.name === state.folder ? 'active' : '', dataset: { folder: f.name } },
       h('button.link', { type: 'button', onclick: () => { state.folder = f.name; refresh(); } }, `${f.name} (${f.images})`),
       h('button.small', { type: 'button', title: 'Rename', onclick: (e) => renameFolder(e.target.closest('li'), f.name) }, 'Rename'),
       h('button.small', { type: 'button', title: 'Delete', onclick: () => deleteFolder(f.name) }, '✕'))));
@@ -104,7 +122,7 @@ export async function galleryView(container, opts = {}) {
         await refresh();
       } catch (e) { showError(e, 'Rename'); }
     };
-    replace(li, h('form.row', { onsubmit: (e) => { e.preventDefault(); save(); } }, input,
+    fill(li, h('form.row', { onsubmit: (e) => { e.preventDefault(); save(); } }, input,
       h('button', { type: 'submit' }, 'Save'), h('button', { type: 'button', onclick: refresh }, 'Cancel')));
     input.focus();
   }

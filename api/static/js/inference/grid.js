@@ -4,13 +4,13 @@
 // marked as the task's best epoch (stored on the task: PATCH /tasks/<id>/inference {best}).
 
 import { api, fileUrl } from '../api.js';
-import { h, clear, showError, toast } from '../ui.js';
-import { imageUrl, jobProgress, loraLabel, replace } from './common.js';
+import { h, clear, fill, showError, toast } from '../ui.js';
+import { imageUrl, jobProgress, loraLabel } from './common.js';
 
 const ACTIVE = ['queued', 'running', 'stopping'];
 
 // One clock for many <video> elements: the first playable one leads, the others follow it.
-export class SyncPlayer {
+class SyncPlayer {
   constructor(onTime) {
     this.videos = [];
     this.playing = false;
@@ -129,10 +129,12 @@ export async function resultsView(container, ctx) {
   }
 
   async function load() {
-    data = await api(`tasks/${ctx.taskId}/results`);
+    const res = await api(`tasks/${ctx.taskId}/results`);
+    if (ctx.scope.closed) return;               // the tab was left meanwhile: follow no job from a detached view
+    data = res;
     for (const job of data.jobs.filter((j) => ACTIVE.includes(j.state))) {
       if (following.has(job.id)) continue;
-      const p = jobProgress(job.id, () => { following.get(job.id).stop(); setTimeout(() => refresh(), 300); });
+      const p = jobProgress(job.id, () => setTimeout(() => refresh(), 300));
       following.set(job.id, p);
       active.append(p.el);
     }
@@ -151,9 +153,9 @@ export async function resultsView(container, ctx) {
       if (!groups.has(k)) groups.set(k, groupLabel(c, jobs[c.job_id]));
     }
     const keep = groupSel.value;
-    replace(groupSel, [...groups].map(([k, label]) => h('option', { value: k, selected: k === keep }, label)));
+    fill(groupSel, [...groups].map(([k, label]) => h('option', { value: k, selected: k === keep }, label)));
     if (!groups.size) {
-      replace(grid, h('p.muted', data.jobs.length ? 'No video yet: the test runs are on their way.'
+      fill(grid, h('p.muted', data.jobs.length ? 'No video yet: the test runs are on their way.'
         : 'No test yet: queue one in "New test", or switch on previews in "Prompts & previews".'));
       player.attach([]);
       return;
@@ -187,7 +189,7 @@ export async function resultsView(container, ctx) {
       inputs.map((inp) => (r.lora
         ? strengths.map((s) => cellTd(cells.get(`${rowKey(r)}|${inputKey(inp)}|${s}`)))
         : cellTd(cells.get(`base|${inputKey(inp)}|null`), nStr)))));
-    replace(grid, h('table.inf-grid', h('thead', head, sub), h('tbody', body)));
+    fill(grid, h('table.inf-grid', h('thead', head, sub), h('tbody', body)));
     player.attach([...grid.querySelectorAll('video')]);
     playBtn.textContent = 'Play';
   }
@@ -209,7 +211,7 @@ export async function resultsView(container, ctx) {
 
   function showDetails(c) {
     details.hidden = false;
-    replace(details, h('div.row', h('h2', loraLabel(c.lora)), h('span.grow'),
+    fill(details, h('div.row', h('h2', loraLabel(c.lora)), h('span.grow'),
       h('button.small', { type: 'button', onclick: () => { details.hidden = true; } }, 'Close')),
     h('table', h('tbody', [['Strength', c.strength ?? '–'], ['Prompt', c.prompt || '(none)'], ['Image', c.image || '–'],
       ['Size', `${c.width}×${c.height}`], ['Frames', `${c.frames} at ${c.fps} fps`], ['Seed', c.seed], ['Steps', c.steps],
@@ -229,10 +231,9 @@ export async function resultsView(container, ctx) {
     } catch (e) { showError(e, 'Best epoch'); }
   }
 
-  await refresh();
-  const timer = setInterval(() => { if (data && data.jobs.some((j) => ACTIVE.includes(j.state))) refresh(); }, 2000);
+  // the first load, then again every 2 s while a test job is queued or running (an error shows once)
+  ctx.scope.poll(async () => { if (!data || data.jobs.some((j) => ACTIVE.includes(j.state))) await load(); }, 2000);
   return () => {
-    clearInterval(timer);
     player.pause();
     for (const p of following.values()) p.stop();
     clear(container);

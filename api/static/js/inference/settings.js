@@ -2,9 +2,9 @@
 // queued after each saved epoch (strengths, seed, steps, frames, size, where they run).
 
 import { api } from '../api.js';
-import { h, showError, toast } from '../ui.js';
-import { galleryView } from './gallery.js';
-import { field, imageUrl, lines, parseNumbers, replace } from './common.js';
+import { h, fieldRow, showError, toast } from '../ui.js';
+import { imagePicker } from './gallery.js';
+import { lines, num, parseNumbers } from './common.js';
 
 export async function settingsView(container, ctx) {
   const rec = await api(`tasks/${ctx.taskId}/inference`);
@@ -14,19 +14,14 @@ export async function settingsView(container, ctx) {
   const prompts = h('textarea', { name: 'prompts', rows: 5, placeholder: 'One prompt per line' }, rec.prompts.join('\n'));
   const negative = h('textarea', { name: 'negative_prompt', rows: 2, placeholder: 'empty: Wan\'s default negative prompt' },
     rec.negative_prompt || '');
-  const chosen = h('div.inf-chosen');
-  const picker = h('div.inf-picker', { hidden: true });
-  const showChosen = () => replace(chosen, [...images].map((i) => h('img', { src: imageUrl(i), alt: i, title: i })),
-    images.size ? null : h('span.muted', 'No test image'));
-  const num = (name, value, attrs = {}) => h('input', { name, type: 'number', value: value ?? '', placeholder: 'default', ...attrs });
   const pv = {
     enabled: h('input', { type: 'checkbox', name: 'enabled', checked: p.enabled }),
     strengths: h('input', { name: 'strengths', value: p.strengths.join(', ') }),
-    seed: num('seed', p.seed, { min: 0 }),
-    steps: num('steps', p.steps, { min: 1 }),
-    frames: num('frames', p.frames, { min: 1, step: 4 }),
-    width: num('width', p.width, { step: d.size_multiple || 16 }),
-    height: num('height', p.height, { step: d.size_multiple || 16 }),
+    seed: num('seed', p.seed, { min: 0, placeholder: 'default' }),
+    steps: num('steps', p.steps, { min: 1, placeholder: 'default' }),
+    frames: num('frames', p.frames, { min: 1, step: 4, placeholder: 'default' }),
+    width: num('width', p.width, { step: d.size_multiple || 16, placeholder: 'default' }),
+    height: num('height', p.height, { step: d.size_multiple || 16, placeholder: 'default' }),
     device: h('select', { name: 'device' },
       h('option', { value: 'free', selected: p.device === 'free' }, 'a free GPU (during training)'),
       h('option', { value: 'training', selected: p.device === 'training' }, 'the training GPUs (after it)')),
@@ -36,20 +31,16 @@ export async function settingsView(container, ctx) {
   const save = h('button.primary', { type: 'submit' }, 'Save');
   container.append(h('form.inf-settings', { onsubmit: (e) => { e.preventDefault(); send(); } },
     h('section.card', h('h2', 'Test prompts and images'),
-      field('Prompts', prompts, 'Used by previews and offered for every new test.'),
-      d.task !== 't2v' ? h('div', h('div.row', h('strong', 'Test images'), h('button', { type: 'button', onclick: async () => {
-        picker.hidden = !picker.hidden;
-        if (!picker.hidden && !picker.firstChild) await galleryView(picker, { variant: rec.variant, selected: images, onChange: showChosen });
-      } }, 'Choose…')), chosen, picker) : null,
-      field('Negative prompt', negative)),
+      fieldRow('Prompts', prompts, 'Used by previews and offered for every new test.'),
+      d.task !== 't2v' ? imagePicker({ variant: rec.variant, images, emptyText: 'No test image' }) : null,
+      fieldRow('Negative prompt', negative)),
     h('section.card', h('h2', 'Previews during training'),
       h('label.row', pv.enabled, 'After each saved epoch, make preview videos with these prompts and images'),
       h('div.inf-grid-form',
-        field('Strengths', pv.strengths), field('Seed', pv.seed), field('Steps', pv.steps, `default ${d.steps ?? ''}`),
-        field('Frames', pv.frames, `4n+1; default ${d.frames ?? ''}`), field('Width', pv.width, 'empty: per image'),
-        field('Height', pv.height), field('Runs on', pv.device), field('Backend', pv.backend))),
+        fieldRow('Strengths', pv.strengths), fieldRow('Seed', pv.seed), fieldRow('Steps', pv.steps, `default ${d.steps ?? ''}`),
+        fieldRow('Frames', pv.frames, `4n+1; default ${d.frames ?? ''}`), fieldRow('Width', pv.width, 'empty: per image'),
+        fieldRow('Height', pv.height), fieldRow('Runs on', pv.device), fieldRow('Backend', pv.backend))),
     h('div.row', save), error));
-  showChosen();
 
   async function send() {
     const intOrNull = (el) => (el.value === '' ? null : Number.parseInt(el.value, 10));

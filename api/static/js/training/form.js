@@ -67,7 +67,7 @@ function show(value) {
 }
 
 // Text of a list field -> array; throws a readable message.
-export function parseList(text) {
+function parseList(text) {
   const t = text.trim();
   if (!t) return null;
   if (t.startsWith('[')) {

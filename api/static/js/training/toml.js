@@ -27,14 +27,14 @@ function splitDotted(text) {
 }
 
 // The line a TOML syntax error names ("... (at line 3, column 5)", or the end of the document).
-export function syntaxLine(text, message) {
+function syntaxLine(text, message) {
   const m = String(message).match(/line (\d+)/);
   if (m) return Number(m[1]);
   return /end of document/.test(message) ? text.split('\n').length : null;
 }
 
 // 1-based line of `dotted` in `text`, or of the nearest enclosing key or table; null when absent.
-export function keyLine(text, dotted) {
+function keyLine(text, dotted) {
   const want = keyParts(dotted).filter((p) => typeof p === 'string');
   const lines = text.split('\n');
   let table = [], best = null, bestLen = 0;
