@@ -6,13 +6,9 @@ Chromium is Debian's /usr/bin/chromium driven by Playwright's Python API (never 
 Without it the test is skipped, unless ODEO_REQUIRE_BROWSER=1 (CI), where that is a failure. The page
 fails the test on any console error and on any request that leaves the loopback address."""
 
-import subprocess
-import sys
-
 import pytest
 
 from tests import mediagen
-from tests.fakes.studio import REPO, StudioProcess, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,18 +18,9 @@ def viewport():
     return {'width': 1400, 'height': 1000}
 
 
-@pytest.fixture
-def studio(data_root):
-    subprocess.run([sys.executable, 'tools/make_demo_dataset.py', '--out', str(data_root / 'datasets' / 'demo')],
-                   cwd=REPO, check=True, capture_output=True)
-    s = StudioProcess(data_root, free_port()).start()
-    yield s
-    s.kill()
-
-
-def test_upload_thumbnail_caption_and_buckets(studio, page, shot, data_root, tmp_path):
-    base = f'http://127.0.0.1:{studio.port}/'
-    page.goto(base + '#/data')
+def test_upload_thumbnail_caption_and_buckets(studio_server, page, shot, tmp_path):
+    data_root = studio_server.data_root
+    page.goto(studio_server.url + '#/data')
     page.wait_for_selector('tr[data-dataset="demo"]')
     assert page.inner_text('tr[data-dataset="demo"]').split('\t')[1:3] == ['8', '4']
 
