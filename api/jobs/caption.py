@@ -13,7 +13,7 @@ captions people wrote too. Captions from a metadata table are never touched (the
 Events (docs/architecture.md): status starting -> captioning -> done | stopped | failed; progress
 {phase: caption, step: files handled, total_steps, written, skipped, failed, file, examples_per_s, eta_s}
 after every file; heartbeats. Results per file go to <run>/captions.json (artifact kind `report`).
-Stops between files when control/stop appears or on SIGTERM (exit 0, status stopped). Exit 2 when the
+Stops between files when control/stop (or save_quit) appears or on SIGTERM (exit 0, status stopped). Exit 2 when the
 model folder cannot caption, 1 on anything unexpected.
 """
 
