@@ -1,11 +1,13 @@
-// The single-page shell: top navigation and a hash router. The URL holds the view
-// (#/<area>/<path...>?query), so refresh and back keep the user's place.
+// The single-page shell: top navigation and the area views, drawn by the hash router (router.js).
+// The URL holds the view (#/<area>/<path...>?query), so refresh and back keep the user's place.
 //
 // An area is a module exporting {id, title, render(container, route)}; render may return a cleanup
 // function, called when the user leaves the view. route = {area, parts: [...], query: URLSearchParams}.
-// Areas link to each other with plain href="#/area/..." links or navigate('#/area/...').
+// Areas link to each other with plain href="#/area/..." links or navigate('#/area/...') from router.js;
+// no module imports this one.
 
 import { showError, h, clear } from './ui.js';
+import { startRouter } from './router.js';
 import training from './training.js';
 import data from './data.js';
 import inference from './inference.js';
@@ -14,32 +16,6 @@ import gpus from './gpus.js';
 const AREAS = [training, data, inference, gpus];
 let cleanup = null;
 let generation = 0;          // renders started; a render that a newer one overtook cleans up after itself
-let rendered = null;         // the hash last rendered (popstate and hashchange both fire on a link click)
-
-export function navigate(hash, { replace = false } = {}) {
-  if (replace) history.replaceState(null, '', hash);
-  else history.pushState(null, '', hash);
-  render();
-}
-
-export function parseRoute(hash = location.hash) {
-  const [path, qs = ''] = hash.replace(/^#\/?/, '').split('?');
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
-  return { area: parts[0] || AREAS[0].id, parts: parts.slice(1), query: new URLSearchParams(qs) };
-}
-
-// Change query parameters of the current view without adding history entries (tabs, filters).
-export function setQuery(changes) {
-  const route = parseRoute();
-  for (const [k, v] of Object.entries(changes)) {
-    if (v === null || v === undefined || v === '') route.query.delete(k);
-    else route.query.set(k, v);
-  }
-  const q = route.query.toString();
-  const path = [route.area, ...route.parts].map(encodeURIComponent).join('/');
-  history.replaceState(null, '', `#/${path}${q ? `?${q}` : ''}`);
-  rendered = location.hash;
-}
 
 function renderNav(active) {
   const nav = clear(document.getElementById('nav'));
@@ -49,10 +25,8 @@ function renderNav(active) {
   }
 }
 
-async function render() {
+async function render(route) {
   const mine = ++generation;
-  rendered = location.hash;
-  const route = parseRoute();
   const area = AREAS.find((a) => a.id === route.area) || AREAS[0];
   renderNav(area.id);
   document.title = `${area.title} · ODEO Studio`;
@@ -78,11 +52,8 @@ async function render() {
   }
 }
 
-const onLocation = () => { if (location.hash !== rendered) render(); };
-window.addEventListener('popstate', onLocation);
-window.addEventListener('hashchange', onLocation);
 document.addEventListener('odeo:unauthorized', () => {
   const status = document.getElementById('status');
   status.textContent = 'Access token needed: open the studio with ?token=<token>';
 });
-render();
+startRouter(render, { defaultArea: AREAS[0].id });

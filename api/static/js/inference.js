@@ -10,7 +10,7 @@
 
 import { api } from './api.js';
 import { badge, h, showError, tabView } from './ui.js';
-import { setQuery } from './app.js';
+import { setQuery } from './router.js';
 import { galleryView } from './inference/gallery.js';
 import { resultsView } from './inference/grid.js';
 import { runView } from './inference/form.js';

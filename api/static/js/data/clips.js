@@ -1,7 +1,7 @@
 // Clips tab: upload zone, search, the grid of clips (thumbnail, duration, caption snippet, bucket or
 // drop badge) and, for the selected clip, the detail panel (js/data/clip.js).
 import { h, clear, debounce, showError } from '../ui.js';
-import { setQuery } from '../app.js';
+import { setQuery } from '../router.js';
 import { dsApi, formatSeconds, mediaUrl } from './common.js';
 import { uploadZone } from './upload.js';
 import { clipDetail } from './clip.js';

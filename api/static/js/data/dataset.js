@@ -1,7 +1,7 @@
 // #/data/<name>: one dataset. Header (counts, "train on this dataset"), then tabs: Clips (upload, grid,
 // clip detail), Captions (bulk edit, auto-captioning), Buckets (what trains where, dataset.toml), Import.
 import { h, formatBytes, formatDuration, tabView } from '../ui.js';
-import { setQuery } from '../app.js';
+import { setQuery } from '../router.js';
 import { dsApi, enc } from './common.js';
 import clipsTab from './clips.js';
 import captionsTab from './captions.js';

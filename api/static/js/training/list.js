@@ -2,7 +2,7 @@
 // copy, rename, delete. Rows are updated in place on each poll, so focus and keyboard position stay.
 
 import { api } from '../api.js';
-import { navigate } from '../app.js';
+import { navigate } from '../router.js';
 import { badge, fill, formatDuration, formatNumber, formatShortTime, h, showError } from '../ui.js';
 import { copyTask, createTask, deleteTask, renameTask } from './actions.js';
 import { ACTIVE } from './monitor.js';

@@ -3,7 +3,7 @@
 // Form and TOML edit the same draft (draft.js); validation issues show in both.
 
 import { api } from '../api.js';
-import { navigate, setQuery } from '../app.js';
+import { navigate, setQuery } from '../router.js';
 import { badge, fill, h, scope as makeScope, showError, toast } from '../ui.js';
 import { askDevices, copyTask, deleteTask, renameTask } from './actions.js';
 import { Draft } from './draft.js';
