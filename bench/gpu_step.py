@@ -65,7 +65,6 @@ def main():
     from utils.pipeline import ClippedStep, StudioPipelineModule, checkpoint_function
 
     cuda = torch.cuda.is_available() and not args.smoke
-    device = torch.device('cuda' if cuda else 'cpu')
     dtype = torch.bfloat16 if cuda else torch.float32
     cfg = SMOKE if args.smoke else WAN_1_3B
     if args.smoke:

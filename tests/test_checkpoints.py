@@ -238,7 +238,10 @@ def test_diffusers_folder_runs_in_wan_pipeline(tiny_models):
 
 def test_dtype_is_applied_per_tensor_as_read(tiny_models):
     off = ckpt(tiny_models, 'wan2.2-ti2v-5b')
-    keep = lambda name: torch.float32 if 'norm' in name or 'scale_shift_table' in name else None
+
+    def keep(name):
+        return torch.float32 if 'norm' in name or 'scale_shift_table' in name else None
+
     model = C.load_transformer(off, 'main', torch.bfloat16, dtype_for=keep)
     dtypes = {n: p.dtype for n, p in model.named_parameters()}
     assert dtypes['blocks.0.attn1.to_q.weight'] == torch.bfloat16
