@@ -248,7 +248,7 @@ def test_float8_storage_keeps_frozen_weights_in_float8(tiny_models, demo_dataset
 
 
 def test_full_fine_tune_saves_official_names_loadable_as_transformer_path(tiny_models, demo_dataset, tmp_path):
-    from models.wan import checkpoints
+    from models.wan import checkpoints, weights
     src = official(tiny_models, 'wan2.1-t2v-1.3b')
     config = write_config(tmp_path, config_text(src, demo_dataset, tmp_path / 'out', max_steps=2, adapter=None,
                                                 optimizer="type = 'adamw'\nlr = 1e-3"))
@@ -262,7 +262,7 @@ def test_full_fine_tune_saves_official_names_loadable_as_transformer_path(tiny_m
     assert set(saved) == set(original)                       # the official parameter names, every one
     assert not torch.equal(saved['blocks.0.self_attn.q.weight'], original['blocks.0.self_attn.q.weight'])
     ckpt = checkpoints.inspect_checkpoint({'ckpt_path': str(src), 'transformer_path': str(folder)})
-    loaded = checkpoints.load_transformer(ckpt, 'main', torch.float32).state_dict()
+    loaded = weights.load_transformer(ckpt, 'main', torch.float32).state_dict()
     assert torch.equal(loaded['blocks.0.attn1.to_q.weight'], saved['blocks.0.self_attn.q.weight'])
 
 
