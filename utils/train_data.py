@@ -7,9 +7,13 @@ the model adapter's encoders, and, per epoch, the global batches each rank train
 """
 
 import sys
+import threading
 import time
+from queue import Full, Queue
 
-from utils.cache import Cache, Prefetcher
+import torch
+
+from utils.cache import Cache
 from utils.dataset import build_dataset, epoch_batches, format_report, micro_batch_size_fn
 from utils.fsutil import atomic_write_json
 
@@ -112,6 +116,67 @@ class TrainData:
                 self._empty = None
         return self._empty
 
+
+def collate(examples):
+    """Stack a micro-batch of item dicts: same-shape tensors -> one tensor; differing shapes (text of
+    different lengths) -> a list. 'mask' is filled with ones for items that have none."""
+    if any('mask' in e for e in examples):
+        shape = next(e['mask'].shape for e in examples if 'mask' in e)
+        examples = [e if 'mask' in e else {**e, 'mask': torch.ones(shape)} for e in examples]
+    out = {}
+    for name in examples[0]:
+        values = [e[name] for e in examples]
+        same = all(v.shape == values[0].shape for v in values)
+        out[name] = torch.stack(values) if same else values
+    return out
+
+
+class Prefetcher:
+    """Loads micro-batches in a background thread, `depth` ahead, in order.
+
+    micro_batches: iterable of lists of item ids or of (item id, caption index) pairs (see
+    GlobalBatch.for_rank). Iterating yields a list of item dicts per micro-batch."""
+
+    _END = object()
+
+    def __init__(self, reader, micro_batches, depth=4):
+        self.reader = reader
+        self.queue = Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(iter(micro_batches),), daemon=True)
+        self.thread.start()
+
+    def _run(self, batches):
+        try:
+            for batch in batches:
+                if self.stop.is_set():
+                    return
+                loaded = [self.reader.get(*e) if isinstance(e, (tuple, list)) else self.reader.get(e) for e in batch]
+                self._put(loaded)
+            self._put(self._END)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+
+    def _put(self, obj):
+        while not self.stop.is_set():
+            try:
+                self.queue.put(obj, timeout=0.1)
+                return
+            except Full:
+                continue
+
+    def __iter__(self):
+        while True:
+            obj = self.queue.get()
+            if obj is self._END:
+                return
+            if isinstance(obj, BaseException):
+                raise obj
+            yield obj
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 class _LazyEncoders:
     """Encoders load on first use, so a run whose cache is complete never loads the VAE or UMT5."""
