@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -21,7 +20,9 @@ from pathlib import Path
 
 import torch
 
+from utils.checkpointing import find_resume_checkpoint, resume_problem
 from utils.config import ConfigError, ConfigIssue, load_dataset_config, load_main_config
+from utils.run_context import RunContext
 
 EVAL_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint')
@@ -46,51 +47,6 @@ def parse_args(argv=None):
 
 
 # ------------------------------------------------------------------------------------------------
-# Run directory and resume discovery
-# ------------------------------------------------------------------------------------------------
-
-def complete_checkpoints(run_dir):
-    """Checkpoint folders of a run that finished writing (trainer_state.json is written last), oldest first."""
-    root = Path(run_dir) / 'checkpoints'
-    found = [d for d in root.glob('*') if (d / 'trainer_state.json').is_file()] if root.is_dir() else []
-    return sorted(found, key=lambda d: json.loads((d / 'trainer_state.json').read_text())['step'])
-
-
-def find_resume_checkpoint(arg, output_dir, run_dir):
-    """-> checkpoint folder for --resume_from_checkpoint, or raise with what was looked at."""
-    if arg is True:
-        runs = [Path(run_dir)] if run_dir else sorted(Path(output_dir).glob('*'), key=lambda d: d.stat().st_mtime)
-        for run in reversed(runs):
-            ckpts = complete_checkpoints(run)
-            if ckpts:
-                return ckpts[-1]
-        raise FileNotFoundError(f'--resume_from_checkpoint: no complete checkpoint in {run_dir or output_dir}')
-    path = Path(arg)
-    if (path / 'trainer_state.json').is_file():
-        return path
-    if path.is_dir() and complete_checkpoints(path):
-        return complete_checkpoints(path)[-1]
-    raise FileNotFoundError(f'--resume_from_checkpoint: {path} is neither a checkpoint folder nor a run with checkpoints')
-
-
-def resume_problem(ckpt, config, world_size):
-    """Why the checkpoint cannot continue with this config and process count (None if it can); warns
-    when it can but the data order will differ from an uninterrupted run."""
-    state = json.loads((Path(ckpt) / 'trainer_state.json').read_text())
-    stages = state.get('stages', config['pipeline_stages'])
-    if stages != config['pipeline_stages']:
-        return (f'--resume_from_checkpoint: {ckpt} was written with pipeline_stages = {stages} and each stage keeps '
-                f'its own optimizer state; set pipeline_stages = {stages} to resume it (this config has '
-                f'{config["pipeline_stages"]})')
-    now = {'dp_world': world_size // config['pipeline_stages'], 'grad_accum': config['gradient_accumulation_steps']}
-    changed = [f'{key} {state[key]} -> {value}' for key, value in now.items() if state.get(key, value) != value]
-    if changed and state.get('batch_in_epoch'):
-        print(f'warning: {ckpt} stopped inside epoch {state["epoch"]} and {", ".join(changed)}: the rest of that '
-              f'epoch is batched differently than an uninterrupted run would be', flush=True)
-    return None
-
-
-# ------------------------------------------------------------------------------------------------
 # The trainer
 # ------------------------------------------------------------------------------------------------
 
@@ -110,6 +66,9 @@ class Trainer:
         self.world = dist.get_world_size()
         self.stages = config['pipeline_stages']
         self.dp_world = self.world // self.stages
+        self.device = local_device()
+        self.ctx = RunContext(rank=self.rank, world=self.world, dp_world=self.dp_world, device=self.device,
+                              barrier=dist.barrier, events=events, run_dir=self.run_dir)
         self.seed = config['seed']
         self.ga = config['gradient_accumulation_steps']
         self.stop_requested = False
@@ -125,25 +84,20 @@ class Trainer:
         self.wandb = None
 
     # -- setup ----------------------------------------------------------------------------------
-    @property
-    def device(self):
-        from deepspeed.accelerator import get_accelerator
-        acc = get_accelerator()
-        if acc.device_name() == 'cpu':
-            return torch.device('cpu')
-        return torch.device(acc.device_name(int(os.environ.get('LOCAL_RANK', 0))))
-
     def prepare_data(self):
         from utils.train_data import TrainData
         self.events.status('caching', 'building the dataset and the latent / text cache')
-        self.data = TrainData.build(self, self.dataset_config, 'train')
-        self.eval_data = {name: TrainData.build(self, cfg, f'eval/{name}') for name, cfg in self.eval_configs.items()}
+        flags = {'regenerate': self.args.regenerate_cache, 'trust': self.args.trust_cache}
+        self.data = TrainData.build(self.ctx, self.config, self.adapter, self.dataset_config, 'train', **flags)
+        self.eval_data = {name: TrainData.build(self.ctx, self.config, self.adapter, cfg, f'eval/{name}', **flags)
+                          for name, cfg in self.eval_configs.items()}
         self.dist.barrier()
 
     def build_engine(self):
         import deepspeed
 
         from optimizers import build_optimizer
+        from utils.checkpointing import Saver
         from utils.pipeline import ClippedStep, StudioPipelineModule, checkpoint_function, release_other_stages
         from utils.schedule import build_scheduler
 
@@ -198,6 +152,7 @@ class Trainer:
         if self.dp_world == 1:
             self.engine.pipeline_enable_backward_allreduce = False     # one replica: no gradients to average
         self.stage_id = self.engine.stage_id
+        self.saver = Saver(self.ctx, self.adapter, self.pipe, self.engine, lora=cfg.get('adapter') is not None)
         trainable = sum(p.numel() for p in params)
         print(f'[rank {self.rank}] stage {self.stage_id}, data-parallel rank {self.dp_rank}: '
               f'{len(self.pipe.forward_funcs)} layers, {trainable:,} trainable parameters', flush=True)
@@ -264,50 +219,14 @@ class Trainer:
             self.swapper.set_enabled(True)
         self.events.status('training', 'training')
 
-    # -- saving ---------------------------------------------------------------------------------
+    # -- saving (utils/checkpointing.py) --------------------------------------------------------
     def save_adapter(self, name):
-        """Write epochN/ or stepN/: every stage contributes its layers' trained weights, rank 0 merges."""
-        from safetensors.torch import load_file, save_file
-        self.events.status('saving', f'saving {name}')
-        final = self.run_dir / name
-        staging = self.run_dir / f'.{name}.partial'
-        parts = staging / 'parts'
-        local = self.adapter.trainable_state_dict(list(self.pipe.parameters()))
-        if self.rank == 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            parts.mkdir(parents=True)
-        self.dist.barrier()
-        if self.dp_rank == 0:
-            flat = {f'{expert}|{k}': v.float().cpu().contiguous() for expert, sd in local.items() for k, v in sd.items()}
-            save_file(flat, parts / f'stage{self.stage_id}.safetensors')
-        self.dist.barrier()
-        if self.rank == 0:
-            merged = {}
-            for part in sorted(parts.glob('*.safetensors')):
-                for key, tensor in load_file(part).items():
-                    expert, param = key.split('|', 1)
-                    merged.setdefault(expert, {})[param] = tensor
-            shutil.rmtree(parts)
-            meta = {'odeo.epoch': str(self.epoch), 'odeo.step': str(self.step)}
-            lora = self.config.get('adapter') is not None
-            save = self.adapter.save_adapter if lora else self.adapter.save_full
-            written = save(staging, merged, meta)
-            shutil.copy(self.run_dir / 'config.toml', staging / 'config.toml')
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging, final)
-            for expert, file in written.items():
-                self.events.artifact('lora' if lora else 'model', (final / file).relative_to(self.run_dir),
-                                     epoch=self.epoch, step=self.step, expert=None if len(written) == 1 else expert)
-            print(f'saved {final}', flush=True)
-        self.dist.barrier()
-        self.events.status('training', 'training')
+        self.saver.save_adapter(name, epoch=self.epoch, step=self.step)
 
     def state_dict(self):
         return {'step': self.step, 'epoch': self.epoch, 'batch_in_epoch': self.batch_in_epoch,
                 'examples': self.examples, 'seed': self.seed, 'stages': self.stages, 'dp_world': self.dp_world,
-                'grad_accum': self.ga,
-                'time': time.time()}
+                'grad_accum': self.ga}
 
     def load_state_dict(self, state):
         self.step = state['step']
@@ -316,41 +235,12 @@ class Trainer:
         self.examples = state['examples']
 
     def save_checkpoint(self):
-        tag = f'step{self.step}'
-        root = self.run_dir / 'checkpoints'
-        self.events.status('saving', f'checkpoint {tag}')
-        self.engine.save_checkpoint(str(root), tag=tag, client_state={}, save_latest=False,
-                                    exclude_frozen_parameters=True)
-        rng = {'torch': torch.get_rng_state()}
-        if self.device.type != 'cpu':     # dropout on the GPU draws from the device's generator
-            rng['device'] = torch.get_device_module(self.device).get_rng_state(self.device)
-        torch.save(rng, root / tag / f'rng_rank{self.rank}.pt')
-        self.dist.barrier()
-        if self.rank == 0:
-            from utils.fsutil import atomic_write_json
-            atomic_write_json(root / tag / 'trainer_state.json', self.state_dict())
-            self.events.artifact('checkpoint', (root / tag).relative_to(self.run_dir), epoch=self.epoch, step=self.step)
-        self.dist.barrier()
+        self.saver.save_checkpoint(f'step{self.step}', self.state_dict())
         self.last_checkpoint_time = time.time()
-        self.events.status('training', 'training')
 
     def resume(self, ckpt_dir):
-        ckpt_dir = Path(ckpt_dir)
         force_lr = self.config.get('force_constant_lr') is not None
-        load_path, _ = self.engine.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name, load_module_strict=False,
-                                                   load_optimizer_states=True, load_lr_scheduler_states=not force_lr)
-        if load_path is None:
-            raise FileNotFoundError(f'could not load DeepSpeed checkpoint {ckpt_dir}')
-        from utils.schedule import sync_lr
-        sync_lr(self.scheduler)     # the optimizer state just loaded carries the old schedule's rate
-        state = json.loads((ckpt_dir / 'trainer_state.json').read_text())
-        self.load_state_dict(state)
-        rng = ckpt_dir / f'rng_rank{self.rank}.pt'
-        if rng.exists():
-            saved = torch.load(rng, weights_only=True)
-            torch.set_rng_state(saved['torch'])
-            if 'device' in saved and self.device.type != 'cpu':
-                torch.get_device_module(self.device).set_rng_state(saved['device'], self.device)
+        self.load_state_dict(self.saver.restore(ckpt_dir, self.scheduler, load_lr_scheduler=not force_lr))
         print(f'resumed from {ckpt_dir}: step {self.step}, epoch {self.epoch}, batch {self.batch_in_epoch}', flush=True)
 
     # -- control and logging --------------------------------------------------------------------
@@ -434,7 +324,7 @@ class Trainer:
         while not finished:
             batches = self.data.global_batches(self.epoch)
             stream = self.epoch_stream(batches)
-            while self.batch_in_epoch < len(batches):
+            while self.batch_in_epoch < len(batches) and not finished:
                 t0 = time.time()
                 lr = self.optimizer.param_groups[0]['lr']       # the rate this step uses
                 loss = self.train_step(stream)
@@ -444,37 +334,47 @@ class Trainer:
                 self.batch_in_epoch += 1
                 self.report_step(loss, lr, started, start_step, len(batches), bar)
                 finished = self.step >= self.total_steps
-                ctl = self.poll_control(time.time() - t0, force=finished)
-                if self.due('save_every_n_steps', self.step) or \
-                        self.due('save_every_n_examples', self.examples, prev_examples) or ctl['save'] or ctl['save_quit']:
-                    self.save_adapter(f'step{self.step}')
-                # At the last step a stop changes nothing: the run finishes below (final save, checkpoint, done).
-                if (ctl['checkpoint'] or ctl['stop'] or ctl['save_quit']) and not finished:
-                    self.save_checkpoint()
-                if (ctl['stop'] or ctl['save_quit']) and not finished:
-                    self.events.status('stopped', f'stopped at step {self.step} on request; resume from checkpoints/step{self.step}')
+                if self.after_step(time.time() - t0, prev_examples, finished) == 'stopped':
                     return self._close(bar)
-                if self.due('eval_every_n_steps', self.step) or self.due('eval_every_n_examples', self.examples, prev_examples):
-                    self.evaluate()
-                if finished:
-                    break
-            if self.batch_in_epoch >= len(batches):      # the epoch is complete
-                epoch_done = self.epoch
-                finished = finished or epoch_done >= cfg['epochs']
-                if self.due('save_every_n_epochs', epoch_done) or finished:
-                    self.save_adapter(f'epoch{epoch_done}')
-                if self.due('eval_every_n_epochs', epoch_done):
-                    self.evaluate()
-                self.epoch += 1
-                self.batch_in_epoch = 0
-                if self.due('checkpoint_every_n_epochs', epoch_done) and not finished:
-                    self.save_checkpoint()
-            elif finished and not (self.run_dir / f'step{self.step}').exists():
-                self.save_adapter(f'step{self.step}')     # max_steps reached inside an epoch
+            finished = self.after_epoch(batches, finished)
         if not (self.run_dir / 'checkpoints' / f'step{self.step}' / 'trainer_state.json').is_file():
             self.save_checkpoint()   # a final checkpoint lets a finished run continue for more epochs
         self.events.status('done', f'finished: {self.step} steps, {self.epoch - 1} epochs')
         return self._close(bar)
+
+    def after_step(self, step_seconds, prev_examples, finished):
+        """Control requests, saves and evaluations due after a step; 'stopped' when the run stops here."""
+        ctl = self.poll_control(step_seconds, force=finished)
+        if self.due('save_every_n_steps', self.step) or \
+                self.due('save_every_n_examples', self.examples, prev_examples) or ctl['save'] or ctl['save_quit']:
+            self.save_adapter(f'step{self.step}')
+        # At the last step a stop changes nothing: the run finishes (final save, checkpoint, done).
+        if (ctl['checkpoint'] or ctl['stop'] or ctl['save_quit']) and not finished:
+            self.save_checkpoint()
+        if (ctl['stop'] or ctl['save_quit']) and not finished:
+            self.events.status('stopped', f'stopped at step {self.step} on request; resume from checkpoints/step{self.step}')
+            return 'stopped'
+        if self.due('eval_every_n_steps', self.step) or self.due('eval_every_n_examples', self.examples, prev_examples):
+            self.evaluate()
+        return None
+
+    def after_epoch(self, batches, finished):
+        """Saves, evaluation and checkpoint due when an epoch is complete (or the last step's adapter when
+        max_steps ends the run inside one) -> whether the run is finished."""
+        if self.batch_in_epoch >= len(batches):      # the epoch is complete
+            epoch_done = self.epoch
+            finished = finished or epoch_done >= self.config['epochs']
+            if self.due('save_every_n_epochs', epoch_done) or finished:
+                self.save_adapter(f'epoch{epoch_done}')
+            if self.due('eval_every_n_epochs', epoch_done):
+                self.evaluate()
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            if self.due('checkpoint_every_n_epochs', epoch_done) and not finished:
+                self.save_checkpoint()
+        elif finished and not (self.run_dir / f'step{self.step}').exists():
+            self.save_adapter(f'step{self.step}')     # max_steps reached inside an epoch
+        return finished
 
     def report_step(self, loss, lr, started, start_step, batches_in_epoch, bar):
         self.log_metric('train/loss', loss)
@@ -517,6 +417,15 @@ class Trainer:
 # ------------------------------------------------------------------------------------------------
 # Entry point
 # ------------------------------------------------------------------------------------------------
+
+def local_device():
+    """The device this rank computes on (the CPU when DeepSpeed's accelerator is the CPU)."""
+    from deepspeed.accelerator import get_accelerator
+    acc = get_accelerator()
+    if acc.device_name() == 'cpu':
+        return torch.device('cpu')
+    return torch.device(acc.device_name(int(os.environ.get('LOCAL_RANK', 0))))
+
 
 def load_everything(args, world_size):
     """Config, model adapter (cheap: no weights), dataset configs. Raises on any refusal."""

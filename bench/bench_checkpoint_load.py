@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def write(folder: Path, dim: int, layers: int):
     import torch
     from diffusers import WanTransformer3DModel
-    from models.wan.checkpoints import official_state_dict
+    from models.wan.keymaps import official_state_dict
     from models.wan.tiny import _save_sharded, _write_json
     heads = dim // 128
     with torch.device('meta'):
@@ -40,8 +40,9 @@ def write(folder: Path, dim: int, layers: int):
 
 def load(folder: Path, dtype: str):
     import torch
-    from models.wan.checkpoints import Source, WanCheckpoint, _diffusers_transformer_config, _header_names, load_transformer
+    from models.wan.checkpoints import Source, WanCheckpoint, _diffusers_transformer_config, _header_names
     from models.wan.variants import VARIANTS
+    from models.wan.weights import load_transformer
     config = json.loads((folder / 'config.json').read_text())
     files = sorted(folder.glob('*.safetensors'))
     ckpt = WanCheckpoint(variant=VARIANTS['wan2.1-t2v-14b'], layout='official', root=folder,

@@ -16,10 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from utils.cache import Cache, Prefetcher  # noqa: E402
+from utils.cache import Cache  # noqa: E402
 from utils.config import validate_dataset  # noqa: E402
 from utils.dataset import MediaSpec, build_dataset  # noqa: E402
 from utils.media import ffmpeg_exe, probe, probe_many, read_clip, read_image  # noqa: E402
+from utils.train_data import Prefetcher  # noqa: E402
 
 
 def timed(label, fn, repeat=3):

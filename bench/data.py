@@ -35,7 +35,7 @@ def main():
     parser.add_argument('--warmup', type=int, default=10)
     args = parser.parse_args()
     os.environ['OMP_NUM_THREADS'] = '1'
-    from utils.cache import Prefetcher
+    from utils.train_data import Prefetcher
 
     _, config = setup()
     loop = PlainLoop(config)

@@ -13,16 +13,16 @@ def make_lora(model_dir, out_file, seed=0, expert='main', rank=4, scale=0.5):
     import torch
     from safetensors.torch import save_file
 
-    from models.wan import checkpoints
+    from models.wan import checkpoints, keymaps, weights
     from models.wan.adapter import lora_target_modules
     ckpt = checkpoints.inspect_checkpoint({'ckpt_path': str(model_dir)})
     key = expert if expert in ckpt.transformers else next(iter(ckpt.transformers))
-    transformer = checkpoints.load_transformer(ckpt, key, torch.float32)
+    transformer = weights.load_transformer(ckpt, key, torch.float32)
     gen = torch.Generator().manual_seed(seed)
     tensors = {}
     for name in lora_target_modules(transformer):
         linear = transformer.get_submodule(name)
-        official = checkpoints.diffusers_to_official(name)
+        official = keymaps.diffusers_to_official(name)
         tensors[f'diffusion_model.{official}.lora_A.weight'] = torch.randn(rank, linear.in_features, generator=gen) * scale
         tensors[f'diffusion_model.{official}.lora_B.weight'] = torch.randn(linear.out_features, rank, generator=gen) * scale
     out_file = Path(out_file)

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from mediagen import caption, image, video
-from utils.cache import Cache, CacheError, Prefetcher, Store, collate
+from utils.cache import Cache, CacheError, Store
 from utils.config import validate_dataset
 from utils.dataset import MediaSpec, build_dataset, epoch_batches, micro_batch_size_fn
 from utils.media import read_media
+from utils.train_data import Prefetcher, collate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = MediaSpec(framerate=16, size_multiple=16)

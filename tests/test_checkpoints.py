@@ -3,16 +3,22 @@
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from models.wan import checkpoints as C
+from models.wan import keymaps as K
+from models.wan import weights as W
 from models.wan.keymaps import vae_diffusers_to_official
 from models.wan.tiny import COMFY_FILES, COMFY_NAMES
 from models.wan.variants import EXPERT_FOLDERS, VARIANTS, variant_of_folder
 
+ROOT = Path(__file__).resolve().parents[1]
 ALL = list(VARIANTS)
 
 
@@ -49,34 +55,34 @@ def test_all_layouts_load_identical_weights(tiny_models, vid):
     for expert, name in COMFY_NAMES[vid].items():
         com = ckpt(tiny_models, vid, transformer_path=str(tiny_models / vid / 'comfy' / 'diffusion_models' / name))
         assert tuple(com.transformers) == (expert,) and com.transformers[expert].kind == 'comfy'
-        ref = C.load_transformer(off, expert, torch.float32).state_dict()
+        ref = W.load_transformer(off, expert, torch.float32).state_dict()
         assert_nontrivial(ref)
-        assert_same(ref, C.load_transformer(dif, expert, torch.float32).state_dict(), f'{expert} transformer (diffusers)')
-        assert_same(ref, C.load_transformer(com, expert, torch.float32).state_dict(), f'{expert} transformer (comfy)')
+        assert_same(ref, W.load_transformer(dif, expert, torch.float32).state_dict(), f'{expert} transformer (diffusers)')
+        assert_same(ref, W.load_transformer(com, expert, torch.float32).state_dict(), f'{expert} transformer (comfy)')
 
-    ref = C.load_vae(off, torch.float32).state_dict()
+    ref = W.load_vae(off, torch.float32).state_dict()
     assert_nontrivial(ref)
-    assert_same(ref, C.load_vae(dif, torch.float32).state_dict(), 'VAE (diffusers)')
+    assert_same(ref, W.load_vae(dif, torch.float32).state_dict(), 'VAE (diffusers)')
     com = dataclasses.replace(off, vae=C.source_for_file(comfy(tiny_models, vid, f'vae_{off.variant.vae}'), 'vae'))
-    assert_same(ref, C.load_vae(com, torch.float32).state_dict(), 'VAE (comfy)')
+    assert_same(ref, W.load_vae(com, torch.float32).state_dict(), 'VAE (comfy)')
 
-    _, ref = C.load_text_encoder(off, torch.bfloat16)
+    _, ref = W.load_text_encoder(off, torch.bfloat16)
     assert_nontrivial(ref.state_dict())
-    _, other = C.load_text_encoder(dif, torch.bfloat16)
+    _, other = W.load_text_encoder(dif, torch.bfloat16)
     assert_same(ref.state_dict(), other.state_dict(), 'UMT5 (diffusers)')
     com = ckpt(tiny_models, vid, llm_path=str(comfy(tiny_models, vid, 'umt5')))
     assert com.text_encoder.kind == 'transformers'
-    _, other = C.load_text_encoder(com, torch.bfloat16)
+    _, other = W.load_text_encoder(com, torch.bfloat16)
     assert_same(ref.state_dict(), other.state_dict(), 'UMT5 (ComfyUI umt5_xxl)')
 
     if not off.variant.uses_clip:
-        assert C.load_image_encoder(off, torch.float32) is None and dif.image_encoder is None
+        assert W.load_image_encoder(off, torch.float32) is None and dif.image_encoder is None
         return
-    ref, _ = C.load_image_encoder(off, torch.float32)
+    ref, _ = W.load_image_encoder(off, torch.float32)
     assert_nontrivial(ref.state_dict())
-    assert_same(ref.state_dict(), C.load_image_encoder(dif, torch.float32)[0].state_dict(), 'CLIP (diffusers)')
+    assert_same(ref.state_dict(), W.load_image_encoder(dif, torch.float32)[0].state_dict(), 'CLIP (diffusers)')
     com = dataclasses.replace(off, image_encoder=C.source_for_file(comfy(tiny_models, vid, 'clip'), 'image_encoder'))
-    assert_same(ref.state_dict(), C.load_image_encoder(com, torch.float32)[0].state_dict(), 'CLIP (clip_vision_h)')
+    assert_same(ref.state_dict(), W.load_image_encoder(com, torch.float32)[0].state_dict(), 'CLIP (clip_vision_h)')
     assert ref.config.image_size == 224 and ref.config.patch_size == 14       # 257 tokens, like ViT-H/14
 
 
@@ -87,8 +93,8 @@ def test_official_t5_names_in_safetensors_load_as_llm_path(tiny_models, tmp_path
     save_file(state, str(tmp_path / 'umt5-xxl-enc-bf16.safetensors'))
     kijai = ckpt(tiny_models, 'wan2.1-t2v-1.3b', llm_path=str(tmp_path / 'umt5-xxl-enc-bf16.safetensors'))
     assert kijai.text_encoder.kind == 'official'
-    assert_same(C.load_text_encoder(off, torch.float32)[1].state_dict(),
-                C.load_text_encoder(kijai, torch.float32)[1].state_dict(), 'UMT5 (official names, safetensors)')
+    assert_same(W.load_text_encoder(off, torch.float32)[1].state_dict(),
+                W.load_text_encoder(kijai, torch.float32)[1].state_dict(), 'UMT5 (official names, safetensors)')
 
 
 @pytest.mark.parametrize('vid', ALL)
@@ -98,25 +104,25 @@ def test_official_state_dict_round_trip(tiny_models, vid):
         on_disk = {}
         for f in src.files:
             on_disk.update(load_file(str(f)))
-        saved = C.official_state_dict(C.load_transformer(off, expert, torch.float32).state_dict())
+        saved = K.official_state_dict(W.load_transformer(off, expert, torch.float32).state_dict())
         assert_same(on_disk, saved, f'{expert} official round trip')
 
 
 def test_lora_targets_map_to_official_names(tiny_models):
     off = ckpt(tiny_models, 'wan2.1-i2v-14b')              # has the image cross-attention projections too
-    model = C.load_transformer(off, 'main', torch.float32)
+    model = W.load_transformer(off, 'main', torch.float32)
     official = set(load_file(str(off.transformers['main'].files[0]))) | set(load_file(str(off.transformers['main'].files[1])))
     linears = [n for n, m in model.blocks[0].named_modules() if isinstance(m, torch.nn.Linear)]
     assert {'attn1.to_q', 'attn2.add_k_proj', 'ffn.net.0.proj', 'ffn.net.2'} <= set(linears)
     for name in linears:
-        assert C.diffusers_to_official(f'blocks.0.{name}') + '.weight' in official, name
-    assert C.diffusers_to_official('blocks.0.attn1.to_q') == 'blocks.0.self_attn.q'
-    assert C.diffusers_to_official('blocks.3.attn2.to_out.0.lora_A.weight') == 'blocks.3.cross_attn.o.lora_A.weight'
-    assert C.diffusers_to_official('blocks.0.norm2.weight') == 'blocks.0.norm3.weight'
-    assert C.diffusers_to_official('condition_embedder.time_proj.weight') == 'time_projection.1.weight'
-    assert C.diffusers_to_official('blocks.0.ffn.net.0.proj') == 'blocks.0.ffn.0'
+        assert K.diffusers_to_official(f'blocks.0.{name}') + '.weight' in official, name
+    assert K.diffusers_to_official('blocks.0.attn1.to_q') == 'blocks.0.self_attn.q'
+    assert K.diffusers_to_official('blocks.3.attn2.to_out.0.lora_A.weight') == 'blocks.3.cross_attn.o.lora_A.weight'
+    assert K.diffusers_to_official('blocks.0.norm2.weight') == 'blocks.0.norm3.weight'
+    assert K.diffusers_to_official('condition_embedder.time_proj.weight') == 'time_projection.1.weight'
+    assert K.diffusers_to_official('blocks.0.ffn.net.0.proj') == 'blocks.0.ffn.0'
     with pytest.raises(KeyError):
-        C.diffusers_to_official('blocks.0.attn1.processor')
+        K.diffusers_to_official('blocks.0.attn1.processor')
 
 
 def test_wan21_vae_map_agrees_with_diffusers_conversion(tiny_models):
@@ -204,7 +210,7 @@ def test_wrong_or_truncated_weights_are_reported(tiny_models, broken, tmp_path):
     state['blocks.0.extra.weight'] = state.pop('blocks.0.self_attn.q.weight')
     save_file(state, str(root / 'diffusion_pytorch_model.safetensors'))
     with pytest.raises(C.CheckpointError, match=r'1 missing: blocks\.0\.attn1\.to_q\.weight(.|\n)*1 unexpected: blocks\.0\.extra\.weight'):
-        C.load_transformer(C.inspect_checkpoint({'ckpt_path': str(root)}), 'main', torch.float32)
+        W.load_transformer(C.inspect_checkpoint({'ckpt_path': str(root)}), 'main', torch.float32)
     (tmp_path / 'bad.safetensors').write_bytes(b'not a safetensors file')
     with pytest.raises(C.CheckpointError, match='bad.safetensors is not a readable safetensors file'):
         C.inspect_checkpoint({'ckpt_path': str(root), 'transformer_path': str(tmp_path / 'bad.safetensors')})
@@ -242,9 +248,16 @@ def test_dtype_is_applied_per_tensor_as_read(tiny_models):
     def keep(name):
         return torch.float32 if 'norm' in name or 'scale_shift_table' in name else None
 
-    model = C.load_transformer(off, 'main', torch.bfloat16, dtype_for=keep)
+    model = W.load_transformer(off, 'main', torch.bfloat16, dtype_for=keep)
     dtypes = {n: p.dtype for n, p in model.named_parameters()}
     assert dtypes['blocks.0.attn1.to_q.weight'] == torch.bfloat16
     assert dtypes['blocks.0.norm2.weight'] == dtypes['blocks.0.scale_shift_table'] == torch.float32
     assert not any(p.is_meta for p in model.parameters())
-    assert C.load_vae(off, torch.bfloat16).dtype == torch.bfloat16
+    assert W.load_vae(off, torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_inspecting_a_checkpoint_imports_no_torch():
+    """The studio inspects model folders in its own process: models.wan.checkpoints must stay cheap."""
+    code = "import models.wan.checkpoints, sys; assert 'torch' not in sys.modules, 'torch was imported'"
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -248,7 +248,7 @@ def test_float8_storage_keeps_frozen_weights_in_float8(tiny_models, demo_dataset
 
 
 def test_full_fine_tune_saves_official_names_loadable_as_transformer_path(tiny_models, demo_dataset, tmp_path):
-    from models.wan import checkpoints
+    from models.wan import checkpoints, weights
     src = official(tiny_models, 'wan2.1-t2v-1.3b')
     config = write_config(tmp_path, config_text(src, demo_dataset, tmp_path / 'out', max_steps=2, adapter=None,
                                                 optimizer="type = 'adamw'\nlr = 1e-3"))
@@ -262,7 +262,7 @@ def test_full_fine_tune_saves_official_names_loadable_as_transformer_path(tiny_m
     assert set(saved) == set(original)                       # the official parameter names, every one
     assert not torch.equal(saved['blocks.0.self_attn.q.weight'], original['blocks.0.self_attn.q.weight'])
     ckpt = checkpoints.inspect_checkpoint({'ckpt_path': str(src), 'transformer_path': str(folder)})
-    loaded = checkpoints.load_transformer(ckpt, 'main', torch.float32).state_dict()
+    loaded = weights.load_transformer(ckpt, 'main', torch.float32).state_dict()
     assert torch.equal(loaded['blocks.0.attn1.to_q.weight'], saved['blocks.0.self_attn.q.weight'])
 
 
@@ -285,22 +285,21 @@ def test_stop_at_the_last_step_still_finishes_with_the_final_lora(tiny_models, d
 def test_uncached_captions_are_encoded_when_the_latent_cache_is_already_complete(tiny_models, demo_dataset, tmp_path):
     """cache_text_embeddings = false: a second run finds every latent cached and loads no encoder while
     caching; the captions are still encoded as batches load, as the first run encoded them."""
-    from types import SimpleNamespace
-
     from models.wan.adapter import WanAdapter
     from utils.config import load_dataset_config, load_main_config
     from utils.events import EventWriter
+    from utils.run_context import RunContext
     from utils.train_data import TrainData
     config = load_main_config(write_config(tmp_path, config_text(
         official(tiny_models, 'wan2.1-t2v-1.3b'), demo_dataset, tmp_path / 'out', model_extra='cache_text_embeddings = false')))
     loaded = []
     for _ in range(2):
-        trainer = SimpleNamespace(config=config, adapter=WanAdapter(config), run_dir=tmp_path, rank=0, world=1, dp_world=1,
-                                  args=SimpleNamespace(regenerate_cache=False, trust_cache=False), device=torch.device('cpu'),
-                                  events=EventWriter(tmp_path, enabled=False), dist=SimpleNamespace(barrier=lambda: None))
-        data = TrainData.build(trainer, load_dataset_config(demo_dataset, 16), 'train')
+        ctx = RunContext(rank=0, world=1, dp_world=1, device=torch.device('cpu'), barrier=lambda: None,
+                         events=EventWriter(tmp_path, enabled=False), run_dir=tmp_path)
+        adapter = WanAdapter(config)
+        data = TrainData.build(ctx, config, adapter, load_dataset_config(demo_dataset, 16), 'train')
         micro = data.global_batches(1)[0].for_rank(0)[0]
-        loaded.append((data.load(micro), data.dataset.by_id[micro[0][0]].captions[micro[0][1]], trainer.adapter))
+        loaded.append((data.load(micro), data.dataset.by_id[micro[0][0]].captions[micro[0][1]], adapter))
     (first, caption, adapter), (second, _, _) = loaded
     expected = adapter.encode_text([caption])[0]['text_embeddings']
     assert torch.equal(first[0]['text_embeddings'], expected) and torch.equal(second[0]['text_embeddings'], expected)

@@ -189,7 +189,7 @@ def test_lora_with_alpha_other_than_rank_loads_in_diffusers_with_the_same_output
 def test_full_fine_tune_of_a_diffusers_folder_saves_loadable_transformers(tiny_models, tmp_path, variant):
     """Official names need the official config.json, whatever layout the run trained from; two experts
     save one folder each, named as in the official A14B folder, loadable as transformer_path."""
-    from models.wan import checkpoints
+    from models.wan import checkpoints, weights
     src = tiny_models / variant / 'diffusers'
     adapter = make_adapter(tiny_models, tmp_path, variant, 'diffusers', adapter=None,
                            optimizer="type = 'adamw'\nlr = 1e-3")
@@ -203,6 +203,6 @@ def test_full_fine_tune_of_a_diffusers_folder_saves_loadable_transformers(tiny_m
     for (expert, folder), transformer in zip(written.items(), transformers):
         path = tmp_path / 'saved' / folder
         ckpt = checkpoints.inspect_checkpoint({'ckpt_path': str(src), 'transformer_path': str(path)})
-        loaded = checkpoints.load_transformer(ckpt, expert, torch.float32).state_dict()
+        loaded = weights.load_transformer(ckpt, expert, torch.float32).state_dict()
         for name, value in transformer.state_dict().items():
             assert torch.equal(loaded[name], value), (expert, name)

@@ -38,7 +38,6 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Full, Queue
 
 import torch
 import torch.nn.functional as F
@@ -524,65 +523,3 @@ class CacheReader:
     def close(self):
         with self._lock:
             self._files.clear()
-
-
-def collate(examples):
-    """Stack a micro-batch of item dicts: same-shape tensors -> one tensor; differing shapes (text of
-    different lengths) -> a list. 'mask' is filled with ones for items that have none."""
-    if any('mask' in e for e in examples):
-        shape = next(e['mask'].shape for e in examples if 'mask' in e)
-        examples = [e if 'mask' in e else {**e, 'mask': torch.ones(shape)} for e in examples]
-    out = {}
-    for name in examples[0]:
-        values = [e[name] for e in examples]
-        same = all(v.shape == values[0].shape for v in values)
-        out[name] = torch.stack(values) if same else values
-    return out
-
-
-class Prefetcher:
-    """Loads micro-batches in a background thread, `depth` ahead, in order.
-
-    micro_batches: iterable of lists of item ids or of (item id, caption index) pairs (see
-    GlobalBatch.for_rank). Iterating yields a list of item dicts per micro-batch."""
-
-    _END = object()
-
-    def __init__(self, reader, micro_batches, depth=4):
-        self.reader = reader
-        self.queue = Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(iter(micro_batches),), daemon=True)
-        self.thread.start()
-
-    def _run(self, batches):
-        try:
-            for batch in batches:
-                if self.stop.is_set():
-                    return
-                loaded = [self.reader.get(*e) if isinstance(e, (tuple, list)) else self.reader.get(e) for e in batch]
-                self._put(loaded)
-            self._put(self._END)
-        except BaseException as e:  # handed to the consumer, raised there
-            self._put(e)
-
-    def _put(self, obj):
-        while not self.stop.is_set():
-            try:
-                self.queue.put(obj, timeout=0.1)
-                return
-            except Full:
-                continue
-
-    def __iter__(self):
-        while True:
-            obj = self.queue.get()
-            if obj is self._END:
-                return
-            if isinstance(obj, BaseException):
-                raise obj
-            yield obj
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=5)

@@ -10,7 +10,6 @@ this same module (`validate_main`, `validate_dataset`), so the form and the trai
 """
 
 import difflib
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -515,9 +514,3 @@ def describe_keys():
             rows.append({'section': section, 'key': name, 'default': default, 'doc': key.doc,
                          'choices': list(key.choices)})
     return rows
-
-
-def to_toml_value(v):
-    if isinstance(v, float) and (math.isinf(v) or math.isnan(v)):
-        raise ValueError(f'{v} cannot be written to TOML')
-    return v

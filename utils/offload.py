@@ -50,7 +50,3 @@ class BlockSwapper:
             else:
                 self._bring_in(layer, None)
 
-    def resident_bytes(self):
-        """Bytes of swapped weights currently on the GPU (0 between layers when swapping works)."""
-        return sum(p.data.numel() * p.data.element_size() for layer in self.layers
-                   for p in self._frozen(layer) if p.data.device == self.device and self.device.type != 'cpu')

@@ -1,15 +1,19 @@
 """The trainer's view of a dataset: items and their report, the latent / text cache filled through
 the model adapter's encoders, and, per epoch, the global batches each rank trains on.
 
-    data = TrainData.build(trainer, dataset_config, 'train')
+    data = TrainData.build(ctx, config, adapter, dataset_config, 'train')   # ctx: utils.run_context.RunContext
     for gb in data.global_batches(epoch): ...            # utils.dataset.GlobalBatch
     items = data.load(gb.for_rank(dp_rank)[micro])       # item dicts from the memory-mapped cache
 """
 
 import sys
+import threading
 import time
+from queue import Full, Queue
 
-from utils.cache import Cache, Prefetcher
+import torch
+
+from utils.cache import Cache
 from utils.dataset import build_dataset, epoch_batches, format_report, micro_batch_size_fn
 from utils.fsutil import atomic_write_json
 
@@ -27,9 +31,10 @@ class TrainData:
         self.steps_per_epoch = len(self.global_batches(1))
 
     @classmethod
-    def build(cls, trainer, dataset_config, name):
-        """Build the dataset, report it, and make sure every item is in the cache (each rank encodes its share)."""
-        cfg, adapter, args = trainer.config, trainer.adapter, trainer.args
+    def build(cls, ctx, cfg, adapter, dataset_config, name, regenerate=False, trust=False):
+        """Build the dataset, report it, and make sure every item is in the cache (each rank encodes its share).
+
+        regenerate / trust: --regenerate_cache / --trust_cache."""
         is_train = name == 'train'
         dataset = build_dataset(dataset_config, adapter.media_spec, cfg['video_clip_mode'], seed=cfg['seed'])
         mbs = cfg['micro_batch_size_per_gpu'] if is_train else cfg['eval_micro_batch_size_per_gpu']
@@ -39,23 +44,23 @@ class TrainData:
         cache_text = adapter.model_config.get('cache_text_embeddings', True)
         identity = adapter.cache_identity()
         if cache_text:
-            cache = Cache.from_identity(dataset, identity, regenerate=args.regenerate_cache, trust=args.trust_cache)
+            cache = Cache.from_identity(dataset, identity, regenerate=regenerate, trust=trust)
         else:
             cache = Cache(dataset, identity['variant'], identity.get('vae'), None, identity.get('image_encoder'),
-                          regenerate=args.regenerate_cache, trust=args.trust_cache)
-        encoders = _LazyEncoders(adapter, trainer.device)
-        progress = _CacheProgress(trainer.events, name, trainer.world)
+                          regenerate=regenerate, trust=trust)
+        encoders = _LazyEncoders(adapter, ctx.device)
+        progress = _CacheProgress(ctx.events, name, ctx.world)
         result = cache.build(dataset.items, encoders.encode_media, encoders.encode_text,
-                             batch_size=cfg['caching_batch_size'], rank=trainer.rank, world_size=trainer.world,
-                             barrier=trainer.dist.barrier, progress=progress, map_num_proc=cfg['map_num_proc'])
+                             batch_size=cfg['caching_batch_size'], rank=ctx.rank, world_size=ctx.world,
+                             barrier=ctx.barrier, progress=progress, map_num_proc=cfg['map_num_proc'])
         if cache_text:
             encoders.unload()
         dataset.drop(result.failed, result.gone)
-        dataset.steps_per_epoch(mbs, image_mbs, trainer.dp_world, ga)
-        if trainer.rank == 0:
+        dataset.steps_per_epoch(mbs, image_mbs, ctx.dp_world, ga)
+        if ctx.rank == 0:
             file = 'dataset_report.json' if is_train else f'dataset_report_{name.split("/", 1)[-1]}.json'
-            atomic_write_json(trainer.run_dir / file, dataset.report)
-            trainer.events.artifact('report', file, dataset=name)
+            atomic_write_json(ctx.run_dir / file, dataset.report)
+            ctx.events.artifact('report', file, dataset=name)
             print(f'--- {name} ---\n{format_report(dataset.report)}', flush=True)
             print(f'cache: {result.reused} entries reused, {result.encoded_latents} latents and '
                   f'{result.encoded_texts} captions encoded', flush=True)
@@ -63,11 +68,11 @@ class TrainData:
             raise ValueError(f'{name} dataset has no usable items (see dataset_report.json for why each file was dropped)')
         # Uncached captions are encoded as batches load: through the lazy encoders, which load on first use
         # when the cache was already complete.
-        data = cls(dataset, cache.reader(dataset.items), micro_batch_size_fn(mbs, image_mbs), trainer.dp_world, ga,
+        data = cls(dataset, cache.reader(dataset.items), micro_batch_size_fn(mbs, image_mbs), ctx.dp_world, ga,
                    cfg['seed'], None if cache_text else encoders.encode_text)
         if data.steps_per_epoch == 0:
             raise ValueError(f'{name} dataset has {len(dataset.items)} items but none of its buckets fills one global '
-                             f'batch ({trainer.dp_world} data-parallel ranks x {ga} accumulation steps x micro-batch)')
+                             f'batch ({ctx.dp_world} data-parallel ranks x {ga} accumulation steps x micro-batch)')
         return data
 
     def global_batches(self, epoch):
@@ -112,6 +117,67 @@ class TrainData:
                 self._empty = None
         return self._empty
 
+
+def collate(examples):
+    """Stack a micro-batch of item dicts: same-shape tensors -> one tensor; differing shapes (text of
+    different lengths) -> a list. 'mask' is filled with ones for items that have none."""
+    if any('mask' in e for e in examples):
+        shape = next(e['mask'].shape for e in examples if 'mask' in e)
+        examples = [e if 'mask' in e else {**e, 'mask': torch.ones(shape)} for e in examples]
+    out = {}
+    for name in examples[0]:
+        values = [e[name] for e in examples]
+        same = all(v.shape == values[0].shape for v in values)
+        out[name] = torch.stack(values) if same else values
+    return out
+
+
+class Prefetcher:
+    """Loads micro-batches in a background thread, `depth` ahead, in order.
+
+    micro_batches: iterable of lists of item ids or of (item id, caption index) pairs (see
+    GlobalBatch.for_rank). Iterating yields a list of item dicts per micro-batch."""
+
+    _END = object()
+
+    def __init__(self, reader, micro_batches, depth=4):
+        self.reader = reader
+        self.queue = Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(iter(micro_batches),), daemon=True)
+        self.thread.start()
+
+    def _run(self, batches):
+        try:
+            for batch in batches:
+                if self.stop.is_set():
+                    return
+                loaded = [self.reader.get(*e) if isinstance(e, (tuple, list)) else self.reader.get(e) for e in batch]
+                self._put(loaded)
+            self._put(self._END)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+
+    def _put(self, obj):
+        while not self.stop.is_set():
+            try:
+                self.queue.put(obj, timeout=0.1)
+                return
+            except Full:
+                continue
+
+    def __iter__(self):
+        while True:
+            obj = self.queue.get()
+            if obj is self._END:
+                return
+            if isinstance(obj, BaseException):
+                raise obj
+            yield obj
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 class _LazyEncoders:
     """Encoders load on first use, so a run whose cache is complete never loads the VAE or UMT5."""

@@ -3,15 +3,15 @@
 Variants: Wan2.1 t2v 1.3B / 14B, Wan2.1 i2v 14B (CLIP image context), Wan2.2 t2v-A14B and
 i2v-A14B (two experts split at a timestep boundary), Wan2.2 ti2v-5B (48-channel VAE, 24 fps).
 Weights load from the official Wan-AI folder, a Diffusers folder or ComfyUI single files
-(models/wan/checkpoints.py). LoRA is injected with peft on every Linear of every transformer
+(models/wan/checkpoints.py finds them, models/wan/weights.py loads them). LoRA is injected with peft on every Linear of every transformer
 block, alpha = rank unless set; without an [adapter] table the whole transformer trains.
 """
 
 import torch
 
 from models.base import ModelAdapter, ModelConfigError, dtype_of
-from models.wan import checkpoints
-from models.wan.keymaps import official_transformer_config
+from models.wan import checkpoints, weights
+from models.wan.keymaps import diffusers_to_official, official_state_dict, official_transformer_config
 from models.wan.layers import BlockLayer, EmbedLayer, OutputLayer
 from utils import timesteps
 from utils.fsutil import atomic_save, atomic_write_json
@@ -95,14 +95,14 @@ class WanAdapter(ModelAdapter):
     # -- encoders (caching phase) -------------------------------------------------------------
     def load_encoders(self, device):
         self.device = torch.device(device)
-        self.vae = checkpoints.load_vae(self.ckpt, self.dtype).to(self.device).eval()
-        self.tokenizer, self.text_encoder = checkpoints.load_text_encoder(self.ckpt, self.dtype)
+        self.vae = weights.load_vae(self.ckpt, self.dtype).to(self.device).eval()
+        self.tokenizer, self.text_encoder = weights.load_text_encoder(self.ckpt, self.dtype)
         if self.model_config.get('text_encoder_fp8'):
             from diffusers.hooks import apply_layerwise_casting
             apply_layerwise_casting(self.text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
         self.text_encoder.to(self.device).eval()
         if self.uses_clip:
-            self.image_encoder, self.image_processor = checkpoints.load_image_encoder(self.ckpt, self.dtype)
+            self.image_encoder, self.image_processor = weights.load_image_encoder(self.ckpt, self.dtype)
             self.image_encoder.to(self.device).eval()
         cfg = self.vae.config
         self._latents_mean = torch.tensor(cfg.latents_mean, device=self.device).view(1, -1, 1, 1, 1)
@@ -146,7 +146,7 @@ class WanAdapter(ModelAdapter):
 
     # -- the trained network ------------------------------------------------------------------
     def build_diffusion_model(self, seed=0):
-        transformers = [checkpoints.load_transformer(self.ckpt, expert, self.dtype) for expert in self.experts]
+        transformers = [weights.load_transformer(self.ckpt, expert, self.dtype) for expert in self.experts]
         lora = self.adapter_config
         for t in transformers:
             t.requires_grad_(False)
@@ -272,7 +272,7 @@ class WanAdapter(ModelAdapter):
             out = {}
             for name, tensor in sd.items():
                 module, suffix = name.rsplit('.lora_', 1)
-                official = checkpoints.diffusers_to_official(module)
+                official = diffusers_to_official(module)
                 targets.add(official.split('.', 2)[-1] if official.startswith('blocks.') else official)
                 out[f'diffusion_model.{official}.lora_{suffix}'] = tensor.to(save_dtype).contiguous()
                 if lora['alpha'] != lora['rank'] and suffix == 'A.weight':
@@ -294,7 +294,7 @@ class WanAdapter(ModelAdapter):
         for expert, sd in state_dicts.items():
             saved[expert] = '.' if len(state_dicts) == 1 else f'{expert}_model'
             folder = save_dir / saved[expert]
-            out = {k: v.to(save_dtype).contiguous() for k, v in checkpoints.official_state_dict(sd).items()}
+            out = {k: v.to(save_dtype).contiguous() for k, v in official_state_dict(sd).items()}
             atomic_save(folder / 'diffusion_pytorch_model.safetensors',
                         lambda p, o=out: save_file(o, p, metadata={'format': 'pt', **(metadata or {})}))
             # Official names want the official config.json, whatever layout the run loaded from.
@@ -319,7 +319,7 @@ class WanAdapter(ModelAdapter):
             for name, p in t.named_parameters():
                 if '.lora_' in name:
                     module, suffix = name.replace('.default.', '.').rsplit('.lora_', 1)
-                    wanted[f'diffusion_model.{checkpoints.diffusers_to_official(module)}.lora_{suffix}'] = p
+                    wanted[f'diffusion_model.{diffusers_to_official(module)}.lora_{suffix}'] = p
             missing = sorted(set(wanted) - set(saved))
             if missing:
                 raise ValueError(f'init_from_existing: {file} lacks {len(missing)} LoRA weights, e.g. {missing[0]} '

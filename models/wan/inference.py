@@ -141,7 +141,7 @@ class WanGenerator:
         diffusers' model CPU offload, each component moved to the GPU only while it runs."""
         import torch
 
-        from . import checkpoints
+        from . import weights
         device = torch.device(device)
         dtype = dtype or (torch.bfloat16 if device.type == 'cuda' else torch.float32)
         ckpt = inference_checkpoint(model_cfg)
@@ -149,14 +149,14 @@ class WanGenerator:
         if offload is None:
             offload = device.type == 'cuda' and len(experts) == 2
         place = (lambda m: m) if offload else (lambda m: m.to(device))  # noqa: E731
-        parts = {'transformer': place(checkpoints.load_transformer(ckpt, experts[0], dtype).eval()),
+        parts = {'transformer': place(weights.load_transformer(ckpt, experts[0], dtype).eval()),
                  'transformer_2': None, 'image_encoder': None, 'image_processor': None}
         if len(experts) == 2:
-            parts['transformer_2'] = place(checkpoints.load_transformer(ckpt, experts[1], dtype).eval())
-        parts['vae'] = place(checkpoints.load_vae(ckpt, torch.float32))          # decoded in float32, as Wan does
-        parts['tokenizer'], text_encoder = checkpoints.load_text_encoder(ckpt, dtype)
+            parts['transformer_2'] = place(weights.load_transformer(ckpt, experts[1], dtype).eval())
+        parts['vae'] = place(weights.load_vae(ckpt, torch.float32))          # decoded in float32, as Wan does
+        parts['tokenizer'], text_encoder = weights.load_text_encoder(ckpt, dtype)
         parts['text_encoder'] = place(text_encoder)
-        loaded = checkpoints.load_image_encoder(ckpt, dtype)
+        loaded = weights.load_image_encoder(ckpt, dtype)
         if loaded is not None:
             parts['image_encoder'], parts['image_processor'] = place(loaded[0]), loaded[1]
         return cls(ckpt, parts, device, dtype, offload)

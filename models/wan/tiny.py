@@ -247,7 +247,7 @@ def vae_config(variant) -> dict:
     cfg = dict(base_dim=t['base_dim'], z_dim=variant.z_dim, dim_mult=t['dim_mult'], num_res_blocks=t['num_res_blocks'],
                temperal_downsample=[False, True, True])
     if variant.vae == 'wan2.2':
-        from .checkpoints import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+        from .weights import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
         cfg.update(decoder_base_dim=t['decoder_base_dim_wan22'], is_residual=True, in_channels=12, out_channels=12,
                    patch_size=2, scale_factor_spatial=16, latents_mean=WAN22_LATENTS_MEAN, latents_std=WAN22_LATENTS_STD)
     return cfg
