@@ -112,6 +112,22 @@ def test_clip_tower_is_the_official_clips(folders):
     check('CLIP tower', ours, theirs)
 
 
+@pytest.mark.parametrize('height, width', [(224, 224), (32, 48)])
+def test_clip_image_tokens_are_the_official_pipelines(folders, tmp_path, height, width):
+    """adapter.encode_media's CLIP tokens against CLIPModel.visual on the first frame, as the official
+    Wan2.1 I2V pipeline calls it: the frame in [-1, 1], resized with torch's bicubic interpolation to
+    224 x 224 (no crop), mapped to [0, 1] and normalised; the frame's values are those of an 8-bit video."""
+    root = folders['wan2.1-i2v-14b']['root']
+    adapter = make_adapter(root, tmp_path)
+    adapter.load_encoders('cpu')
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (1, 3, 2, height, width), generator=g) / 127.5 - 1
+    ours = adapter.encode_media(pixels)['clip_context'][0]
+    with torch.no_grad():
+        theirs = official_clip(root).visual([pixels[0, :, :1]])[0]
+    check(f'CLIP tokens {height}x{width}', ours, theirs)
+
+
 def items(adapter, count, seed=1):
     g = torch.Generator().manual_seed(seed)
     t = adapter.transformers[0].config
