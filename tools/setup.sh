@@ -29,7 +29,7 @@ export TORCH_EXTENSIONS_DIR="$ROOT/build/torch_extensions"
 stamp_inputs() {
     cat constraints.txt requirements.txt tools/setup.sh tools/vendor_assets.py
     echo "deepspeed==$DEEPSPEED_VERSION"
-    if [ "$WITH_TEST" = 1 ]; then cat requirements-test.txt; fi
+    if [ "$WITH_TEST" = 1 ]; then cat requirements-test.txt requirements-test-nodeps.txt; fi
 }
 WANT="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
 STAMP="$VENV/.odeo-setup-$( [ "$WITH_TEST" = 1 ] && echo test || echo runtime )"
@@ -55,6 +55,9 @@ if ! "$VENV/bin/python" -c "import deepspeed, sys; sys.exit(deepspeed.__version_
 fi
 if [ "$WITH_TEST" = 1 ]; then
     "${PIP[@]}" install -q -c constraints.txt -r requirements-test.txt
+    # Packages whose declared requirements we do not want (the official Wan code pulls flash-attn,
+    # opencv and an API client): installed alone, still under the torch constraint.
+    "${PIP[@]}" install -q --no-deps -c constraints.txt -r requirements-test-nodeps.txt
 fi
 # 4. browser assets (charting library) served by the studio itself, never from a CDN.
 "$VENV/bin/python" tools/vendor_assets.py

@@ -34,6 +34,20 @@ def padded_text(embeddings):
     return out
 
 
+def official_clip_pixels(frames, processor):
+    """The first frames [B, 3, H, W] in [-1, 1] -> CLIP pixel values as the official Wan2.1 I2V code makes them
+    (CLIPModel.visual): resized to the processor's size with torch's bicubic interpolation (no antialiasing,
+    no crop, no clamp), mapped to [0, 1] and normalised with its mean / std. A transformers image processor
+    gives other values: its PIL backend rounds to 8 bits (down, for some exact 8-bit values) and resizes
+    with an antialiasing filter."""
+    size = (processor.size['height'], processor.size['width'])
+    x = torch.nn.functional.interpolate(frames.float(), size=size, mode='bicubic', align_corners=False)
+    x = x.mul(0.5).add(0.5)
+    mean = torch.tensor(processor.image_mean, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(processor.image_std, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
 def choose_experts(variant, model_config):
     """Both experts of a two-expert variant, or the one whose timestep range holds [min_t, max_t]."""
     boundary = model_config.get('boundary') or variant.boundary
@@ -81,7 +95,10 @@ class WanAdapter(ModelAdapter):
 
     def cache_identity(self):
         ident = self.ckpt.identity()
-        return {'variant': self.variant.id, 'vae': ident.get('vae'), 'image_encoder': ident.get('image_encoder'),
+        image = ident.get('image_encoder')
+        if image and self.ckpt.image_processor_dir is None:
+            image = image + [['preprocess', 'official-bicubic']]     # official folders: official_clip_pixels
+        return {'variant': self.variant.id, 'vae': ident.get('vae'), 'image_encoder': image,
                 'text_encoder': ident.get('text_encoder'), 'text_len': TEXT_LEN}
 
     @property
@@ -127,9 +144,13 @@ class WanAdapter(ModelAdapter):
             cond[:, :, :1] = pixels[:, :, :1]
             out['y'] = self._vae_encode(cond)
         if self.uses_clip:
-            first = ((pixels[:, :, 0].float() + 1) / 2).clamp(0, 1)     # [B, 3, H, W] in [0, 1]
-            inputs = self.image_processor(images=list(first), return_tensors='pt', do_rescale=False)
-            hidden = self.image_encoder(pixel_values=inputs.pixel_values.to(self.device, self.dtype),
+            if self.ckpt.image_processor_dir is None:     # official folder: the official preprocessing
+                pixel_values = official_clip_pixels(pixels[:, :, 0], self.image_processor)
+            else:                                         # Diffusers folder: its saved image processor
+                first = ((pixels[:, :, 0].float() + 1) / 2).clamp(0, 1)     # [B, 3, H, W] in [0, 1]
+                pixel_values = self.image_processor(images=list(first), return_tensors='pt',
+                                                    do_rescale=False).pixel_values
+            hidden = self.image_encoder(pixel_values=pixel_values.to(self.device, self.dtype),
                                         output_hidden_states=True).hidden_states[-2]
             out['clip_context'] = hidden.float()
         return {k: v.cpu() for k, v in out.items()}
