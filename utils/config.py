@@ -12,7 +12,7 @@ this same module (`validate_main`, `validate_dataset`), so the form and the trai
 import difflib
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
