@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the environment (idempotent) and run the whole test suite on this machine's CPU.
-# Extra arguments go to pytest, e.g. ./run_tests.sh tests/test_config.py -x
+# Extra arguments go to pytest, e.g. ./run_tests.sh tests/trainer/test_config.py -x
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"

@@ -8,6 +8,10 @@ import pytest
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 
+# Harnesses whose fixtures every area uses: the real studio process + Chromium (browser tests, and the studio and
+# data tests that look at a page), and the session's 2-epoch training run with previews (inference and browser).
+pytest_plugins = ['tests.support.browser', 'tests.support.previews']
+
 
 @pytest.fixture(scope='session')
 def tiny_models(tmp_path_factory):
@@ -33,7 +37,7 @@ def data_root(tmp_path):
 @pytest.fixture
 def tiny_model(data_root, tiny_models):
     """The tiny Wan2.1 T2V 1.3B (official layout) in the data root's models/tiny."""
-    from tests.fakes.studio import copy_tiny_model
+    from tests.support.studio import copy_tiny_model
     return copy_tiny_model(tiny_models, data_root / 'models' / 'tiny')
 
 
@@ -43,7 +47,7 @@ def make_app(data_root):
 
     Every app made here uses the fake trainer; running jobs are killed when the test ends."""
     from api import create_app
-    from tests.fakes.studio import TEST_SETTINGS, kill_jobs
+    from tests.support.studio import TEST_SETTINGS, kill_jobs
     apps = []
 
     def make(gpus=None, **settings):
@@ -56,11 +60,3 @@ def make_app(data_root):
 
     yield make
     kill_jobs(data_root)
-
-
-# ---- browser tests: a real studio process and Chromium (see tests/browser.py) -----------------------
-from tests.browser import (browser_available, chromium, console_allow, demo_inputs, page, shot,  # noqa: E402,F401
-                           start_studio, studio_server, viewport)
-
-# ---- Inference studio ---------------------------------------------------------------------------------
-from tests.inference_fixtures import preview_studio  # noqa: E402,F401  (session: 2 epochs of real training)
