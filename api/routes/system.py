@@ -5,7 +5,7 @@ import time
 from flask import Blueprint, current_app, render_template
 
 from ..http import doc, studio
-from ..openapi import build_spec
+from ..openapi.spec import build_spec
 from ..settings import public_view
 
 bp = Blueprint('system', __name__)

@@ -1,6 +1,6 @@
-"""OpenAPI component schemas of the Gallery and Inference studio routes (merged into api.openapi.SCHEMAS)."""
+"""Component schemas of the Gallery and Inference studio routes: LoRAs, test settings, test runs, results."""
 
-from .openapi import ANY, BOOL, INT, NUM, STR, arr, obj, opt, ref
+from .types import ANY, BOOL, INT, NUM, STR, arr, obj, opt, ref
 
 SIZE = arr(INT)
 CELL_FIELDS = {'id': STR, 'index': INT, 'status': {'type': 'string', 'enum': ['pending', 'running', 'done', 'failed',
