@@ -1,4 +1,5 @@
-"""Component schemas of the Data area: datasets, files, captions, uploads, imports, buckets (docs/api.md "Data studio")."""
+"""Component schemas of the Data area: datasets, files, captions, uploads, imports, buckets
+(docs/api.md "Data studio")."""
 
 from .types import ANY, BOOL, INT, NUM, STR, arr, obj, opt, ref
 

@@ -1,4 +1,5 @@
-"""Component schemas every area shares (errors, config issues) and the schemas of the system routes (health, settings, config schema)."""
+"""Component schemas every area shares (errors, config issues) and those of the system routes
+(health, settings, config schema)."""
 
 from .types import ANY, BOOL, NUM, STR, arr, obj, opt, ref
 
