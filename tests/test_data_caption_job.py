@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from api.services.captions import CaptionBook
+from api.services.data.caption_files import CaptionBook
 from tests import mediagen
 from tests.datahelp import API
 from tests.fakes.studio import wait_until

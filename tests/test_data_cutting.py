@@ -3,8 +3,8 @@ and leave the original untouched."""
 
 import pytest
 
-from api.services.captions import CaptionBook
-from api.services.cutting import segments
+from api.services.data.caption_files import CaptionBook
+from api.services.data.cutting import segments
 from tests import mediagen
 from tests.datahelp import API, scene_video, sha256
 from tests.mediagen import frame_index

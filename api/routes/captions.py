@@ -4,7 +4,7 @@ auto-captioning as a queued `caption` job with a vision-language model from a lo
 from flask import Blueprint
 
 from ..http import body, doc, field, studio
-from ..services.captioning import DEFAULT_FRAMES, DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, OVERWRITE
+from ..services.data.captioning import DEFAULT_FRAMES, DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, OVERWRITE
 
 bp = Blueprint('captions', __name__, url_prefix='/api/v1')
 

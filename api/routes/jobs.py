@@ -7,7 +7,7 @@ from flask import Blueprint, request, send_file
 
 from ..http import body, doc, field, gpu_request, query_int, studio
 from ..services.errors import BadRequest
-from ..services.jobs import ACTIVE, FINAL
+from ..services.jobs.store import ACTIVE, FINAL
 
 bp = Blueprint('jobs', __name__, url_prefix='/api/v1')
 STATES = ACTIVE + FINAL

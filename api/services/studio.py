@@ -11,24 +11,24 @@ import shutil
 import tomllib
 from pathlib import Path
 
-from .datasets import DatasetCatalog
-from .datastudio import DataStudio
+from .data.datasets import DatasetCatalog
+from .data.service import DataStudio
 from .errors import Conflict, Invalid
-from .gpus import GpuInventory
-from .inference import InferenceService
-from .jobs import LIVE, JobStore, new_job, new_job_id
-from .logs import read_log
-from .models import ModelCatalog
-from .monitor import JobMonitor
+from .inference.previews import PreviewWatcher
+from .inference.service import InferenceService
+from .jobs.gpus import GpuInventory
+from .jobs.logs import read_log
+from .jobs.monitor import JobMonitor
+from .jobs.ports import PortAllocator
+from .jobs.queue import JobQueue
+from .jobs.runs import checkpoint_path, file_in_run, freeze, list_checkpoints, list_loras, newest_checkpoint
+from .jobs.scheduler import Scheduler
+from .jobs.store import LIVE, JobStore, new_job, new_job_id
 from .paths import Paths
-from .ports import PortAllocator
-from .preview_jobs import PreviewWatcher
-from .queue import JobQueue
-from .runs import checkpoint_path, file_in_run, freeze, list_checkpoints, list_loras, newest_checkpoint
-from .scheduler import Scheduler
-from .taskconfig import check
-from .taskform import FIELDS, dump
-from .tasks import TaskService, check_resources
+from .training.config_check import check
+from .training.form import FIELDS, dump
+from .training.models import ModelCatalog
+from .training.tasks import TaskService, check_resources
 
 BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s',
                   'loss')
