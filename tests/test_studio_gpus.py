@@ -99,7 +99,7 @@ def test_nvml_provider_reads_devices(monkeypatch):
 
 
 def test_launch_commands_follow_the_protocol():
-    from api.services.jobs.launcher import build
+    from api.services.training.launch import train_command as build
     from api.settings import load_settings
     s = load_settings({'trainer_script': '/repo/train.py', 'python': '/venv/bin/python'}, env={})
     cmd, env = build(s, {'kind': 'train'}, 'gpu', [2, 5], 29517, '/data/runs/t/j', resume_from='/data/runs/t/j/checkpoints/step9')

@@ -43,9 +43,7 @@ def captioning():
 @doc('Queue auto-captioning of the dataset (a caption job); human captions are kept unless overwrite=all',
      body='CaptionJobCreate', response='CaptionJob', status=202)
 def queue_captions(name):
-    d = data()
-    job = d.queue_captions(name, body())
-    return d.captioning.view(job), 202
+    return data().queue_captions(name, body()), 202
 
 
 @bp.get('/datasets/<name>/caption-jobs')

@@ -11,9 +11,9 @@ from pathlib import Path
 from api.jobs.captioners import CaptionerError, check_folder
 
 from ..errors import BadRequest, Conflict, Invalid, PathRefused
+from ..jobs.resources import check_resources
 from ..jobs.store import ACTIVE, new_job, new_job_id
 from ..paths import find_folders, within_any
-from ..training.tasks import check_resources
 
 TASK_ID = 'captions'
 OVERWRITE = ('none', 'machine', 'all')

@@ -1,6 +1,6 @@
 """The Data studio's operations, one place for the routes to call (no Flask here).
 
-    data = DataStudio(studio)
+    data = DataService(settings, paths, jobs, tasks, catalog, models)
     data.files('beach')                      # the clip grid: media, caption, bucket or drop reason
     data.set_caption('beach', 'clip.mp4', 'a dog runs on the sand')
     data.trim('beach', 'clip.mp4', 1.0, 4.5); data.split('beach', 'long.mp4', threshold=10, min_length=2)
@@ -16,7 +16,7 @@ from pathlib import Path
 from utils.media import MediaError, MediaInfo, media_kind, probe, probe_many
 
 from ..errors import BadRequest, Conflict, NotFound, PathRefused
-from ..jobs.launcher import register_kind
+from ..jobs.launcher import module_command, register_kind
 from ..jobs.store import ACTIVE
 from ..paths import inside, resolve_path
 from ..training.form import directory_paths, parse
@@ -28,23 +28,22 @@ from .datasets import media_files
 from .media_previews import Previews, browser_plays, remove_previews
 from .uploads import UploadStore
 
-register_kind('caption', 'api.jobs.caption', resumable=False, needs_task=False)
 
-
-class DataStudio:
-    def __init__(self, studio):
-        s = studio.settings
+class DataService:
+    def __init__(self, settings, paths, jobs, tasks, catalog, models):
+        s = settings
         self.settings = s
-        self.catalog = studio.datasets
-        self.models = studio.models
-        self.root = studio.paths.datasets
-        self.uploads = UploadStore(studio.paths.root / 'uploads', self.catalog, s.max_upload_bytes,
-                                   s.upload_chunk_bytes, s.upload_expiry_s)
+        self.catalog = catalog
+        self.models = models
+        self.root = paths.datasets
+        self.uploads = UploadStore(paths.root / 'uploads', catalog, s.max_upload_bytes, s.upload_chunk_bytes,
+                                   s.upload_expiry_s)
         self.previews = Previews()
-        self.jobs = studio.jobs
-        self.tasks = studio.tasks
-        self.data_root = studio.paths.root
-        self.captioning = Captioning(studio.paths, studio.jobs, studio.scheduler, studio.monitor, s)
+        self.jobs = jobs.store                  # jobs: the jobs area (JobService)
+        self.tasks = tasks
+        self.data_root = paths.root
+        self.captioning = Captioning(paths, jobs.store, jobs.scheduler, jobs.monitor, s)
+        register_kind('caption', module_command('api.jobs.caption'), resumable=False, needs_task=False)
 
     # ---- datasets -------------------------------------------------------------------------------
     def rename(self, name, new_name):
@@ -212,9 +211,10 @@ class DataStudio:
 
     # ---- auto-captioning ------------------------------------------------------------------------
     def queue_captions(self, name, body):
+        """Queue a caption job for the dataset; returns its view."""
         folder = self.catalog.folder(name)
         files = [p.name for p in media_files(folder)]
-        return self.captioning.queue(folder.name, folder, files, body)
+        return self.captioning.view(self.captioning.queue(folder.name, folder, files, body))
 
     def caption_jobs(self, name):
         folder = self.catalog.folder(name)

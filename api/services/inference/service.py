@@ -18,12 +18,12 @@ from models.wan.variants import VARIANTS
 
 from ..errors import BadRequest, Conflict, Invalid, NotFound
 from ..filecache import FileCache
-from ..jobs import launcher
+from ..jobs.launcher import module_command, register_kind
+from ..jobs.resources import check_resources
 from ..jobs.runs import expert_from_name, list_loras
 from ..jobs.store import LIVE, new_job, new_job_id
 from ..paths import resolve_path
 from ..training.form import get_at, parse
-from ..training.tasks import check_resources
 from .gallery import Gallery
 from .request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_PROMPTS, count_cells, defaults, settings_from, text_list
 from .task_settings import TaskInference, check_preview
@@ -49,21 +49,22 @@ def _expert_of(meta, path):
 
 
 class InferenceService:
-    def __init__(self, paths, settings, jobs, tasks, monitor, scheduler, inventory, models):
+    def __init__(self, paths, settings, jobs, tasks, models):
         self.paths = paths
         self.settings = settings
-        self.jobs = jobs
+        self.jobs = jobs.store                  # jobs: the jobs area (JobService)
+        self.job_view = jobs.view
+        self.monitor = jobs.monitor
+        self.scheduler = jobs.scheduler
+        self.inventory = jobs.inventory
         self.tasks = tasks
-        self.monitor = monitor
-        self.scheduler = scheduler
-        self.inventory = inventory
         self.models = models
         self.gallery = Gallery(paths.root / 'gallery')
         self.store = TaskInference(paths)
         self._meta = FileCache()          # LoRA file -> its safetensors metadata
         self._manifests = FileCache()     # a job's results.json -> its contents
         self.preview_errors = {}          # task id -> why its last preview could not be queued
-        launcher.register_kind('infer', 'api.jobs.infer')
+        register_kind('infer', module_command('api.jobs.infer'))
 
     # ---- LoRAs saved by training runs ---------------------------------------------------------
     def job_loras(self, job):
@@ -217,8 +218,9 @@ class InferenceService:
         if task.get('deleting'):
             raise Conflict(f'task {task_id} is being deleted', field='task_id')
         spec, request = self.prepare(task_id, body)
-        return self.queue(task_id, spec, request, origin or {'action': 'infer', 'job_id': None, 'checkpoint': None},
-                          background)
+        job = self.queue(task_id, spec, request, origin or {'action': 'infer', 'job_id': None, 'checkpoint': None},
+                         background)
+        return self.job_view(job)
 
     def queue(self, task_id, spec, request, origin, background=False):
         self.scheduler.check_request(request)

@@ -1,11 +1,9 @@
 """Build a job's command line and start it, as docs/architecture.md specifies.
 
-Job kinds are a registry (KINDS): `train` runs train.py through a launcher; other kinds (`infer`,
-`caption`, ...) are one Python process, `python -m api.jobs.<kind> --run_dir <run>`, that speaks the
-same protocol (events.jsonl, control/, log.txt) on the devices the scheduler gave it.
-
-Launchers for training are a registry too: `deepspeed` (the real path: GPUs by --include, CPU ranks by
---num_gpus) and `python` (one process, no launcher: the tests' fake trainer, or a quick single-device run).
+Job kinds are a registry (KINDS) that each area service fills in its constructor: `train` runs train.py
+through a launcher (training/launch.py); other kinds (`infer`, `caption`, ...) are one Python process,
+`python -m api.jobs.<kind> --run_dir <run>` (module_command), that speaks the same protocol
+(events.jsonl, control/, log.txt) on the devices the scheduler gave it.
 """
 
 import os
@@ -17,28 +15,6 @@ from typing import Callable
 
 from ...settings import REPO_ROOT
 from .procs import create_time
-
-
-def _trainer_args(script, config, run_dir, resume_from):
-    args = [str(script), '--deepspeed', '--config', str(config), '--run_dir', str(run_dir)]
-    if resume_from:
-        args += ['--resume_from_checkpoint', str(resume_from)]
-    return args
-
-
-def deepspeed_command(settings, mode, devices, port, trainer_args):
-    if mode == 'gpu':
-        where = [f'--include=localhost:{",".join(str(d) for d in devices)}']
-    else:
-        where = ['--num_gpus', str(len(devices))]
-    return [settings.deepspeed_path, *where, '--master_port', str(port), *trainer_args]
-
-
-def python_command(settings, mode, devices, port, trainer_args):
-    return [settings.python, *trainer_args]
-
-
-LAUNCHERS = {'deepspeed': deepspeed_command, 'python': python_command}
 
 
 def job_env(settings, mode, devices, port, base=None):
@@ -54,11 +30,6 @@ def job_env(settings, mode, devices, port, base=None):
         if mode == 'gpu':
             env['CUDA_VISIBLE_DEVICES'] = ','.join(str(d) for d in devices)
     return env
-
-
-def train_command(settings, job, mode, devices, port, run_dir, resume_from):
-    args = _trainer_args(settings.trainer_script, run_dir / 'config.toml', run_dir, resume_from)
-    return LAUNCHERS[settings.launcher](settings, mode, devices, port, args), job_env(settings, mode, devices, port)
 
 
 def module_command(module):
@@ -80,12 +51,12 @@ class JobKind:
     needs_task: bool = True    # False: the job stands alone (e.g. captioning a dataset), no task record
 
 
-KINDS = {'train': JobKind(train_command, resumable=True)}
+KINDS = {}
 
 
-def register_kind(kind, module, resumable=False, needs_task=True):
-    """Other areas add their job kinds here (e.g. register_kind('infer', 'api.jobs.infer'))."""
-    KINDS[kind] = JobKind(module_command(module), resumable, needs_task)
+def register_kind(kind, command, resumable=False, needs_task=True):
+    """Areas add their job kinds here, e.g. register_kind('infer', module_command('api.jobs.infer'))."""
+    KINDS[kind] = JobKind(command, resumable, needs_task)
 
 
 def build(settings, job, mode, devices, port, run_dir, resume_from=None):

@@ -1,23 +1,13 @@
-"""What is inside a run directory: frozen configs, checkpoints, saved LoRAs, downloadable files."""
+"""What is inside a run directory: checkpoints, saved LoRAs, downloadable files."""
 
 import json
 import re
 from pathlib import Path
 
-from utils.fsutil import atomic_write_text
-
 from ..errors import NotFound
 from ..paths import inside
-from ..training.form import dump
 
 SAVE_DIR_RE = re.compile(r'^(epoch|step)(\d+)$')
-HEADER = '# Frozen by ODEO Studio for job {job}; the trainer rewrites it with every default filled in.\n'
-
-
-def freeze(run_dir: Path, job_id, main_doc, dataset_doc):
-    """Write dataset.toml then config.toml (which points at it) into a new run directory."""
-    atomic_write_text(run_dir / 'dataset.toml', HEADER.format(job=job_id) + dump(dataset_doc))
-    atomic_write_text(run_dir / 'config.toml', HEADER.format(job=job_id) + dump(main_doc))
 
 
 def _state(folder: Path):

@@ -13,6 +13,7 @@ import shutil
 import time
 
 from ..errors import BadRequest, Conflict
+from ..jobs.resources import check_resources
 from ..records import RecordIndex, clean_temp_files, read_record, updated, write_record
 from .form import apply_form, default_texts, form_view, retarget_dataset
 
@@ -26,22 +27,6 @@ def check_name(name):
             or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise BadRequest(f'name must be 1-{MAX_NAME} printable characters', field='name')
     return name.strip()
-
-
-def check_resources(res):
-    """{'gpus': n, 'gpu_ids': [..] or None}, checked; gpu_ids decides the count when given."""
-    gpus, ids = res.get('gpus'), res.get('gpu_ids')
-    if ids is not None:
-        ok = isinstance(ids, list) and ids and len(set(ids)) == len(ids) \
-            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)
-        if not ok:
-            raise BadRequest('gpu_ids must be a list of distinct GPU indices (0, 1, ...)', field='gpu_ids')
-        gpus = len(ids)
-    if gpus is None:
-        gpus = 1
-    if not isinstance(gpus, int) or isinstance(gpus, bool) or not 1 <= gpus <= 64:
-        raise BadRequest('gpus must be a whole number from 1 to 64', field='gpus')
-    return {'gpus': gpus, 'gpu_ids': ids}
 
 
 class TaskService(RecordIndex):
