@@ -55,7 +55,7 @@ def query_bool(name):
 
 
 def doc(summary, body=None, response=None, status=200, query=None, tags=None, binary=False):
-    """Describe a route for /api/v1/openapi.json (read by api.openapi from the view function)."""
+    """Describe a route for /api/v1/openapi.json (read by api.openapi.spec from the view function)."""
     def wrap(fn):
         fn.openapi = {'summary': summary, 'body': body, 'response': response, 'status': status,
                       'query': query or {}, 'binary': binary, 'tags': tags}

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.services.procs import signal_job  # noqa: E402
+from api.services.jobs.procs import signal_job  # noqa: E402
 from tests.support.studio import StudioProcess, free_port, train_form, wait_until, write_dataset  # noqa: E402
 
 

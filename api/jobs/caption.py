@@ -2,11 +2,11 @@
 
     python -m api.jobs.caption --run_dir <data>/runs/captions/<job-id>
 
-Reads job.json's `caption` section (written by api/services/captioning.py):
+Reads job.json's `caption` section (written by api/services/data/captioning.py):
     {dataset, folder, model_path, prompt, overwrite: none|machine|all, files: [...], frames, max_new_tokens}
 and for each file, in order: decide (again, just before writing) whether it may be captioned, sample
 `frames` frames evenly over the clip (an image is one frame), ask the model, and save the sidecar .txt
-marked as machine-written (api/services/captions.py). `overwrite`: `none` fills only files without a
+marked as machine-written (api/services/data/caption_files.py). `overwrite`: `none` fills only files without a
 caption, `machine` also replaces captions a model wrote that nobody changed since, `all` replaces
 captions people wrote too. Captions from a metadata table are never touched (they take precedence).
 
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from api.jobs.control import Control
-from api.services.captions import CaptionBook, CaptionSkipped
+from api.services.data.caption_files import CaptionBook, CaptionSkipped
 from utils.events import EventWriter
 from utils.fsutil import atomic_write_json
 from utils.media import MediaError, probe, read_clip, read_image

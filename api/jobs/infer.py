@@ -1,6 +1,6 @@
 """The `infer` job: `python -m api.jobs.infer --run_dir <run>` makes the preview videos of one test run.
 
-Reads <run>/job.json (its `infer` key, written by api/services/inference.py), then for every cell of the
+Reads <run>/job.json (its `infer` key, written by api/services/inference/service.py), then for every cell of the
 grid (LoRA row x input x strength, plus the base model's row when asked) makes one video with the chosen
 backend (registry BACKENDS: 'embedded' = diffusers in this process, 'comfyui' = a ComfyUI server) and
 writes into the run directory:

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 from api.jobs.control import Stopped
-from api.services.comfyui import graphs
-from api.services.comfyui.client import ComfyCancelled, ComfyClient, ComfyGone
-from api.services.comfyui.managed import ManagedComfyUI, place_lora
+from api.services.inference.comfyui import graphs
+from api.services.inference.comfyui.client import ComfyCancelled, ComfyClient, ComfyGone
+from api.services.inference.comfyui.managed import ManagedComfyUI, place_lora
 from utils.fsutil import atomic_write_bytes
-
 
 CONNECT_WAIT_S = 15.0             # how long an unreachable ComfyUI is waited for at the start of a job
 

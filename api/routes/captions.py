@@ -4,7 +4,7 @@ auto-captioning as a queued `caption` job with a vision-language model from a lo
 from flask import Blueprint
 
 from ..http import body, doc, field, studio
-from ..services.captioning import DEFAULT_FRAMES, DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, OVERWRITE
+from ..services.data.captioning import DEFAULT_FRAMES, DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, OVERWRITE
 
 bp = Blueprint('captions', __name__, url_prefix='/api/v1')
 
@@ -43,9 +43,7 @@ def captioning():
 @doc('Queue auto-captioning of the dataset (a caption job); human captions are kept unless overwrite=all',
      body='CaptionJobCreate', response='CaptionJob', status=202)
 def queue_captions(name):
-    d = data()
-    job = d.queue_captions(name, body())
-    return d.captioning.view(job), 202
+    return data().queue_captions(name, body()), 202
 
 
 @bp.get('/datasets/<name>/caption-jobs')

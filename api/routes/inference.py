@@ -40,8 +40,7 @@ def patch_settings(task_id):
 @doc('Queue a test run: LoRAs x inputs (images x prompts) x strengths, one video each', body='InferRequest',
      response='Job', status=202)
 def infer(task_id):
-    s = studio()
-    return s.job_view(s.inference.run(task_id, body())), 202
+    return studio().inference.run(task_id, body()), 202
 
 
 @bp.get('/tasks/<task_id>/results')

@@ -7,7 +7,7 @@ from flask import Blueprint, request, send_file
 
 from ..http import body, doc, field, gpu_request, query_int, studio
 from ..services.errors import BadRequest
-from ..services.jobs import ACTIVE, FINAL
+from ..services.jobs.store import ACTIVE, FINAL
 
 bp = Blueprint('jobs', __name__, url_prefix='/api/v1')
 STATES = ACTIVE + FINAL
@@ -25,59 +25,55 @@ def list_jobs():
     states = tuple(states.split(',')) if states else None
     if states and set(states) - set(STATES):
         raise BadRequest(f'state must be among {", ".join(STATES)}', field='state')
-    return {'jobs': [s.job_brief(j, now) for j in s.jobs.all(request.args.get('task_id'), states)]}
+    return {'jobs': [s.job_service.brief(j, now) for j in s.jobs.all(request.args.get('task_id'), states)]}
 
 
 @bp.get('/jobs/<job_id>')
 @doc('A job: record with attempts (outcome and reason of each), progress, queue position', response='Job')
 def get_job(job_id):
-    return studio().job_view(_job(job_id))
+    return studio().job_service.view(_job(job_id))
 
 
 @bp.post('/jobs/<job_id>/stop')
 @doc('Stop: control/stop (or save_quit with save=true), then SIGTERM, then SIGKILL; a queued job is cancelled',
      body='StopRequest', response='Job', status=202)
 def stop_job(job_id):
-    s = studio()
-    return s.job_view(s.scheduler.stop(job_id, save=field(body(), 'save', bool, False))), 202
+    return studio().job_service.stop(job_id, save=field(body(), 'save', bool, False)), 202
 
 
 @bp.post('/jobs/<job_id>/save')
 @doc('Save the LoRA now and keep training (control/save)', response='Job', status=202)
 def save_job(job_id):
-    s = studio()
-    return s.job_view(s.scheduler.save_now(job_id)), 202
+    return studio().job_service.save_now(job_id), 202
 
 
 @bp.post('/jobs/<job_id>/cancel')
 @doc('Cancel a queued job', response='Job')
 def cancel_job(job_id):
-    s = studio()
-    return s.job_view(s.scheduler.cancel(job_id))
+    return studio().job_service.cancel(job_id)
 
 
 @bp.post('/jobs/<job_id>/resume')
 @doc('Queue a stopped, failed or interrupted job again, resuming from its newest checkpoint',
      body='GpuRequest', response='Job', status=202)
 def resume_job(job_id):
-    s = studio()
-    return s.job_view(s.resume_job(job_id, *gpu_request(body()))), 202
+    return studio().job_service.resume(job_id, *gpu_request(body())), 202
 
 
 @bp.post('/jobs/<job_id>/restart')
 @doc('New job of the same config resuming from a chosen checkpoint of this run', body='RestartRequest',
      response='Job', status=202)
 def restart_job(job_id):
-    d, s = body(), studio()
-    return s.job_view(s.restart_job(job_id, field(d, 'checkpoint', str, required=True), *gpu_request(d))), 202
+    d = body()
+    return studio().training.restart(job_id, field(d, 'checkpoint', str, required=True), *gpu_request(d)), 202
 
 
 @bp.post('/jobs/<job_id>/continue')
 @doc('Train a finished run for more epochs: new job resuming from its final checkpoint', body='ContinueRequest',
      response='Job', status=202)
 def continue_job(job_id):
-    d, s = body(), studio()
-    return s.job_view(s.continue_job(job_id, field(d, 'epochs', int, required=True), *gpu_request(d))), 202
+    d = body()
+    return studio().training.continue_run(job_id, field(d, 'epochs', int, required=True), *gpu_request(d)), 202
 
 
 @bp.get('/jobs/<job_id>/progress')
@@ -100,27 +96,27 @@ def job_metrics(job_id):
 @doc('Log text from a byte offset; returns next_offset; unfinished last line as partial', response='LogChunk',
      query={'offset': 'integer', 'max_bytes': 'integer', 'tail': 'integer'})
 def job_log(job_id):
-    return studio().log(_job(job_id), query_int('offset', 0, 0), query_int('max_bytes', None, 1), query_int('tail', None, 0))
+    return studio().job_service.log(_job(job_id), query_int('offset', 0, 0), query_int('max_bytes', None, 1),
+                                    query_int('tail', None, 0))
 
 
 @bp.get('/jobs/<job_id>/artifacts')
 @doc('Saved LoRAs (per epoch/step, with files to download) and checkpoints', response='Artifacts')
 def job_artifacts(job_id):
-    return studio().artifacts(_job(job_id))
+    return studio().job_service.artifacts(_job(job_id))
 
 
 @bp.get('/jobs/<job_id>/checkpoints')
 @doc("The run's complete checkpoints, oldest first", response='CheckpointList')
 def job_checkpoints(job_id):
-    return {'checkpoints': studio().artifacts(_job(job_id))['checkpoints']}
+    return {'checkpoints': studio().job_service.artifacts(_job(job_id))['checkpoints']}
 
 
 @bp.get('/jobs/<job_id>/files/<path:rel>')
 @doc('Download a file of the run directory (LoRA, config, report, log, video); ?token= works here; '
      '?download=<name> saves it under that name', binary=True, query={'download': 'string'})
 def job_file(job_id, rel):
-    s = studio()
-    path = s.file(_job(job_id), rel)
+    path = studio().job_service.file(_job(job_id), rel)
     name = Path(request.args.get('download') or '').name
     return send_file(path, as_attachment=bool(name) or path.suffix in ('.safetensors', '.pt', '.bin'),
                      conditional=True, download_name=name or path.name)

@@ -5,7 +5,7 @@ import time
 from flask import Blueprint, current_app, render_template
 
 from ..http import doc, studio
-from ..openapi import build_spec
+from ..openapi.spec import build_spec
 from ..settings import public_view
 
 bp = Blueprint('system', __name__)
@@ -33,7 +33,7 @@ def settings():
 @doc('Form fields (name -> TOML key) and every config key with default and doc, for form hints', response='ConfigSchema')
 def config_schema():
     from utils.config import describe_keys
-    return {'form_fields': studio().form_schema(), 'keys': describe_keys()}
+    return {'form_fields': studio().training.form_schema(), 'keys': describe_keys()}
 
 
 @bp.get('/api/v1/openapi.json')

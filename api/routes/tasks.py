@@ -13,7 +13,7 @@ bp = Blueprint('tasks', __name__, url_prefix='/api/v1')
 @doc('List tasks, each with its state and latest job', response='TaskList')
 def list_tasks():
     s, now = studio(), time.time()
-    return {'tasks': [s.task_summary(t, now) for t in s.tasks.all()]}
+    return {'tasks': [s.training.summary(t, now) for t in s.tasks.all()]}
 
 
 @bp.post('/tasks')
@@ -25,14 +25,14 @@ def create_task():
                           dataset=field(d, 'dataset', str))
     if field(d, 'form', dict):
         task = s.tasks.patch(task['id'], form=d['form'])
-    return s.task_view(task), 201
+    return s.training.view(task), 201
 
 
 @bp.get('/tasks/<task_id>')
 @doc('A task: record, form view of its draft, model, jobs', response='Task')
 def get_task(task_id):
     s = studio()
-    return s.task_view(s.tasks.get(task_id))
+    return s.training.view(s.tasks.get(task_id))
 
 
 @bp.patch('/tasks/<task_id>')
@@ -41,7 +41,7 @@ def patch_task(task_id):
     d, s = body(), studio()
     task = s.tasks.patch(task_id, name=field(d, 'name', str), form=field(d, 'form', dict),
                          toml=field(d, 'toml', dict), if_revision=field(d, 'if_revision', int))
-    return s.task_view(task)
+    return s.training.view(task)
 
 
 @bp.delete('/tasks/<task_id>')
@@ -49,7 +49,7 @@ def patch_task(task_id):
      query={'confirm': 'boolean'})
 def delete_task(task_id):
     confirm = query_bool('confirm') or (request.is_json and body().get('confirm') is True)
-    result = studio().delete_task(task_id, confirm=confirm)
+    result = studio().training.delete(task_id, confirm=confirm)
     return result, 200 if result['deleted'] else 202
 
 
@@ -57,21 +57,20 @@ def delete_task(task_id):
 @doc('Copy a task (config and GPU choice; no jobs)', body='TaskCopy', response='Task', status=201)
 def copy_task(task_id):
     s = studio()
-    return s.task_view(s.tasks.copy(task_id, name=field(body(), 'name', str))), 201
+    return s.training.view(s.tasks.copy(task_id, name=field(body(), 'name', str))), 201
 
 
 @bp.post('/tasks/<task_id>/validate')
 @doc('Validate the draft with the trainer schema; issues name the form field', response='Validation')
 def validate_task(task_id):
-    return studio().validate_task(task_id)
+    return studio().training.validate(task_id)
 
 
 @bp.post('/tasks/<task_id>/start')
 @doc('Queue a training job: freezes config.toml + dataset.toml into a new run directory',
      body='GpuRequest', response='Job', status=202)
 def start_task(task_id):
-    s = studio()
-    return s.job_view(s.start_task(task_id, *gpu_request(body()))), 202
+    return studio().training.start(task_id, *gpu_request(body())), 202
 
 
 @bp.get('/tasks/<task_id>/jobs')
@@ -79,4 +78,4 @@ def start_task(task_id):
 def task_jobs(task_id):
     s = studio()
     s.tasks.get(task_id)
-    return {'jobs': [s.job_brief(j) for j in s.jobs.all(task_id)]}
+    return {'jobs': [s.job_service.brief(j) for j in s.jobs.all(task_id)]}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from api.services.captions import CaptionBook
+from api.services.data.caption_files import CaptionBook
 from tests.support import mediagen
 from tests.support.data import API
 from tests.support.studio import wait_until

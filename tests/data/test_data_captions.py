@@ -85,7 +85,7 @@ def test_a_conditional_write_backs_off_under_the_lock(data_root):
     """What the caption job relies on: the check and the write happen together."""
     import pytest
 
-    from api.services.captions import CaptionBook, CaptionSkipped
+    from api.services.data.caption_files import CaptionBook, CaptionSkipped
     folder = small_dataset(data_root / 'datasets' / 'd')
     book = CaptionBook(folder)
     with pytest.raises(CaptionSkipped, match='a person'):

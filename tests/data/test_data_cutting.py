@@ -3,8 +3,8 @@ and leave the original untouched."""
 
 import pytest
 
-from api.services.captions import CaptionBook
-from api.services.cutting import segments
+from api.services.data.caption_files import CaptionBook
+from api.services.data.cutting import segments
 from tests.support import mediagen
 from tests.support.data import API, scene_video, sha256
 from tests.support.mediagen import frame_index

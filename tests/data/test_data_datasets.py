@@ -82,7 +82,7 @@ def test_a_rename_moves_every_path_a_draft_names_inside_the_folder(tmp_path):
     other folders and the comments stay."""
     import tomllib
 
-    from api.services.taskform import retarget_dataset
+    from api.services.training.form import retarget_dataset
     datasets = tmp_path / 'datasets'
     text = ("# two sources\n[[directory]]\npath = 'datasets/beach'  # the clips\nmask_path = 'datasets/beach/masks'\n"
             f"metadata_file = '{datasets}/beach/meta.csv'\n\n[[directory]]\npath = 'datasets/beachfront'\n")

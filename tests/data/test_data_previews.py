@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from api.services.datasets import media_files
+from api.services.data.datasets import media_files
 from tests.support import mediagen
 from tests.support.data import API, mpeg4_avi, small_dataset
 from utils.media import probe
@@ -80,6 +80,6 @@ def test_a_codec_browsers_cannot_play_gets_an_h264_preview_copy(make_app, data_r
     copy.write_bytes(r.data)
     p = probe(copy)
     assert (p.frames, p.width, p.height, p.mode) == (32, 64, 48, 'yuv420p')
-    from api.services.previews import stream_info
+    from api.services.data.media_previews import stream_info
     assert stream_info(copy)[0] == 'h264'
     assert [p.name for p in media_files(folder)] == ['old.avi']               # the copy is no clip of the dataset

@@ -38,8 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from api.services.comfyui.client import sampling_steps  # noqa: E402
-from api.services.comfyui.graphs import NODES, OUTPUT_NODES, choices_of, object_info  # noqa: E402
+from api.services.inference.comfyui.client import sampling_steps  # noqa: E402
+from api.services.inference.comfyui.graphs import NODES, OUTPUT_NODES, choices_of, object_info  # noqa: E402
 from utils.media import write_video  # noqa: E402
 
 FOLDERS = {('UNETLoader', 'unet_name'): 'diffusion_models', ('CLIPLoader', 'clip_name'): 'text_encoders',

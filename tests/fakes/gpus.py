@@ -1,6 +1,6 @@
 """A GPU provider for tests: the GPUs and memory use a test wants, changeable while the studio runs."""
 
-from api.services.gpus import Device
+from api.services.jobs.gpus import Device
 
 
 class FakeGpus:

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from api.jobs import infer
-from api.services.comfyui import graphs
-from api.services.comfyui.client import ComfyClient, ComfyError
-from api.services.comfyui.managed import ManagedComfyUI
 from api.jobs.control import JobError
+from api.services.inference.comfyui import graphs
+from api.services.inference.comfyui.client import ComfyClient, ComfyError
+from api.services.inference.comfyui.managed import ManagedComfyUI
 from models.wan.inference import expert_switch_step
 from models.wan.variants import VARIANTS
 from tests.fakes.comfyui import FakeComfyUI

@@ -207,7 +207,7 @@ def test_previews_are_queued_once_per_saved_epoch_without_holding_up_the_queue(m
 def test_a_two_expert_save_lists_each_file_with_its_own_expert(tmp_path):
     """Wan2.2 two-expert runs write both experts' files into one epoch folder (LoRAs) or one subfolder each
     (full fine-tunes); each file is listed with its expert, from its artifact event or else its name."""
-    from api.services.runs import list_loras
+    from api.services.jobs.runs import list_loras
     run = tmp_path / 'run'
     for rel in ('epoch1/adapter_model_high_noise.safetensors', 'epoch1/adapter_model_low_noise.safetensors',
                 'epoch2/high_noise_model/diffusion_pytorch_model.safetensors',

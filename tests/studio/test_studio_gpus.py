@@ -2,8 +2,8 @@
 
 import socket
 
-from api.services.gpus import GpuInventory, NvidiaSmiProvider, ProviderUnavailable
-from api.services.ports import PortAllocator
+from api.services.jobs.gpus import GpuInventory, NvidiaSmiProvider, ProviderUnavailable
+from api.services.jobs.ports import PortAllocator
 from tests.fakes.gpus import FakeGpus
 
 SMI = """0, NVIDIA A100-SXM4-80GB, 81920, 1024, 12, 35
@@ -49,7 +49,7 @@ def test_no_gpu_is_a_clear_cpu_state():
 
 
 def test_auto_backend_on_this_machine_falls_back_with_reasons(monkeypatch):
-    import api.services.gpus as g
+    import api.services.jobs.gpus as g
 
     def unavailable(*a, **k):
         raise ProviderUnavailable('NVML: driver not loaded')
@@ -99,7 +99,7 @@ def test_nvml_provider_reads_devices(monkeypatch):
 
 
 def test_launch_commands_follow_the_protocol():
-    from api.services.launcher import build
+    from api.services.training.launch import train_command as build
     from api.settings import load_settings
     s = load_settings({'trainer_script': '/repo/train.py', 'python': '/venv/bin/python'}, env={})
     cmd, env = build(s, {'kind': 'train'}, 'gpu', [2, 5], 29517, '/data/runs/t/j', resume_from='/data/runs/t/j/checkpoints/step9')

@@ -7,7 +7,7 @@ SERVICES = Path(__file__).resolve().parents[2] / 'api' / 'services'
 
 
 def test_services_do_not_import_flask():
-    for path in SERVICES.glob('*.py'):
+    for path in SERVICES.rglob('*.py'):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ''] if isinstance(node, ast.ImportFrom) else []

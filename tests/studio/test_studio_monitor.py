@@ -3,8 +3,8 @@ resume), progress with a live ETA, metric series after a step, and the increment
 
 import json
 
-from api.services.events import EventTail, progress_view
-from api.services.logs import collapse_cr, read_log
+from api.services.jobs.event_tail import EventTail, progress_view
+from api.services.jobs.logs import collapse_cr, read_log
 
 
 def ev(**fields):
@@ -52,7 +52,7 @@ def test_replaced_file_is_read_from_the_start(tmp_path):
 
 
 def test_progress_eta_counts_down_from_the_event():
-    from api.services.events import EventState
+    from api.services.jobs.event_tail import EventState
     s = EventState()
     s.fold({'type': 'progress', 'phase': 'train', 'time': 1000.0, 'step': 25, 'total_steps': 100, 'epoch': 2,
             'total_epochs': 8, 'steps_per_s': 2.5, 'eta_s': 30.0})
@@ -68,7 +68,7 @@ def finished_job_with_events(make_app, events):
     app = make_app()
     studio, client = app.extensions['odeo'], app.test_client()
     task = client.post('/api/v1/tasks', json={}).get_json()['id']
-    from api.services.jobs import new_job
+    from api.services.jobs.store import new_job
     job = new_job('j1', task, f'runs/{task}/j1', {'gpus': 1, 'gpu_ids': None}, {'action': 'start'})
     job['attempts'] = [{'devices': [0]}]
     job['state'] = 'done'
@@ -117,7 +117,7 @@ def test_log_reader_bounds_chunks_and_tails(tmp_path):
 
 
 def test_progress_and_job_briefs_carry_the_latest_train_loss(make_app, tiny_model):
-    from api.services.events import EventState
+    from api.services.jobs.event_tail import EventState
     s = EventState()
     assert progress_view(s)['loss'] is None
     for step, value in ((1, 2.5), (2, 2.25), (3, float('nan'))):

@@ -3,7 +3,7 @@
 import json
 import re
 
-from api.openapi import openapi_path
+from api.openapi.spec import openapi_path
 
 
 def test_every_route_is_in_the_openapi_document(make_app):

@@ -54,7 +54,7 @@ def saved_training_run(studio, task_id, model_dir, epochs=2, steps_per_epoch=4):
     import json
     import time
 
-    from api.services.jobs import new_job, new_job_id
+    from api.services.jobs.store import new_job, new_job_id
     job_id = new_job_id()
     run = studio.paths.job_dir(task_id, job_id)
     run.mkdir(parents=True)

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from api.services.ports import free_port  # noqa: F401  (tests and bench pick ports with it)
+from api.services.jobs.ports import free_port  # noqa: F401  (tests and bench pick ports with it)
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_TRAINER = str(REPO / 'tests' / 'fakes' / 'fake_trainer.py')
@@ -127,7 +127,8 @@ class StudioProcess:
 def kill_jobs(data_root):
     """End every process a test's jobs left behind (their records name pid and start time)."""
     import signal
-    from api.services.procs import signal_job
+
+    from api.services.jobs.procs import signal_job
     for rec in Path(data_root).glob('runs/*/*/job.json'):
         try:
             job = json.loads(rec.read_text())

@@ -1,0 +1,89 @@
+"""Job records: <data>/runs/<task-id>/<job-id>/job.json, one per run directory.
+
+States:  queued -> running -> (stopping ->) done | stopped | failed
+         queued -> cancelled;  running -> queued again (automatic resume after a crash, hang or
+         interruption, while retries last);  interrupted: the studio found it dead and will not retry.
+"""
+
+import secrets
+import time
+
+from ..records import RecordIndex, clean_temp_files, read_record, updated, write_record
+
+ACTIVE = ('queued', 'running', 'stopping')
+LIVE = ('running', 'stopping')
+FINAL = ('done', 'stopped', 'failed', 'cancelled', 'interrupted')
+
+
+def new_job_id(now=None):
+    return time.strftime('j%Y%m%d-%H%M%S', time.localtime(now)) + '-' + secrets.token_hex(2)
+
+
+def new_job(job_id, task_id, run_dir_rel, request, origin, resume_from=None, kind='train'):
+    now = time.time()
+    return {
+        'id': job_id,
+        'task_id': task_id,
+        'kind': kind,                  # train | infer | caption ... (api/services/jobs/launcher.py KINDS)
+        'state': 'queued',
+        'created_at': now,
+        'updated_at': now,
+        'queued_at': now,
+        'finished_at': None,
+        'run_dir': run_dir_rel,
+        'request': request,            # {'gpus': n, 'gpu_ids': [..] or None}
+        'origin': origin,              # {'action': start|restart|continue|copy, 'job_id', 'checkpoint'}
+        'resume_from': resume_from,    # what the next attempt resumes from (absolute path) or None
+        'attempts': [],
+        'retries': 0,                  # automatic resumes since the last start/resume by a user
+        'stop': None,                  # {'requested_at', 'mode', 'signal', 'signal_at', 'reason'}
+        'message': None,               # the latest thing a user should know (error, retry)
+    }
+
+
+class JobStore(RecordIndex):
+    kind = 'job'
+
+    def __init__(self, paths):
+        super().__init__()
+        self.paths = paths
+
+    def load(self):
+        """Read every job record under runs/ (startup)."""
+        jobs = {}
+        for path in sorted(self.paths.runs.glob('*/*/job.json')):
+            clean_temp_files(path.parent, 'job.json')
+            rec = read_record(path)
+            if rec and rec.get('id') == path.parent.name and rec.get('task_id') == path.parent.parent.name:
+                jobs[rec['id']] = rec
+        with self._lock:
+            self._records = jobs
+
+    def all(self, task_id=None, states=None, kind=None):
+        jobs = list(self._records.values())
+        if task_id is not None:
+            jobs = [j for j in jobs if j['task_id'] == task_id]
+        if states is not None:
+            jobs = [j for j in jobs if j['state'] in states]
+        if kind is not None:
+            jobs = [j for j in jobs if j.get('kind', 'train') == kind]
+        return sorted(jobs, key=lambda j: j['created_at'])
+
+    def latest(self, task_id, kind=None):
+        jobs = self.all(task_id, kind=kind)
+        return jobs[-1] if jobs else None
+
+    def save(self, job):
+        with self._lock:
+            write_record(self.paths.job_dir(job['task_id'], job['id']) / 'job.json', job)
+            self._records[job['id']] = job
+        return job
+
+    def update(self, job_id, **changes):
+        with self._lock:
+            return self.save(updated(self.get(job_id), **changes))
+
+    def forget_task(self, task_id):
+        with self._lock:
+            for jid in [j for j, rec in self._records.items() if rec['task_id'] == task_id]:
+                del self._records[jid]

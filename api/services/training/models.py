@@ -1,0 +1,76 @@
+"""Checkpoints the studio can train on, found under the model roots.
+
+A folder is a checkpoint if it is an official Wan-AI folder (config.json, or high_noise_model/ and
+low_noise_model/ for Wan2.2 A14B, next to Wan2.1_VAE.pth or Wan2.2_VAE.pth) or a Diffusers folder
+(model_index.json). What it is (variant, size multiple) comes from the trainer's own inspector,
+models.wan.checkpoints.inspect_checkpoint, called in one place: `inspect_variant`.
+"""
+
+import threading
+import time
+from pathlib import Path
+
+from ..paths import find_folders
+
+VAE_FILES = ('Wan2.1_VAE.pth', 'Wan2.2_VAE.pth')
+SCAN_DEPTH = 3              # <root>/<name>, <root>/<group>/<name>, <root>/tiny/<variant>/<layout>
+CACHE_S = 5.0
+
+
+def layout_of(folder: Path):
+    """'wan' (official), 'diffusers', or None."""
+    if (folder / 'model_index.json').is_file():
+        return 'diffusers'
+    has_vae = any((folder / v).is_file() for v in VAE_FILES)
+    has_cfg = (folder / 'config.json').is_file() or (folder / 'high_noise_model' / 'config.json').is_file()
+    return 'wan' if has_vae and has_cfg else None
+
+
+def inspect_variant(folder: Path):
+    """Variant facts of a checkpoint folder (reads JSON and safetensors headers, no weights)."""
+    from models.wan.checkpoints import inspect_checkpoint
+    v = inspect_checkpoint({'type': 'wan', 'ckpt_path': str(folder)}).variant
+    return {'id': v.id, 'task': v.task, 'experts': list(v.experts), 'size_multiple': v.size_multiple,
+            'framerate': v.framerate, 'vae': v.vae}
+
+
+class ModelCatalog:
+    def __init__(self, roots):
+        self.roots = [Path(r) for r in roots]
+        self._lock = threading.Lock()
+        self._cache = (0.0, [])
+
+    def list(self):
+        with self._lock:
+            at, models = self._cache
+            if time.monotonic() - at > CACHE_S:
+                models = [m for root in self.roots for m in self._scan(root)]
+                self._cache = (time.monotonic(), models)
+            return models
+
+    def _scan(self, root):
+        return [self.describe(folder, root, layout) for folder, layout in find_folders(root, layout_of, SCAN_DEPTH)]
+
+    def describe(self, folder, root, layout):
+        entry = {'name': str(folder.relative_to(root)), 'path': str(folder), 'root': str(root), 'layout': layout,
+                 'variant': None, 'error': None}
+        try:
+            entry['variant'] = inspect_variant(folder)
+        except Exception as e:      # a broken checkpoint is listed with its error and hides no other
+            entry['error'] = f'{type(e).__name__}: {e}'
+        return entry
+
+    def default(self):
+        """The model a new task starts with: a working one, single-expert text-to-video first."""
+        ok = [m for m in self.list() if m['variant']]
+        rank = lambda m: (m['variant']['task'] != 't2v', len(m['variant']['experts']) > 1,  # noqa: E731
+                          m['layout'] != 'wan', m['name'])
+        return min(ok, key=rank) if ok else None
+
+    def find(self, path):
+        """The catalog entry of a checkpoint path, or None."""
+        try:
+            p = str(Path(path).resolve())
+        except (OSError, RuntimeError):
+            return None
+        return next((m for m in self.list() if m['path'] == p), None)
