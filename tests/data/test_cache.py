@@ -145,8 +145,8 @@ def test_a_killed_build_resumes_at_the_next_uncommitted_item(tmp_path):
     d = make_folder(tmp_path / 'data', n=6)
     script = textwrap.dedent(f'''
         import os, sys
-        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
-        from test_cache import FakeVAE, FakeTextEncoder, dataset, cache_of
+        sys.path[:0] = [{str(ROOT)!r}]
+        from tests.data.test_cache import FakeVAE, FakeTextEncoder, dataset, cache_of
         from pathlib import Path
         ds = dataset(Path({str(d)!r}))
         vae = FakeVAE()

@@ -1,7 +1,7 @@
 """Our loaders against the official Wan code (wan22, tests/support/wan_official.py).
 
 Tiny networks are built with the official classes (random values in every tensor), saved as the Wan-AI
-folders are, loaded with our loaders (models/wan/checkpoints.py through the trainer's adapter), and both
+folders are, loaded with our loaders (models/wan/checkpoints.py and weights.py through the trainer's adapter), and both
 sides run in float32 on the same inputs. What is compared is what training uses: the text encoding as
 the trainer pads it, VAE latents (normalised as the official wrappers normalise them) and decoded frames,
 the CLIP image tokens, and the velocity the trainer's pipeline layers predict, for every variant.
@@ -102,9 +102,9 @@ def official_clip(root):
 def test_clip_tower_is_the_official_clips(folders):
     """load_image_encoder's CLIPVisionModel (penultimate hidden state) against the official ViT-H/14
     (`visual(x, use_31_block=True)`) on the same normalised pixels, reading the same .pth."""
-    from models.wan import checkpoints
+    from models.wan import checkpoints, weights
     root = folders['wan2.1-i2v-14b']['root']
-    encoder, _ = checkpoints.load_image_encoder(checkpoints.inspect_checkpoint({'ckpt_path': str(root)}), torch.float32)
+    encoder, _ = weights.load_image_encoder(checkpoints.inspect_checkpoint({'ckpt_path': str(root)}), torch.float32)
     pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours = encoder(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
