@@ -8,66 +8,32 @@ diffusion-pipe's default. DP_DEFAULTS says where in diffusion-pipe each default 
 from types import SimpleNamespace
 
 import pytest
+import tomli_w
 
 from utils.config import ConfigError, load_dataset_config, load_main_config, validate_dataset, validate_main
 from utils.dataset import micro_batch_size_fn
 from utils.schedule import lr_multiplier
 
-WAN_EXAMPLE = """
-output_dir = 'runs'
-dataset = 'dataset.toml'
-epochs = 1000
-micro_batch_size_per_gpu = 1
-pipeline_stages = 1
-gradient_accumulation_steps = 1
-gradient_clipping = 1
-warmup_steps = 10
-eval_every_n_epochs = 1
-eval_before_first_step = true
-eval_micro_batch_size_per_gpu = 1
-eval_gradient_accumulation_steps = 1
-save_every_n_epochs = 5
-checkpoint_every_n_minutes = 120
-activation_checkpointing = 'unsloth'
-partition_method = 'parameters'
-save_dtype = 'bfloat16'
-caching_batch_size = 1
-steps_per_print = 1
-video_clip_mode = 'single_beginning'
-blocks_to_swap = 32
-
-[model]
-type = 'wan'
-ckpt_path = 'Wan2.1-T2V-14B'
-dtype = 'bfloat16'
-transformer_dtype = 'float8'
-timestep_sample_method = 'logit_normal'
-
-[adapter]
-type = 'lora'
-rank = 32
-dtype = 'bfloat16'
-
-[optimizer]
-type = 'AdamW8bitKahan'
-lr = 2e-5
-betas = [0.9, 0.99]
-weight_decay = 0.01
-stabilize = false
-"""
-
-DATASET_EXAMPLE = """
-resolutions = [512]
-enable_ar_bucket = true
-min_ar = 0.5
-max_ar = 2.0
-num_ar_buckets = 7
-frame_buckets = [1, 33]
-
-[[directory]]
-path = 'videos'
-num_repeats = 1
-"""
+# The keys of examples/wan_14b_min_vram.toml, with its values (paths made local).
+WAN_EXAMPLE = {
+    'output_dir': 'runs', 'dataset': 'dataset.toml',
+    'epochs': 1000, 'micro_batch_size_per_gpu': 1, 'pipeline_stages': 1, 'gradient_accumulation_steps': 1,
+    'gradient_clipping': 1, 'warmup_steps': 10,
+    'eval_every_n_epochs': 1, 'eval_before_first_step': True, 'eval_micro_batch_size_per_gpu': 1,
+    'eval_gradient_accumulation_steps': 1,
+    'save_every_n_epochs': 5, 'checkpoint_every_n_minutes': 120, 'activation_checkpointing': 'unsloth',
+    'partition_method': 'parameters', 'save_dtype': 'bfloat16', 'caching_batch_size': 1, 'steps_per_print': 1,
+    'video_clip_mode': 'single_beginning', 'blocks_to_swap': 32,
+    'model': {'type': 'wan', 'ckpt_path': 'Wan2.1-T2V-14B', 'dtype': 'bfloat16', 'transformer_dtype': 'float8',
+              'timestep_sample_method': 'logit_normal'},
+    'adapter': {'type': 'lora', 'rank': 32, 'dtype': 'bfloat16'},
+    'optimizer': {'type': 'AdamW8bitKahan', 'lr': 2e-5, 'betas': [0.9, 0.99], 'weight_decay': 0.01, 'stabilize': False},
+}
+# The keys examples/dataset.toml sets (its commented-out ones left out).
+DATASET_EXAMPLE = {
+    'resolutions': [512], 'enable_ar_bucket': True, 'min_ar': 0.5, 'max_ar': 2.0, 'num_ar_buckets': 7,
+    'frame_buckets': [1, 33], 'directory': [{'path': 'videos', 'num_repeats': 1}],
+}
 
 # (key path, diffusion-pipe's default, where diffusion-pipe sets it) for keys the examples leave out.
 DP_DEFAULTS = [
@@ -111,8 +77,8 @@ def _get(cfg, dotted):
 
 @pytest.fixture
 def example(tmp_path):
-    (tmp_path / 'main.toml').write_text(WAN_EXAMPLE)
-    (tmp_path / 'dataset.toml').write_text(DATASET_EXAMPLE)
+    (tmp_path / 'main.toml').write_text(tomli_w.dumps(WAN_EXAMPLE))
+    (tmp_path / 'dataset.toml').write_text(tomli_w.dumps(DATASET_EXAMPLE))
     (tmp_path / 'videos').mkdir()
     return load_main_config(tmp_path / 'main.toml', world_size=1), load_dataset_config(tmp_path / 'dataset.toml')
 
@@ -125,14 +91,13 @@ def test_dp_wan_example_loads_and_keeps_its_values(example):
     assert (d['enable_ar_bucket'], d['frame_buckets'], d['resolutions']) == (True, [1, 33], [512])
 
 
-@pytest.mark.parametrize('key,default,source', DP_DEFAULTS, ids=[k for k, _, _ in DP_DEFAULTS])
-def test_main_keys_the_example_leaves_out_resolve_to_dp_defaults(example, key, default, source):
-    assert _get(example[0], key) == default, source
+DP_ALL = [('main', *row) for row in DP_DEFAULTS] + [('dataset', *row) for row in DP_DATASET_DEFAULTS]
 
 
-@pytest.mark.parametrize('key,default,source', DP_DATASET_DEFAULTS, ids=[k for k, _, _ in DP_DATASET_DEFAULTS])
-def test_dataset_keys_the_example_leaves_out_resolve_to_dp_defaults(example, key, default, source):
-    assert example[1]['directory'][0][key] == default, source
+@pytest.mark.parametrize('file,key,default,source', DP_ALL, ids=[f'{f}:{k}' for f, k, _, _ in DP_ALL])
+def test_keys_the_examples_leave_out_resolve_to_dp_defaults(example, file, key, default, source):
+    cfg = example[0] if file == 'main' else example[1]['directory'][0]
+    assert _get(cfg, key) == default, source
 
 
 def _main(**extra):
