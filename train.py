@@ -40,7 +40,17 @@ def parse_args(argv=None):
     p.add_argument('--regenerate_cache', action='store_true', help='encode every item again')
     p.add_argument('--cache_only', action='store_true', help='fill the cache, then exit')
     p.add_argument('--trust_cache', action='store_true', help='use the saved item list without re-checking source files')
-    p.add_argument('--dump_dataset', action='store_true', help='print the dataset report and exit (loads no weights)')
+    p.add_argument('--reset_dataloader', action='store_true',
+                   help='when resuming: keep the weights, optimizer, step and epoch, but start that epoch from its first batch')
+    p.add_argument('--reset_optimizer', action='store_true',
+                   help='when resuming: load the weights only; the optimizer and learning-rate schedule start fresh')
+    p.add_argument('--i_know_what_i_am_doing', action='store_true',
+                   help="accepted for diffusion-pipe compatibility; it skips advisory dataset checks there, and every "
+                        "check here is an error that would break the run, so nothing is skipped")
+    p.add_argument('--master_port', type=int, help='port of the rendezvous between processes (sets MASTER_PORT)')
+    p.add_argument('--dump_dataset', nargs='?', const=True, default=None, metavar='PATH',
+                   help='print the dataset report and exit (loads no weights); with PATH, also write '
+                        'dataset_report.json and dataset_report.txt there')
     p.add_argument('--deepspeed', action='store_true', help='accepted for diffusion-pipe compatibility')
     p.add_argument('--deepspeed_config', help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -132,7 +142,7 @@ class Trainer:
                 group['lr'] = cfg['force_constant_lr']
             scheduler = build_scheduler(optimizer, 0, self.total_steps, 'constant')
         else:
-            scheduler = build_scheduler(optimizer, cfg['warmup_steps'], self.total_steps, cfg['lr_scheduler'])
+            scheduler = build_scheduler(optimizer, cfg['warmup_steps'], self.schedule_steps(), cfg['lr_scheduler'], cfg['lr_min'])
         ds_config = {
             'train_micro_batch_size_per_gpu': 1,     # our data iterator sizes each micro-batch itself
             'gradient_accumulation_steps': self.ga,
@@ -161,6 +171,13 @@ class Trainer:
         per_epoch = self.data.steps_per_epoch
         by_epochs = per_epoch * self.config['epochs']
         return min(by_epochs, self.config['max_steps']) if self.config['max_steps'] else by_epochs
+
+    def schedule_steps(self):
+        """Step at which the learning-rate decay ends. diffusion-pipe's horizon: warm-up, then epochs x steps
+        per epoch, whatever max_steps says; lr_schedule_steps = 'max_steps' ends it at the run's last step."""
+        if self.config['lr_schedule_steps'] == 'max_steps':
+            return self.total_steps
+        return self.config['warmup_steps'] + self.data.steps_per_epoch * self.config['epochs']
 
     # -- one step -------------------------------------------------------------------------------
     def noise_generator(self, step, micro, tag=0):
@@ -240,7 +257,12 @@ class Trainer:
 
     def resume(self, ckpt_dir):
         force_lr = self.config.get('force_constant_lr') is not None
-        self.load_state_dict(self.saver.restore(ckpt_dir, self.scheduler, load_lr_scheduler=not force_lr))
+        reset_optimizer = self.args.reset_optimizer
+        self.load_state_dict(self.saver.restore(ckpt_dir, self.scheduler, load_lr_scheduler=not (force_lr or reset_optimizer),
+                                                load_optimizer=not reset_optimizer))
+        if self.args.reset_dataloader and self.batch_in_epoch:
+            print(f'--reset_dataloader: epoch {self.epoch} starts again from its first batch', flush=True)
+            self.batch_in_epoch = 0
         print(f'resumed from {ckpt_dir}: step {self.step}, epoch {self.epoch}, batch {self.batch_in_epoch}', flush=True)
 
     # -- control and logging --------------------------------------------------------------------
@@ -272,6 +294,8 @@ class Trainer:
         return {name: bool(v) for name, v in zip(CONTROL_FLAGS, values)}
 
     def log_metric(self, name, value):
+        if name.startswith('train/') and self.step % self.config['logging_steps']:
+            return
         self.events.metric(name, self.step, value, epoch=self.epoch)
         x = self.examples if self.config['x_axis_examples'] else self.step
         if self.tb is not None:
@@ -503,7 +527,9 @@ def main(argv=None):
 
     if args.dump_dataset:
         from utils.train_data import dump_dataset_report
-        dump_dataset_report(config, adapter, dataset_config, Path(args.run_dir) if args.run_dir else None, world_size)
+        out_dir = Path(args.dump_dataset) if isinstance(args.dump_dataset, str) else None
+        dump_dataset_report(config, adapter, dataset_config, Path(args.run_dir) if args.run_dir else None, world_size,
+                            out_dir)
         return 0
 
     resume_ckpt = None
@@ -517,6 +543,8 @@ def main(argv=None):
             refuse(problem, args.run_dir, rank)
     run_dir = choose_run_dir(args, config, resume_ckpt)
 
+    if args.master_port is not None:
+        os.environ['MASTER_PORT'] = str(args.master_port)
     import deepspeed
     from deepspeed.accelerator import get_accelerator
     deepspeed.init_distributed()

@@ -23,6 +23,11 @@ more `[[directory]]` tables, each of which may override the shared dataset keys)
 resolve against the folder of the file they appear in. A key that is not listed here is refused
 with the nearest known key; `[optimizer]` also takes any argument of the chosen optimizer's
 constructor (for example `momentum` for `sgd`, `d_coef` for `Prodigy`).
+
+Defaults are diffusion-pipe's, so its configs train as they train there. Where this trainer offers
+something else it is opt-in: `enable_ar_bucket = true` for aspect-ratio buckets,
+`lr_schedule_steps = 'max_steps'` for a decay that ends at the run's last step, `lr_min = 0` for a cosine
+down to zero. `steps_per_print` and `shuffle_metadata` are accepted and have no effect (see their rows).
 """
 
 TITLES = {

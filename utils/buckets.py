@@ -1,6 +1,6 @@
 """Bucket maths: which (width, height, frames) a file trains at, and where its clips start.
 
-Aspect-ratio mode (the default):
+Aspect-ratio mode (without size_buckets):
 - aspect ratios (width / height) are `num_ar_buckets` values log-spaced from `min_ar` to `max_ar`
   (np.geomspace), or the explicit `ar_buckets`, or just 1.0 when `enable_ar_bucket = false`; each is
   rounded to 3 decimals and duplicates merged;
@@ -45,7 +45,7 @@ def resolution_label(resolution):
 
 def aspect_ratios(cfg):
     """Sorted, de-duplicated aspect ratios for a directory config (see module doc)."""
-    if not cfg.get('enable_ar_bucket', True):
+    if not cfg.get('enable_ar_bucket', False):
         ars = [1.0]
     elif cfg.get('ar_buckets'):
         ars = [a[0] / a[1] if isinstance(a, (list, tuple)) else float(a) for a in cfg['ar_buckets']]

@@ -11,14 +11,25 @@ even when that entry is empty (an empty caption is then reported, not silently r
 3. a sidecar text file next to the media file: clip.mp4 -> clip.txt (UTF-8, surrounding blanks stripped).
 Files a metadata table names are part of the dataset even when they sit in a sub-folder; a row naming
 a missing file is reported as `metadata.csv row 12: 'clip.mp4' not found`.
+
+What reaches the text encoder is `clean_caption` of each variant (prefix and tag shuffle applied
+first): the prompt cleaning of the Wan reference code, diffusion-pipe's Wan tokenizer and diffusers'
+Wan pipelines (ftfy's fix_text, HTML entities unescaped twice, runs of whitespace made one space,
+ends stripped). The variants are cleaned here, where the dataset is built, so the report shows the
+text that trains and the cache's text keys hash it: a caption the cleaning changes gets a new key and
+is encoded again, one it leaves alone keeps its embedding (the encoder sees the same string).
 """
 
 import csv
+import html
 import io
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import ftfy
 
 CAPTIONS_JSON = 'captions.json'
 METADATA_NAMES = ('metadata.csv', 'metadata.json', 'metadata.jsonl')
@@ -153,17 +164,23 @@ def find_captions(src: CaptionSources, media: Path):
     return None, None
 
 
+def clean_caption(text):
+    """A caption as the Wan text encoder is meant to see it (see the module doc)."""
+    text = html.unescape(html.unescape(ftfy.fix_text(text)))
+    return re.sub(r'\s+', ' ', text).strip()
+
+
 def caption_variants(captions, prefix='', shuffle_num=0, delimiter=', ', seed_key=''):
     """What gets cached for a file: each caption as is (shuffle_num = 0) or shuffle_num tag-shuffled
-    copies of it, each with `prefix` in front. Shuffles are seeded by `seed_key`, so every run and
-    every rank produces the same variants."""
+    copies of it, each with `prefix` in front, then cleaned (clean_caption). Shuffles are seeded by
+    `seed_key`, so every run and every rank produces the same variants."""
     if shuffle_num <= 0:
-        return [prefix + c for c in captions]
+        return [clean_caption(prefix + c) for c in captions]
     out = []
     for i, caption in enumerate(captions):
         rng = random.Random(f'{seed_key}|{i}')
         tags = caption.split(delimiter)
         for _ in range(shuffle_num):
             rng.shuffle(tags)
-            out.append(prefix + delimiter.join(tags))
+            out.append(clean_caption(prefix + delimiter.join(tags)))
     return out

@@ -141,11 +141,12 @@ class Saver:
         ctx.barrier()
         ctx.events.status('training', 'training')
 
-    def restore(self, ckpt_dir, scheduler, load_lr_scheduler=True):
-        """Load a checkpoint into the engine (and this rank's RNG state) -> its trainer_state.json."""
+    def restore(self, ckpt_dir, scheduler, load_lr_scheduler=True, load_optimizer=True):
+        """Load a checkpoint into the engine (and this rank's RNG state) -> its trainer_state.json.
+        load_optimizer = False (--reset_optimizer): the weights only; the optimizer starts fresh."""
         ckpt_dir = Path(ckpt_dir)
         load_path, _ = self.engine.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name, load_module_strict=False,
-                                                   load_optimizer_states=True,
+                                                   load_optimizer_states=load_optimizer,
                                                    load_lr_scheduler_states=load_lr_scheduler)
         if load_path is None:
             raise FileNotFoundError(f'could not load DeepSpeed checkpoint {ckpt_dir}')

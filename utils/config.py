@@ -116,18 +116,32 @@ def _size_buckets(values):
 def _micro_batch(v):
     if isinstance(v, int) and not isinstance(v, bool):
         return _positive(v)
-    if isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and x > 0 for x in p) for p in v):
+    if isinstance(v, list) and v and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and x > 0 for x in p)
+                                         for p in v):
         return None
-    return 'must be a batch size or a list of [resolution, batch size] pairs'
+    return 'must be a batch size or a non-empty list of [resolution, batch size] pairs, e.g. [[512, 4], [1024, 1]]'
 
 
 def _eval_datasets(v):
     for i, entry in enumerate(v):
+        if isinstance(entry, str):
+            continue
         if not isinstance(entry, dict) or set(entry) != {'name', 'config'}:
-            return f'entry {i} must be {{name = "...", config = "path/to/eval_dataset.toml"}}'
+            return (f'entry {i} must be a dataset file path or {{name = "...", config = "path/to/eval_dataset.toml"}}')
     return None
 
 
+def _fraction(v):
+    return None if 0 < v <= 1 else 'must be more than 0 and at most 1'
+
+
+def _exclude_modules(v):
+    if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+        return None
+    return 'must be a regular expression (string) or a list of module names'
+
+
+LOSS_KEYS = ('pseudo_huber_c', 'huber_delta', 'smooth_l1_beta')
 INT = (int,)
 NUM = (int, float)
 BOOL = (bool,)
@@ -137,27 +151,42 @@ LIST = (list,)
 MAIN_KEYS = {
     'output_dir': Key(MISSING, STR, 'folder for training runs; each run makes a new folder inside'),
     'dataset': Key(MISSING, STR, 'dataset TOML file (relative paths resolve against this config file)'),
-    'eval_datasets': Key([], LIST, 'list of {name, config} evaluation datasets', check=_eval_datasets),
+    'eval_datasets': Key([], LIST, "evaluation datasets: {name, config} tables, or dataset file paths (named 'eval0', 'eval1', ...)",
+                         check=_eval_datasets),
     'epochs': Key(1000, INT, 'number of passes over the dataset', check=_positive),
-    'max_steps': Key(None, INT, 'stop after this many optimizer steps', check=_positive),
+    'max_steps': Key(None, INT, 'stop after this many optimizer steps (the LR schedule still spans all epochs unless '
+                                "lr_schedule_steps = 'max_steps')", check=_positive),
     'seed': Key(42, INT, 'seed for shuffling, noise and timesteps; same seed = same run'),
     'micro_batch_size_per_gpu': Key(1, (int, list), 'batch per forward pass per GPU, or [[resolution, batch], ...]', check=_micro_batch),
-    'image_micro_batch_size_per_gpu': Key(None, INT, 'batch size for images (frame bucket 1) in mixed training', check=_positive),
+    'image_micro_batch_size_per_gpu': Key(None, (int, list), 'batch size for images (frame bucket 1) in mixed training, '
+                                          'or [[resolution, batch], ...] (default: micro_batch_size_per_gpu)', check=_micro_batch),
     'pipeline_stages': Key(1, INT, 'GPUs one model instance is split across', check=_positive),
     'gradient_accumulation_steps': Key(1, INT, 'micro-batches per optimizer step', check=_positive),
     'gradient_clipping': Key(1.0, NUM, 'clip the global gradient norm to this (0 = off)', check=_non_negative),
     'warmup_steps': Key(0, INT, 'linear learning-rate warm-up steps', check=_non_negative),
-    'lr_scheduler': Key('constant', STR, 'learning-rate schedule after warm-up', choices=('constant', 'linear', 'cosine')),
+    'lr_scheduler': Key('constant', STR, 'learning-rate schedule after warm-up: linear decays to 0, cosine to lr_min',
+                        choices=('constant', 'linear', 'cosine')),
+    'lr_schedule_steps': Key('epochs', STR, "length of the decay after warm-up: 'epochs' = epochs x steps per epoch, as "
+                             "diffusion-pipe (max_steps does not shorten it), or 'max_steps' = end the decay at the run's "
+                             'last step (min of max_steps and the epochs)', choices=('epochs', 'max_steps')),
+    'lr_min': Key(1e-6, NUM, "learning rate the cosine schedule ends at (diffusion-pipe's 1e-6; 0 = decay to zero)",
+                  check=_non_negative),
     'force_constant_lr': Key(None, NUM, 'force this learning rate, also when resuming', check=_positive),
     'blocks_to_swap': Key(0, INT, 'transformer blocks kept in CPU memory (LoRA, pipeline_stages = 1)', check=_non_negative),
     'pseudo_huber_c': Key(None, NUM, 'use pseudo-Huber loss with this c instead of MSE', check=_positive),
+    'huber_delta': Key(None, NUM, 'use Huber loss with this delta instead of MSE (torch huber_loss)', check=_positive),
+    'smooth_l1_beta': Key(None, NUM, 'use smooth L1 loss with this beta instead of MSE (torch smooth_l1_loss)', check=_positive),
     'uncond_fraction': Key(0.0, NUM, 'fraction of samples trained with an empty caption', check=_unit_interval),
     'eval_every_n_epochs': Key(None, INT, 'evaluate every n epochs', check=_positive),
     'eval_every_n_steps': Key(None, INT, 'evaluate every n steps', check=_positive),
     'eval_every_n_examples': Key(None, INT, 'evaluate every n examples', check=_positive),
-    'eval_before_first_step': Key(False, BOOL, 'evaluate once before training starts'),
-    'eval_micro_batch_size_per_gpu': Key(None, INT, 'eval batch per GPU (default: micro_batch_size_per_gpu)', check=_positive),
-    'image_eval_micro_batch_size_per_gpu': Key(None, INT, 'eval batch for images', check=_positive),
+    'eval_before_first_step': Key(True, BOOL, 'evaluate once before training starts (not when resuming)'),
+    'eval_micro_batch_size_per_gpu': Key(None, (int, list), 'eval batch per GPU, or [[resolution, batch], ...] '
+                                         '(default: micro_batch_size_per_gpu)', check=_micro_batch),
+    'eval_image_micro_batch_size_per_gpu': Key(None, (int, list), 'eval batch for images (default: eval_micro_batch_size_per_gpu)',
+                                               check=_micro_batch),
+    'image_eval_micro_batch_size_per_gpu': Key(None, (int, list), 'the name diffusion-pipe\'s example uses for '
+                                               'eval_image_micro_batch_size_per_gpu; taken as that key', check=_micro_batch),
     'eval_gradient_accumulation_steps': Key(1, INT, 'micro-batches per eval step', check=_positive),
     'disable_block_swap_for_eval': Key(False, BOOL, 'keep all blocks on the GPU while evaluating'),
     'save_every_n_epochs': Key(None, INT, 'save the adapter every n epochs', check=_positive),
@@ -174,7 +203,9 @@ MAIN_KEYS = {
     'caching_batch_size': Key(1, INT, 'batch size when encoding latents and text', check=_positive),
     'map_num_proc': Key(None, INT, 'decoding worker threads while caching (default min(8, cores))', check=_positive),
     'compile': Key(False, BOOL, 'torch.compile the transformer blocks'),
-    'steps_per_print': Key(1, INT, 'console log cadence in steps', check=_positive),
+    'steps_per_print': Key(1, INT, "accepted and ignored: diffusion-pipe passes it to DeepSpeed's console log, "
+                                   'here the progress bar and events.jsonl report every step', check=_positive),
+    'logging_steps': Key(1, INT, 'write training scalars (loss, lr, grad norm) every n steps', check=_positive),
     'video_clip_mode': Key('single_beginning', STR, 'how clips are taken from a longer video', choices=CLIP_MODES),
     'x_axis_examples': Key(False, BOOL, 'TensorBoard x axis counts examples instead of steps'),
     'model': Key(MISSING, (dict,), '[model] table'),
@@ -211,6 +242,9 @@ ADAPTER_KEYS = {
     'dtype': Key('bfloat16', STR, 'dtype of the trained LoRA weights', choices=DTYPES),
     'dropout': Key(0.0, NUM, 'LoRA dropout', check=_unit_interval),
     'init_from_existing': Key(None, STR, 'start from a saved LoRA (folder or adapter_model.safetensors)'),
+    'exclude_modules': Key(None, (str, list), 'no LoRA on these modules: a regular expression matched against the whole '
+                           'module name, or names matched exactly or as a name suffix (official Wan names such as '
+                           "'blocks.0.ffn.0' or the Diffusers ones such as 'blocks.0.ffn.net.0.proj')", check=_exclude_modules),
 }
 
 OPTIMIZER_KEYS = {
@@ -231,7 +265,8 @@ MONITORING_KEYS = {
 # Keys a [[directory]] entry may override, with the top-level default.
 DATASET_SHARED_KEYS = {
     'resolutions': Key([512], LIST, 'training areas: side lengths (512) or [width, height] pairs', check=_resolutions),
-    'enable_ar_bucket': Key(True, BOOL, 'group by aspect ratio'),
+    'enable_ar_bucket': Key(False, BOOL, 'group by aspect ratio; false (as diffusion-pipe) = one square bucket per '
+                            'resolution, each file centre-cropped to it'),
     'min_ar': Key(0.5, NUM, 'smallest aspect ratio (width/height)', check=_positive),
     'max_ar': Key(2.0, NUM, 'largest aspect ratio', check=_positive),
     'num_ar_buckets': Key(7, INT, 'aspect-ratio buckets, log-spaced from min_ar to max_ar', check=_positive),
@@ -245,11 +280,15 @@ DATASET_SHARED_KEYS = {
     'skip_empty_caption': Key(True, BOOL, 'drop files with no caption (false: train with an empty caption)'),
     'caption_dropout': Key(0.0, NUM, 'fraction of items whose caption is replaced by the empty one', check=_unit_interval),
     'num_repeats': Key(1, INT, 'times the data counts per epoch', check=_positive),
+    'shuffle_metadata': Key(True, BOOL, 'accepted; no effect here: the batch order is shuffled from `seed` every epoch '
+                            '(diffusion-pipe uses it to pre-shuffle a folder\'s file list)'),
 }
 
 DATASET_TOP_KEYS = {
     **DATASET_SHARED_KEYS,
     'directory': Key(MISSING, LIST, '[[directory]] entries'),
+    'subsample_ratio': Key(None, NUM, 'train each epoch on this fraction of its global batches (the first ones of '
+                           'the epoch\'s shuffled order)', check=_fraction),
 }
 
 DIRECTORY_KEYS = {
@@ -257,6 +296,8 @@ DIRECTORY_KEYS = {
     'path': Key(MISSING, STR, 'folder of images / videos and captions'),
     'mask_path': Key(None, STR, 'folder of masks with the same file names (white = train, black = ignore)'),
     'metadata_file': Key(None, STR, 'metadata CSV/JSON with video|image and prompt columns (default: metadata.csv/.json in path)'),
+    'default_mask_file': Key(None, STR, 'mask image for files that have no mask in mask_path (also without mask_path); '
+                             'resized and centre-cropped to each file\'s bucket'),
 }
 
 
@@ -376,6 +417,21 @@ def validate_main(raw: dict, file: str = 'config.toml', base_dir: str | None = N
     ac = cfg.get('activation_checkpointing')
     if isinstance(ac, str) and ac != 'unsloth':
         issues.append(ConfigIssue(file, 'activation_checkpointing', ac, "must be true, false or 'unsloth'"))
+    losses = [k for k in LOSS_KEYS if cfg.get(k) is not None]
+    if len(losses) > 1:
+        issues.append(ConfigIssue(file, losses[1], cfg[losses[1]],
+                                  f'set only one of {", ".join(LOSS_KEYS)}: each picks the loss ({losses[0]} is set too)'))
+    alias = 'image_eval_micro_batch_size_per_gpu'
+    if cfg.get(alias) is not None:
+        if cfg.get('eval_image_micro_batch_size_per_gpu') is not None:
+            issues.append(ConfigIssue(file, alias, cfg[alias], 'another name of eval_image_micro_batch_size_per_gpu, '
+                                                              'which is set too; keep one'))
+        else:
+            cfg['eval_image_micro_batch_size_per_gpu'] = cfg[alias]
+    if isinstance(cfg.get('eval_datasets'), list):
+        # diffusion-pipe takes a bare path as well, and names it by its position.
+        cfg['eval_datasets'] = [{'name': f'eval{i}', 'config': e} if isinstance(e, str) else e
+                                for i, e in enumerate(cfg['eval_datasets'])]
     model = cfg.get('model') or {}
     if 'min_t' in model and 'max_t' in model and model['min_t'] >= model['max_t']:
         issues.append(ConfigIssue(file, 'model.max_t', model['max_t'], f'must be greater than min_t ({model["min_t"]})'))
@@ -407,7 +463,7 @@ def validate_main(raw: dict, file: str = 'config.toml', base_dir: str | None = N
         adapter['init_from_existing'] = _resolve_path(adapter['init_from_existing'], base_dir)
     if adapter and adapter.get('alpha') is None and 'rank' in adapter:
         adapter['alpha'] = adapter['rank']
-    if cfg.get('eval_micro_batch_size_per_gpu') is None and isinstance(cfg.get('micro_batch_size_per_gpu'), int):
+    if cfg.get('eval_micro_batch_size_per_gpu') is None and cfg.get('micro_batch_size_per_gpu') is not None:
         cfg['eval_micro_batch_size_per_gpu'] = cfg['micro_batch_size_per_gpu']
     return cfg, issues
 
@@ -472,7 +528,7 @@ def validate_dataset(raw: dict, file: str = 'dataset.toml', base_dir: str | None
         for name in DATASET_SHARED_KEYS:
             if d.get(name) is None:
                 d[name] = cfg.get(name, DATASET_SHARED_KEYS[name].default)
-        for key in ('path', 'mask_path', 'metadata_file'):
+        for key in ('path', 'mask_path', 'metadata_file', 'default_mask_file'):
             if isinstance(d.get(key), str):
                 d[key] = _resolve_path(d[key], base_dir)
         if d.get('min_ar') and d.get('max_ar') and d['min_ar'] > d['max_ar']:

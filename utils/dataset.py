@@ -139,6 +139,10 @@ def _list_directory(i, d, report):
         else:
             media.append(p)
     masks = None
+    default_mask = d.get('default_mask_file')
+    if default_mask and not Path(default_mask).is_file():
+        report['problems'].append(f'directory[{i}].default_mask_file: file not found: {default_mask}')
+        d['default_mask_file'] = None
     if d.get('mask_path'):
         mask_folder = Path(d['mask_path'])
         if not mask_folder.is_dir():
@@ -175,10 +179,14 @@ def _captions_for(entry, d, sources, path, seed):
     return caption_variants(captions, d['caption_prefix'], shuffles, d['cache_shuffle_delimiter'], f'{seed}|{entry["name"]}')
 
 
-def _mask_for(entry, masks, info, probes):
-    if masks is None:
+def _mask_for(entry, masks, info, probes, default_mask=None):
+    if masks is None and default_mask is None:
         return None
-    mask = masks.get(Path(entry['path']).stem)
+    mask = masks.get(Path(entry['path']).stem) if masks is not None else None
+    if mask is None and default_mask is not None:
+        # Any shape: read_mask fits it to each bucket as the media is fitted (resize, centre crop).
+        entry['notes'].append('masked with default_mask_file')
+        return default_mask
     if mask is None:
         entry['notes'].append('no mask with this name in mask_path: trained unmasked')
         return None
@@ -217,7 +225,7 @@ def build_dataset(dataset_cfg, spec: MediaSpec, video_clip_mode='single_beginnin
     """Items and report for a validated dataset config (utils.config.load_dataset_config)."""
     report = {'version': REPORT_VERSION, 'spec': {'framerate': spec.framerate, 'size_multiple': spec.size_multiple,
                                                   'needs_video': getattr(spec, 'needs_video', False)},
-              'video_clip_mode': video_clip_mode, 'seed': seed,
+              'video_clip_mode': video_clip_mode, 'seed': seed, 'subsample_ratio': dataset_cfg.get('subsample_ratio'),
               'directories': [], 'files': [], 'problems': []}
     listings = [(i, d, *_list_directory(i, d, report)) for i, d in enumerate(dataset_cfg['directory'])]
     probes = {}
@@ -258,7 +266,7 @@ def _file_items(entry, d, i, folder, path, probes, sources, masks, plan, spec, c
     captions = _captions_for(entry, d, sources, path, seed)
     n_frames = frames_at_fps(info, spec.framerate)
     assignments = _fitting(entry, info, plan.assign(info.width, info.height, info.kind, n_frames))
-    mask = _mask_for(entry, masks, info, probes)
+    mask = _mask_for(entry, masks, info, probes, d.get('default_mask_file'))
     out = []
     for a in assignments:
         starts = clip_starts(n_frames, a.bucket[2], clip_mode) if info.kind == 'video' else [0]
@@ -321,17 +329,21 @@ def bucket_label(bucket):
 
 def micro_batch_size_fn(micro_batch_size_per_gpu=1, image_micro_batch_size_per_gpu=None):
     """bucket -> micro-batch size. An int applies to every bucket; [[resolution, batch], ...] picks the
-    entry whose side length is nearest to sqrt(w*h) of the bucket. Images (frames = 1) use
-    image_micro_batch_size_per_gpu when set."""
+    entry whose side length is nearest to sqrt(w*h) of the bucket (the first on ties), as diffusion-pipe
+    does. Images (frames = 1) use image_micro_batch_size_per_gpu (either form) when set."""
     def fn(bucket):
         w, h, frames = bucket
-        if frames == 1 and image_micro_batch_size_per_gpu:
-            return image_micro_batch_size_per_gpu
-        if isinstance(micro_batch_size_per_gpu, int):
-            return micro_batch_size_per_gpu
+        size = image_micro_batch_size_per_gpu if frames == 1 and image_micro_batch_size_per_gpu else micro_batch_size_per_gpu
+        if isinstance(size, int):
+            return size
         side = math.sqrt(w * h)
-        return min(micro_batch_size_per_gpu, key=lambda pair: abs(pair[0] - side))[1]
+        return min(size, key=lambda pair: abs(pair[0] - side))[1]
     return fn
+
+
+def subsampled(n_steps, ratio):
+    """Global batches an epoch keeps under the dataset's subsample_ratio (diffusion-pipe: int(n * ratio))."""
+    return int(n_steps * ratio) if ratio else n_steps
 
 
 def steps_per_epoch(report, micro_batch_size=1, image_micro_batch_size=None, dp_world=1, grad_accum=1):
@@ -348,7 +360,8 @@ def steps_per_epoch(report, micro_batch_size=1, image_micro_batch_size=None, dp_
                      'micro_batch': mb, 'global_batch': g, 'steps': n, 'dropped': b['items_per_epoch'] - n * g})
         steps += n
         dropped += b['items_per_epoch'] - n * g
-    return {'steps': steps, 'dropped_per_epoch': dropped, 'micro_batch_size_per_gpu': micro_batch_size,
+    ratio = report.get('subsample_ratio')
+    return {'steps': subsampled(steps, ratio), 'subsample_ratio': ratio, 'dropped_per_epoch': dropped, 'micro_batch_size_per_gpu': micro_batch_size,
             'image_micro_batch_size_per_gpu': image_micro_batch_size, 'dp_world': dp_world,
             'grad_accum': grad_accum, 'buckets': rows}
 
@@ -405,7 +418,8 @@ def epoch_batches(dataset, micro_batch_size_fn, dp_world, grad_accum, seed, epoc
         caps = [[[cap_rng.randrange(len(it.captions)) for it in chunk[(s * dp_world + r) * mb:(s * dp_world + r + 1) * mb]]
                  for s in range(grad_accum)] for r in range(dp_world)]
         out.append(GlobalBatch(index, bucket, ids, caps))
-    return out
+    ratio = dataset.report.get('subsample_ratio') if isinstance(dataset, Dataset) else None
+    return out[:subsampled(len(out), ratio)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,6 +454,9 @@ def format_report(report) -> str:
         bt = report['batching']
         lines.append(f"Steps per epoch: {bt['steps']} (data parallel {bt['dp_world']} x gradient accumulation "
                      f"{bt['grad_accum']}; {bt['dropped_per_epoch']} item(s) per epoch left over in partial batches)")
+        if bt.get('subsample_ratio'):
+            lines.append(f"  subsample_ratio = {bt['subsample_ratio']:g}: each epoch trains the first {bt['steps']} "
+                         f"of its shuffled global batches")
         for r in bt['buckets']:
             lines.append(f"  {r['label']:>16}  micro-batch {r['micro_batch']}  global batch {r['global_batch']}  "
                          f"{r['steps']} steps  {r['dropped']} left over")

@@ -15,7 +15,7 @@ import torch
 
 from utils.cache import Cache
 from utils.dataset import build_dataset, epoch_batches, format_report, micro_batch_size_fn
-from utils.fsutil import atomic_write_json
+from utils.fsutil import atomic_write_json, atomic_write_text
 
 
 class TrainData:
@@ -38,7 +38,7 @@ class TrainData:
         is_train = name == 'train'
         dataset = build_dataset(dataset_config, adapter.media_spec, cfg['video_clip_mode'], seed=cfg['seed'])
         mbs = cfg['micro_batch_size_per_gpu'] if is_train else cfg['eval_micro_batch_size_per_gpu']
-        image_mbs = cfg['image_micro_batch_size_per_gpu'] if is_train else cfg['image_eval_micro_batch_size_per_gpu']
+        image_mbs = cfg['image_micro_batch_size_per_gpu'] if is_train else cfg['eval_image_micro_batch_size_per_gpu']
         ga = cfg['gradient_accumulation_steps'] if is_train else cfg['eval_gradient_accumulation_steps']
 
         cache_text = adapter.model_config.get('cache_text_embeddings', True)
@@ -229,8 +229,10 @@ class _CacheProgress:
                              items_per_s=round(rate * self.world, 3))
 
 
-def dump_dataset_report(config, adapter, dataset_config, run_dir=None, world_size=1):
-    """train.py --dump_dataset: the report, printed (and saved into run_dir if given); no weights load."""
+def dump_dataset_report(config, adapter, dataset_config, run_dir=None, world_size=1, out_dir=None):
+    """train.py --dump_dataset [PATH]: the report, printed, and saved into run_dir and out_dir (PATH) if given,
+    out_dir also as text; no weights load. (diffusion-pipe's --dump_dataset PATH decodes cached latents to
+    images there, for Flux only by its own account; here PATH receives what trains, file by file.)"""
     dataset = build_dataset(dataset_config, adapter.media_spec, config['video_clip_mode'], seed=config['seed'])
     dp_world = max(1, world_size // config['pipeline_stages'])
     dataset.steps_per_epoch(config['micro_batch_size_per_gpu'], config['image_micro_batch_size_per_gpu'], dp_world,
@@ -239,4 +241,8 @@ def dump_dataset_report(config, adapter, dataset_config, run_dir=None, world_siz
     sys.stdout.flush()
     if run_dir is not None:
         atomic_write_json(run_dir / 'dataset_report.json', dataset.report)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / 'dataset_report.json', dataset.report)
+        atomic_write_text(out_dir / 'dataset_report.txt', format_report(dataset.report) + '\n')
     return dataset.report

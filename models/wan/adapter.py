@@ -7,23 +7,51 @@ Weights load from the official Wan-AI folder, a Diffusers folder or ComfyUI sing
 block, alpha = rank unless set; without an [adapter] table the whole transformer trains.
 """
 
+import re
+
 import torch
 
 from models.base import ModelAdapter, ModelConfigError, dtype_of
 from models.wan import checkpoints, weights
 from models.wan.keymaps import diffusers_to_official, official_state_dict, official_transformer_config
 from models.wan.layers import BlockLayer, EmbedLayer, OutputLayer
+from models.wan.variants import checkpoint_framerate
 from utils import timesteps
 from utils.fsutil import atomic_save, atomic_write_json
+from utils.losses import elementwise_loss
 
 TEXT_LEN = 512              # UMT5 context the networks were trained with; prompts are zero-padded to it
 EXPERT_NAMES = ('high_noise', 'low_noise')   # index 0 handles t >= boundary
 
 
-def lora_target_modules(transformer):
-    """Every nn.Linear inside the transformer blocks (attention q/k/v/o, image k/v, feed-forward)."""
-    return sorted(name for name, module in transformer.named_modules()
-                  if name.startswith('blocks.') and isinstance(module, torch.nn.Linear))
+def lora_target_modules(transformer, exclude=None):
+    """Every nn.Linear inside the transformer blocks (attention q/k/v/o, image k/v, feed-forward), less
+    those `exclude` (the [adapter] exclude_modules key) names."""
+    names = sorted(name for name, module in transformer.named_modules()
+                   if name.startswith('blocks.') and isinstance(module, torch.nn.Linear))
+    if exclude:
+        names = [n for n in names if not excluded_module(n, exclude)]
+        if not names:
+            raise ModelConfigError(f'adapter.exclude_modules = {exclude!r} excludes every LoRA target module')
+    return names
+
+
+def excluded_module(name, exclude):
+    """peft's exclude_modules rule, tried on the Diffusers name and on the official Wan name (the one
+    diffusion-pipe configs use): a string is a regular expression for the whole name; a list matches a
+    name exactly or as its dotted suffix."""
+    names = [name]
+    try:
+        names.append(diffusers_to_official(name))
+    except KeyError:
+        pass
+    for n in names:
+        if isinstance(exclude, str):
+            if re.fullmatch(exclude, n):
+                return True
+        elif n in exclude or any(n.endswith('.' + e) for e in exclude):
+            return True
+    return False
 
 
 def padded_text(embeddings):
@@ -91,7 +119,7 @@ class WanAdapter(ModelAdapter):
     # -- data side ----------------------------------------------------------------------------
     @property
     def media_spec(self):
-        return self.variant.media_spec()
+        return self.variant.media_spec(checkpoint_framerate(self.variant, self.model_config.get('ckpt_path')))
 
     def cache_identity(self):
         ident = self.ckpt.identity()
@@ -184,7 +212,8 @@ class WanAdapter(ModelAdapter):
             for i, t in enumerate(transformers):
                 torch.manual_seed(seed + i)     # same LoRA init whatever the pipeline layout
                 t.add_adapter(LoraConfig(r=lora['rank'], lora_alpha=lora['alpha'], lora_dropout=lora['dropout'],
-                                         target_modules=lora_target_modules(t), init_lora_weights=True))
+                                         target_modules=lora_target_modules(t, lora.get('exclude_modules')),
+                                         init_lora_weights=True))
                 for name, p in t.named_parameters():
                     if '.lora_' in name:
                         p.data = p.data.to(dtype_of(lora['dtype']))
@@ -260,9 +289,7 @@ class WanAdapter(ModelAdapter):
 
     def loss(self, output, labels):
         target, mask = labels
-        diff = output.float() - target.float()
-        c = self.config.get('pseudo_huber_c')
-        loss = (torch.sqrt(diff.square() + c * c) - c) if c else diff.square()
+        loss = elementwise_loss(output.float(), target.float(), self.config)
         if mask.numel():
             loss = loss * mask
         return loss.mean()

@@ -34,10 +34,11 @@ class WanVariant:
     def two_experts(self) -> bool:
         return len(self.experts) == 2
 
-    def media_spec(self):
-        """What the dataset builder needs to know of this model's media (frame rate, size multiple, video)."""
+    def media_spec(self, framerate=None):
+        """What the dataset builder needs to know of this model's media (frame rate, size multiple, video).
+        framerate: the checkpoint's own rate where it differs from the variant's (SkyReels-V2: 24)."""
         from utils.dataset import MediaSpec
-        return MediaSpec(self.framerate, self.size_multiple, needs_video=self.i2v_condition)
+        return MediaSpec(framerate or self.framerate, self.size_multiple, needs_video=self.i2v_condition)
 
 
 def _v(id, task, experts=('main',), boundary=None, framerate=16, size_multiple=16, vae='wan2.1',
@@ -50,6 +51,16 @@ def _v(id, task, experts=('main',), boundary=None, framerate=16, size_multiple=1
 
 
 EXPERTS = ('high_noise', 'low_noise')
+SKYREELS_FRAMERATE = 24
+
+
+def checkpoint_framerate(variant: WanVariant, ckpt_path) -> int:
+    """Frames per second a checkpoint was trained at. SkyReels-V2 models have the Wan2.1 architecture and
+    config but were trained at 24 fps; nothing in their files says so, so, as diffusion-pipe does, a
+    ckpt_path folder whose name contains 'skyreels' (any case) means 24 fps."""
+    if ckpt_path and 'skyreels' in Path(ckpt_path).name.lower():
+        return SKYREELS_FRAMERATE
+    return variant.framerate
 
 VARIANTS = {v.id: v for v in (
     _v('wan2.1-t2v-1.3b', 't2v'),

@@ -77,7 +77,7 @@ def make_folder(d, n=4, with_video=False):
 
 
 def dataset(d, **extra):
-    cfg, issues = validate_dataset({'resolutions': [32], 'frame_buckets': [1, 17],
+    cfg, issues = validate_dataset({'resolutions': [32], 'frame_buckets': [1, 17], 'enable_ar_bucket': True,
                                     'directory': [{'path': str(d), **extra}]}, str(d / 'dataset.toml'))
     assert not issues, issues
     return build_dataset(cfg, SPEC)

@@ -16,7 +16,7 @@ SPEC = MediaSpec(framerate=16, size_multiple=16)
 
 
 def config(tmp, directories, **top):
-    raw = {'resolutions': [32], 'frame_buckets': [1, 17], **top, 'directory': directories}
+    raw = {'resolutions': [32], 'frame_buckets': [1, 17], 'enable_ar_bucket': True, **top, 'directory': directories}
     cfg, issues = validate_dataset(raw, str(tmp / 'dataset.toml'))
     assert not issues, issues
     return cfg
@@ -51,7 +51,8 @@ def captioned(tmp_path):
 def test_caption_precedence_metadata_then_captions_json_then_sidecar(captioned, tmp_path):
     ds = build_dataset(config(tmp_path, [{'path': str(captioned)}]), SPEC)
     caps = captions_of(ds)
-    assert caps['a.mp4'] == ['meta a, with a comma\nand a newline']     # metadata.csv beats captions.json and a.txt
+    assert caps['a.mp4'] == ['meta a, with a comma and a newline']      # metadata.csv beats captions.json and a.txt;
+    #                                                                     whitespace cleaned as the encoder sees it
     assert caps['b.mp4'] == ['json b1', 'json b2']                      # captions.json beats b.txt; lists allowed
     assert caps['c.png'] == ['json c']
     assert caps['d.png'] == ['meta d1', 'meta "d2"']                    # two rows: two captions

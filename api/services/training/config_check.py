@@ -32,6 +32,7 @@ def _path_rules(data_root, datasets_root, model_roots):
         ('main', ('adapter', 'init_from_existing'), readable, 'a model root or the data root'),
         *[('dataset', ('directory', '*', key), [datasets_root], 'the datasets folder') for key in DIRECTORY_PATH_KEYS],
         ('main', ('eval_datasets', '*', 'config'), [data_root], 'the data root'),
+        ('main', ('eval_datasets', '*'), [data_root], 'the data root'),     # a bare path entry
     ]
 
 

@@ -126,7 +126,7 @@ def default_texts(model_path='', dataset_path='', cpu=False):
     if not isinstance(doc, dict) or not isinstance(doc.get('directory'), list):
         return main, DEFAULT_DATASET.replace('{dataset}', _quoted(dataset_path))
     for entry in doc['directory']:
-        for key in ('path', 'mask_path', 'metadata_file'):
+        for key in DIRECTORY_PATH_KEYS:
             if isinstance(entry, dict) and isinstance(entry.get(key), str):
                 entry[key] = str((Path(dataset_path) / entry[key]).resolve())
     return main, f'# From {own}.\n' + dump(doc)
@@ -198,7 +198,7 @@ def dump(doc):
     return tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else tomli_w.dumps(doc)
 
 
-DIRECTORY_PATH_KEYS = ('path', 'mask_path', 'metadata_file')
+DIRECTORY_PATH_KEYS = ('path', 'mask_path', 'metadata_file', 'default_mask_file')
 
 
 def directory_paths(doc):

@@ -43,7 +43,7 @@ export default async function bucketsTab(container, dataset) {
     f.variant.value = view.variant;
     f.resolutions.value = listText(s.resolutions);
     f.frame_buckets.value = listText(s.frame_buckets);
-    f.enable_ar_bucket.checked = s.enable_ar_bucket !== false;
+    f.enable_ar_bucket.checked = s.enable_ar_bucket === true;   // unset = false, as the trainer
     f.min_ar.value = s.min_ar ?? 0.5;
     f.max_ar.value = s.max_ar ?? 2.0;
     f.num_ar_buckets.value = s.num_ar_buckets ?? 7;
