@@ -51,6 +51,11 @@ class Settings:
     upload_chunk_bytes: int = 16 * 1024 * 1024      # bytes the browser sends per upload request
     upload_expiry_s: float = 24 * 3600.0            # an unfinished upload untouched this long is removed
     import_roots: tuple = ()                        # server folders imports may read (<data>/imports always)
+    backup_dir: str = ''                            # snapshots go here (default <data>/backups: same disk; point it at a share)
+    backup_interval_h: float = 24.0                 # a snapshot every this many hours; 0 turns the schedule off
+    backup_keep_daily: int = 7                      # keep the newest snapshot of each of the last N days that have one
+    backup_keep_weekly: int = 4                     # ... and of each of the last M weeks that have one
+    backup_include_media: bool = False              # also copy media, model weights, caches, checkpoints (else listed)
 
     @property
     def data_path(self) -> Path:

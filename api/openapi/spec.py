@@ -4,10 +4,11 @@ description fails the test that checks every route is documented."""
 
 import re
 
-from . import data, inference, jobs, system, training
+from . import backups, data, inference, jobs, system, training
 from .types import ANY, STR, ref
 
-SCHEMAS = {**system.SCHEMAS, **jobs.SCHEMAS, **training.SCHEMAS, **data.SCHEMAS, **inference.SCHEMAS}
+SCHEMAS = {**system.SCHEMAS, **jobs.SCHEMAS, **training.SCHEMAS, **data.SCHEMAS, **inference.SCHEMAS,
+           **backups.SCHEMAS}
 
 ERRORS = {'400': 'bad request or path refused', '401': 'missing or wrong token', '404': 'not found',
           '409': 'not possible in the current state', '413': 'request body too large',

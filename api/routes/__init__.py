@@ -1,6 +1,7 @@
 """One blueprint per area, all under /api/v1 (the index page aside). Further areas (Data studio,
 Inference studio) add their blueprint here and their services under api/services/."""
 
+from .backups import bp as backups
 from .buckets import bp as buckets
 from .captions import bp as captions
 from .datasets import bp as datasets
@@ -14,4 +15,5 @@ from .system import bp as system
 from .tasks import bp as tasks
 from .uploads import bp as uploads
 
-BLUEPRINTS = [system, tasks, jobs, queue, gpus, library, datasets, uploads, captions, buckets, gallery, inference]
+BLUEPRINTS = [system, tasks, jobs, queue, gpus, library, datasets, uploads, captions, buckets, gallery, inference,
+              backups]

@@ -10,6 +10,7 @@ Tests pass `gpu_provider=` (any object with `name` and `devices()`) to fake a ma
 
 import shutil
 
+from .backups.service import BackupService
 from .data.datasets import DatasetCatalog
 from .data.service import DataService
 from .inference.previews import PreviewWatcher
@@ -56,11 +57,14 @@ class Studio:
         self.previews = PreviewWatcher(self.inference, self.jobs, self.tasks)
         self.scheduler.hooks.append(self.previews.tick)
         self.scheduler.recover()
+        self.backups = BackupService(settings, self.paths)
 
     def start(self):
         self.scheduler.start()
+        self.backups.start()
 
     def shutdown(self):
+        self.backups.shutdown()
         self.scheduler.shutdown()
 
     # ---- the jobs area's views, for callers that hold the studio (tests, tools) -------------------

@@ -27,6 +27,7 @@ TEST_SETTINGS = {
     'stop_grace_s': 5.0,
     'kill_grace_s': 2.0,
     'gpu_cache_s': 0.0,
+    'backup_interval_h': 0,
 }
 
 

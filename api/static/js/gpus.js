@@ -2,6 +2,7 @@
 // studio), or, on a machine with no GPU, the CPU slots jobs run in. Refreshed every 2 s while shown.
 
 import { api } from './api.js';
+import { backupCard } from './backups.js';
 import { fill, formatNumber, formatShortTime, h, scope as makeScope } from './ui.js';
 
 const gib = (v) => (v === null || v === undefined ? '–' : `${formatNumber(v, 3)} GiB`);
@@ -48,7 +49,7 @@ export default {
     const summary = h('p.muted.gpu-summary');
     const notice = h('div.notice', { hidden: true });
     const grid = h('div.gpu-grid');
-    container.append(h('div.area-header', h('h1', 'GPUs'), h('span.grow'), summary), notice, grid);
+    container.append(h('div.area-header', h('h1', 'GPUs'), h('span.grow'), summary), notice, grid, backupCard(scope));
     let sig = '';
     scope.poll(async () => {
       const inv = await api('gpus', { signal: scope.signal });
