@@ -51,6 +51,8 @@ class Settings:
     upload_chunk_bytes: int = 16 * 1024 * 1024      # bytes the browser sends per upload request
     upload_expiry_s: float = 24 * 3600.0            # an unfinished upload untouched this long is removed
     import_roots: tuple = ()                        # server folders imports may read (<data>/imports always)
+    hf_endpoint: str = ''                           # Hugging Face hub or mirror for downloads (empty: HF_ENDPOINT, else huggingface.co)
+    hf_token: str = ''                              # hub access token for gated repos; never shown by the API
 
     @property
     def data_path(self) -> Path:
@@ -149,7 +151,7 @@ def load_settings(overrides=None, env=None) -> Settings:
 
 
 def public_view(settings: Settings) -> dict:
-    """What the API shows about its settings (never the token)."""
+    """What the API shows about its settings (never the access token nor the hub token)."""
     return {
         'data_root': str(settings.data_path),
         'model_roots': [str(r) for r in settings.all_model_roots],
@@ -169,4 +171,6 @@ def public_view(settings: Settings) -> dict:
         'max_upload_bytes': settings.max_upload_bytes,
         'upload_chunk_bytes': settings.upload_chunk_bytes,
         'import_roots': [str(r) for r in settings.all_import_roots],
+        'hf_endpoint': settings.hf_endpoint or os.environ.get('HF_ENDPOINT') or '',
+        'hf_token_set': bool(settings.hf_token),
     }
