@@ -20,7 +20,6 @@ heartbeats. Stops between chunks on control/stop or SIGTERM (exit 0, `stopped`; 
 when the disk is too small for what is left, 1 when a file cannot be fetched or verified.
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -30,11 +29,10 @@ import time
 from collections import deque
 from pathlib import Path
 
-from api.jobs.control import Control, JobError, Stopped
+from api.jobs.control import Control, JobError, Stopped, job_main
 from api.services.models.catalog import MANIFEST
 from api.services.models.hub import InsufficientStorage, check_space
 from api.services.models.service import staged_bytes
-from utils.events import EventWriter
 from utils.fsutil import atomic_write_json
 
 CHUNK = 1024 * 1024
@@ -221,18 +219,7 @@ def run(run_dir, events):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description='Download a model from a Hugging Face hub (a studio job).')
-    p.add_argument('--run_dir', required=True)
-    args = p.parse_args(argv)
-    events = EventWriter(args.run_dir)
-    events.start_heartbeat()
-    try:
-        return run(args.run_dir, events)
-    except Exception as e:
-        events.status('failed', f'{type(e).__name__}: {e}')
-        raise
-    finally:
-        events.close()
+    return job_main(run, 'Download a model from a Hugging Face hub (a studio job).', argv)
 
 
 if __name__ == '__main__':
