@@ -7,7 +7,8 @@ import logging
 from flask import jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .services.errors import BadRequest, Conflict, Invalid, NotFound, PathRefused, StudioError
+from .services.errors import (BadRequest, Conflict, InsufficientStorage, Invalid, NotFound, PathRefused, StudioError,
+                              Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ STATUS = {
     NotFound: 404,
     Conflict: 409,
     Invalid: 422,
+    Unavailable: 502,
+    InsufficientStorage: 507,
 }
 
 HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed',

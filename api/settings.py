@@ -56,6 +56,8 @@ class Settings:
     backup_keep_daily: int = 7                      # keep the newest snapshot of each of the last N days that have one
     backup_keep_weekly: int = 4                     # ... and of each of the last M weeks that have one
     backup_include_media: bool = False              # also copy media, model weights, caches, checkpoints (else listed)
+    hf_endpoint: str = ''                           # Hugging Face hub or mirror for downloads (empty: HF_ENDPOINT, else huggingface.co)
+    hf_token: str = ''                              # hub access token for gated repos; never shown by the API
 
     @property
     def data_path(self) -> Path:
@@ -154,7 +156,7 @@ def load_settings(overrides=None, env=None) -> Settings:
 
 
 def public_view(settings: Settings) -> dict:
-    """What the API shows about its settings (never the token)."""
+    """What the API shows about its settings (never the access token nor the hub token)."""
     return {
         'data_root': str(settings.data_path),
         'model_roots': [str(r) for r in settings.all_model_roots],
@@ -174,4 +176,6 @@ def public_view(settings: Settings) -> dict:
         'max_upload_bytes': settings.max_upload_bytes,
         'upload_chunk_bytes': settings.upload_chunk_bytes,
         'import_roots': [str(r) for r in settings.all_import_roots],
+        'hf_endpoint': settings.hf_endpoint or os.environ.get('HF_ENDPOINT') or '',
+        'hf_token_set': bool(settings.hf_token),
     }

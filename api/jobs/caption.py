@@ -17,16 +17,14 @@ Stops between files when control/stop (or save_quit) appears or on SIGTERM (exit
 model folder cannot caption, 1 on anything unexpected.
 """
 
-import argparse
 import json
 import signal
 import sys
 import time
 from pathlib import Path
 
-from api.jobs.control import Control
+from api.jobs.control import Control, job_main
 from api.services.data.caption_files import CaptionBook, CaptionSkipped
-from utils.events import EventWriter
 from utils.fsutil import atomic_write_json
 from utils.media import MediaError, probe, read_clip, read_image
 
@@ -141,18 +139,7 @@ def caption_one(book, folder, name, req, captioner, model_name):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description='Caption a dataset with a vision-language model (a studio job).')
-    p.add_argument('--run_dir', required=True)
-    args = p.parse_args(argv)
-    events = EventWriter(args.run_dir)
-    events.start_heartbeat()
-    try:
-        return run(args.run_dir, events)
-    except Exception as e:
-        events.status('failed', f'{type(e).__name__}: {e}')
-        raise
-    finally:
-        events.close()
+    return job_main(run, 'Caption a dataset with a vision-language model (a studio job).', argv)
 
 
 if __name__ == '__main__':

@@ -37,3 +37,23 @@ class Control:
     def check(self):
         if self.stop_requested():
             raise Stopped()
+
+
+def job_main(run, description, argv=None):
+    """The entry point of a one-process job: `--run_dir`, an event writer with heartbeats, and any unexpected
+    error reported as a `failed` status before it propagates. run(run_dir, events) returns the exit code."""
+    import argparse
+
+    from utils.events import EventWriter
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument('--run_dir', required=True)
+    args = p.parse_args(argv)
+    events = EventWriter(args.run_dir)
+    events.start_heartbeat()
+    try:
+        return run(args.run_dir, events)
+    except Exception as e:
+        events.status('failed', f'{type(e).__name__}: {e}')
+        raise
+    finally:
+        events.close()

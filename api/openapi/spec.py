@@ -4,15 +4,16 @@ description fails the test that checks every route is documented."""
 
 import re
 
-from . import backups, data, inference, jobs, system, training
+from . import backups, data, inference, jobs, models, system, training
 from .types import ANY, STR, ref
 
 SCHEMAS = {**system.SCHEMAS, **jobs.SCHEMAS, **training.SCHEMAS, **data.SCHEMAS, **inference.SCHEMAS,
-           **backups.SCHEMAS}
+           **models.SCHEMAS, **backups.SCHEMAS}
 
 ERRORS = {'400': 'bad request or path refused', '401': 'missing or wrong token', '404': 'not found',
           '409': 'not possible in the current state', '413': 'request body too large',
-          '422': 'refused: config issues or impossible request'}
+          '422': 'refused: config issues or impossible request',
+          '502': 'the model hub did not answer', '507': 'not enough disk space'}
 
 
 def openapi_path(rule):

@@ -1,4 +1,4 @@
-"""Component schemas of training tasks, their validation, and the model checkpoints they train on."""
+"""Component schemas of training tasks and their validation (the models they train on: models.py)."""
 
 from .inference import BEST
 from .types import BOOL, INT, NUM, STR, arr, obj, opt, ref
@@ -27,7 +27,4 @@ SCHEMAS = {
     'ContinueRequest': obj({'epochs': INT, 'gpus': INT, 'gpu_ids': arr(INT)}, ['epochs']),
     'Variant': obj({'id': STR, 'task': STR, 'experts': arr(STR), 'size_multiple': INT, 'framerate': INT,
                     'vae': STR}),
-    'Model': obj({'name': STR, 'path': STR, 'root': STR, 'layout': {'type': 'string', 'enum': ['wan', 'diffusers']},
-                  'variant': opt(ref('Variant')), 'error': opt(STR)}),
-    'ModelList': obj({'roots': arr(STR), 'models': arr(ref('Model'))}),
 }

@@ -9,11 +9,11 @@ from .gallery import bp as gallery
 from .gpus import bp as gpus
 from .inference import bp as inference
 from .jobs import bp as jobs
-from .library import bp as library
+from .models import bp as models
 from .queue import bp as queue
 from .system import bp as system
 from .tasks import bp as tasks
 from .uploads import bp as uploads
 
-BLUEPRINTS = [system, tasks, jobs, queue, gpus, library, datasets, uploads, captions, buckets, gallery, inference,
+BLUEPRINTS = [system, tasks, jobs, queue, gpus, models, datasets, uploads, captions, buckets, gallery, inference,
               backups]

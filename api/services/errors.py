@@ -29,3 +29,11 @@ class Conflict(StudioError):
 
 class PathRefused(StudioError):
     code = 'path_refused'           # a path or id that would leave its root
+
+
+class InsufficientStorage(StudioError):
+    code = 'insufficient_storage'   # the disk cannot hold what a request would write
+
+
+class Unavailable(StudioError):
+    code = 'unavailable'            # a server the studio relies on (a model hub) did not answer usefully

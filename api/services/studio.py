@@ -1,5 +1,5 @@
 """The studio's services wired together from Settings: the jobs area first, then the area services that
-queue jobs through it (training, data, inference), each given what it needs.
+queue jobs through it (training, data, inference, models), each given what it needs.
 
     studio = Studio(settings)                       # loads records, re-attaches to running jobs
     studio.start()                                  # the scheduler thread (python -m api does this)
@@ -23,7 +23,8 @@ from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
 from .paths import Paths
-from .training.models import ModelCatalog
+from .models.catalog import ModelCatalog
+from .models.service import ModelService
 from .training.service import TrainingService
 from .training.tasks import TaskService
 
@@ -54,6 +55,7 @@ class Studio:
         self.training = TrainingService(settings, self.paths, self.job_service, self.tasks, self.models,
                                         best_lora=self.inference.best)
         self.data = DataService(settings, self.paths, self.job_service, self.tasks, self.datasets, self.models)
+        self.model_service = ModelService(settings, self.paths, self.job_service, self.tasks, self.models)
         self.previews = PreviewWatcher(self.inference, self.jobs, self.tasks)
         self.scheduler.hooks.append(self.previews.tick)
         self.scheduler.recover()

@@ -111,6 +111,7 @@ class Scheduler:
         snap = self.inventory.snapshot()
         usable = self.usable_devices(snap)
         existing = {d.index for d in snap.devices}
+        blocked = False                 # strict: a job waits for devices; only device-free jobs (gpus 0) go on
         for jid in self.queue.order():
             job = self.jobs.find(jid)
             if job is None or job['state'] != 'queued':
@@ -120,14 +121,16 @@ class Scheduler:
             if (task is None and launcher.needs_task(job)) or (task and task.get('deleting')):
                 self.cancel(jid, reason='task deleted')
                 continue
-            got = self.pick(job['request'], usable, existing) if existing else None
+            if blocked and job['request']['gpus']:
+                continue
+            got = self.pick(job['request'], usable, existing) if existing or not job['request']['gpus'] else None
             if isinstance(got, str):
                 self.queue.remove(jid)
                 self.jobs.update(jid, state='failed', finished_at=self.clock(), message=got)
                 continue
             if got is None:
                 if self.settings.queue_policy == 'strict' and not job.get('background'):
-                    return              # background jobs (previews) wait without holding up the queue
+                    blocked = True      # background jobs (previews) wait without holding up the queue
                 continue
             usable = [d for d in usable if d not in got]
             self._launch(job, got, snap.mode)

@@ -17,6 +17,7 @@ from ..jobs.launcher import register_kind
 from ..jobs.resources import check_resources
 from ..jobs.runs import checkpoint_path, newest_checkpoint
 from ..jobs.store import new_job, new_job_id
+from ..models.catalog import model_sources
 from .config_check import check
 from .form import FIELDS, dump
 from .launch import train_command
@@ -79,6 +80,7 @@ class TrainingService:
             job_dir.mkdir(parents=True)
             freeze(job_dir, job_id, checked.main, checked.dataset)
             job = new_job(job_id, task_id, self.paths.relative(job_dir), request, origin, resume_from)
+            job['model_sources'] = model_sources(self.models, checked.main)     # hub repo + commit it trains on
             scheduler.enqueue(job)
         return self.jobs.view(job)
 

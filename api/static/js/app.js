@@ -12,8 +12,9 @@ import training from './training.js';
 import data from './data.js';
 import inference from './inference.js';
 import gpus from './gpus.js';
+import models from './models.js';
 
-const AREAS = [training, data, inference, gpus];
+const AREAS = [training, data, inference, models, gpus];
 let cleanup = null;
 let generation = 0;          // renders started; a render that a newer one overtook cleans up after itself
 

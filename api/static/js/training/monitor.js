@@ -210,9 +210,12 @@ export class Monitor {
     this.attempts.open = wasOpen || troubled;
     this.attempts.hidden = !atts.length;
     const origin = this.job.origin || {};
-    this.el.querySelector('.run-origin').textContent = origin.action === 'restart'
+    const from = origin.action === 'restart'
       ? `restarted from ${origin.checkpoint} of ${origin.job_id}` : origin.action === 'continue'
         ? `continues ${origin.job_id} from ${origin.checkpoint}` : '';
+    // the hub commit of each downloaded model the run trains on (recorded when the run was queued)
+    const model = (this.job.model_sources || []).map((m) => `${m.name}: ${m.sources.map((s) => `${s.repo}@${(s.commit || '').slice(0, 10)}`).join(' + ')}`);
+    this.el.querySelector('.run-origin').textContent = [from, ...model].filter(Boolean).join(' · ');
   }
 
   renderControls() {

@@ -3,9 +3,13 @@
 A folder is a checkpoint if it is an official Wan-AI folder (config.json, or high_noise_model/ and
 low_noise_model/ for Wan2.2 A14B, next to Wan2.1_VAE.pth or Wan2.2_VAE.pth) or a Diffusers folder
 (model_index.json). What it is (variant, size multiple) comes from the trainer's own inspector,
-models.wan.checkpoints.inspect_checkpoint, called in one place: `inspect_variant`.
+models.wan.checkpoints.inspect_checkpoint, called in one place: `inspect_variant`. A folder the studio
+downloaded also has a manifest, `.odeo-model.json` (MANIFEST): where each file came from (repo, commit)
+and its sha256; `source` in a listing entry is that manifest's summary, `size_bytes` the folder's size.
 """
 
+import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -13,6 +17,7 @@ from pathlib import Path
 from ..paths import find_folders
 
 VAE_FILES = ('Wan2.1_VAE.pth', 'Wan2.2_VAE.pth')
+MANIFEST = '.odeo-model.json'
 SCAN_DEPTH = 3              # <root>/<name>, <root>/<group>/<name>, <root>/tiny/<variant>/<layout>
 CACHE_S = 5.0
 
@@ -53,12 +58,17 @@ class ModelCatalog:
 
     def describe(self, folder, root, layout):
         entry = {'name': str(folder.relative_to(root)), 'path': str(folder), 'root': str(root), 'layout': layout,
-                 'variant': None, 'error': None}
+                 'variant': None, 'error': None, 'size_bytes': folder_size(folder), 'source': source_of(folder)}
         try:
             entry['variant'] = inspect_variant(folder)
         except Exception as e:      # a broken checkpoint is listed with its error and hides no other
             entry['error'] = f'{type(e).__name__}: {e}'
         return entry
+
+    def refresh(self):
+        """Forget the cached listing (after a download finished or a model was deleted)."""
+        with self._lock:
+            self._cache = (0.0, [])
 
     def default(self):
         """The model a new task starts with: a working one, single-expert text-to-video first."""
@@ -74,3 +84,52 @@ class ModelCatalog:
         except (OSError, RuntimeError):
             return None
         return next((m for m in self.list() if m['path'] == p), None)
+
+    def containing(self, path):
+        """The catalog entry of the model folder a path lies in (the folder itself or a file inside), or None."""
+        try:
+            p = Path(path).resolve()
+        except (OSError, RuntimeError, TypeError):
+            return None
+        return next((m for m in self.list() if p == Path(m['path']) or Path(m['path']) in p.parents), None)
+
+
+def model_sources(catalog, main_doc):
+    """For a run's job record: each downloaded model its [model] paths lie in, with repo and commit."""
+    out = {}
+    model = (main_doc or {}).get('model') or {}
+    for key, value in model.items():
+        entry = catalog.containing(value) if key.endswith('_path') and isinstance(value, str) else None
+        if entry and entry['source'] and entry['path'] not in out:
+            out[entry['path']] = {'path': entry['path'], 'name': entry['name'], 'layout': entry['source']['layout'],
+                                  'sources': entry['source']['sources']}
+    return list(out.values())
+
+
+def read_manifest(folder: Path):
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return None
+
+
+def source_of(folder: Path):
+    """Where a downloaded model came from (its manifest, without the file list), or None."""
+    m = read_manifest(folder)
+    if not isinstance(m, dict):
+        return None
+    return {'kind': m.get('kind'), 'variant': m.get('variant'), 'layout': m.get('layout'),
+            'downloaded_at': m.get('downloaded_at'), 'job_id': m.get('job_id'),
+            'sources': [{'repo': s.get('repo'), 'revision': s.get('revision'), 'commit': s.get('commit')}
+                        for s in m.get('sources', [])]}
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for n in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, n)).st_size
+            except OSError:
+                pass
+    return total
