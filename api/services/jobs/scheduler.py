@@ -150,7 +150,8 @@ class Scheduler:
         att = {'n': len(job['attempts']) + 1, 'started_at': self.clock(), 'ended_at': None, 'pid': None,
                'create_time': None, 'port': port, 'devices': list(devices), 'device_kind': mode,
                'resume_from': resume, 'command': command, 'exit_code': None, 'outcome': None, 'reason': None,
-               'events_offset': events.stat().st_size if events.exists() else 0}
+               'events_offset': events.stat().st_size if events.exists() else 0,
+               'log_offset': (run_dir / 'log.txt').stat().st_size if (run_dir / 'log.txt').exists() else 0}
         for f in (run_dir / 'control').glob('*'):       # requests meant for an earlier attempt
             f.unlink(missing_ok=True)
         job = self.jobs.update(job['id'], state='running', attempts=job['attempts'] + [att], stop=None)
@@ -237,7 +238,7 @@ class Scheduler:
             request = request or job['request']
             self.check_request(request)
             job = self.jobs.update(job_id, state='queued', queued_at=self.clock(), finished_at=None, retries=0,
-                                   resume_from=resume, request=request, stop=None, message='resume requested')
+                                   failures_in_row=0, port_retries=0, resume_from=resume, request=request, stop=None, message='resume requested')
             self.queue.add(job_id)
             return job
 

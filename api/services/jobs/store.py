@@ -36,6 +36,9 @@ def new_job(job_id, task_id, run_dir_rel, request, origin, resume_from=None, kin
         'resume_from': resume_from,    # what the next attempt resumes from (absolute path) or None
         'attempts': [],
         'retries': 0,                  # automatic resumes since the last start/resume by a user
+        'failures_in_row': 0,          # failed attempts in a row that trained no further than the best step so far
+        'best_step': 0,                # the highest training step any attempt reported
+        'port_retries': 0,             # relaunches in a row because the master port was taken (not failures)
         'stop': None,                  # {'requested_at', 'mode', 'signal', 'signal_at', 'reason'}
         'message': None,               # the latest thing a user should know (error, retry)
     }
