@@ -44,6 +44,17 @@ def within_any(path, roots) -> bool:
     return any(is_within(path, r) for r in roots)
 
 
+def confine(value, base, roots, where, field='path'):
+    """A path from a config or request, resolved as resolve_path does (symlinks followed), that must stay
+    inside one of `roots` (`where` names them for people). Returns the resolved path; raises PathRefused
+    naming the value and where it leads. Every path check of a config goes through here."""
+    p = resolve_path(value, base)
+    if not within_any(p, roots):
+        shown = f'{value!r} ({p})' if str(value) != str(p) else repr(str(p))
+        raise PathRefused(f'{shown} is outside {where}', field=field)
+    return p
+
+
 def find_folders(root, classify, depth):
     """(folder, kind) for each folder under root, breadth first and at most `depth` levels down, that
     classify(folder) gives a kind for; the search does not go into those (a model's own sub-folders)."""
