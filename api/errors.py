@@ -7,7 +7,7 @@ import logging
 from flask import jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .services.errors import BadRequest, Conflict, Invalid, NotFound, PathRefused, StudioError
+from .services.errors import BadRequest, Busy, Conflict, Invalid, NotFound, PathRefused, StudioError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ STATUS = {
     NotFound: 404,
     Conflict: 409,
     Invalid: 422,
+    Busy: 503,
 }
 
 HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed',
@@ -50,7 +51,10 @@ def status_of(exc):
 def register(app):
     @app.errorhandler(StudioError)
     def studio_error(e):
-        return error_response(status_of(e), e.code, e.message, e.field, e.issues)
+        resp = error_response(status_of(e), e.code, e.message, e.field, e.issues)
+        if isinstance(e, Busy):
+            resp.headers['Retry-After'] = str(e.retry_after)
+        return resp
 
     @app.errorhandler(HTTPException)
     def http_error(e):

@@ -51,6 +51,9 @@ class Settings:
     upload_chunk_bytes: int = 16 * 1024 * 1024      # bytes the browser sends per upload request
     upload_expiry_s: float = 24 * 3600.0            # an unfinished upload untouched this long is removed
     import_roots: tuple = ()                        # server folders imports may read (<data>/imports always)
+    max_image_pixels: int = 40_000_000              # stills with more pixels (read from the header) are refused, never decoded
+    media_slots: int = 2                            # probes, thumbnails, strips and preview copies that may run at once
+    media_wait_s: float = 5.0                       # a media request waits this long for a slot, then gets 503 + Retry-After
 
     @property
     def data_path(self) -> Path:

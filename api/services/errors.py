@@ -29,3 +29,11 @@ class Conflict(StudioError):
 
 class PathRefused(StudioError):
     code = 'path_refused'           # a path or id that would leave its root
+
+
+class Busy(StudioError):
+    code = 'busy'                   # a bounded resource is in use; try again after `retry_after` seconds
+
+    def __init__(self, message, retry_after=5, field=None):
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
