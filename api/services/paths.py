@@ -7,7 +7,9 @@
     <data>/trash/                               deleted tasks on their way out
 """
 
+import os
 import re
+import time
 from pathlib import Path
 
 from utils.fsutil import is_within, safe_join
@@ -81,6 +83,7 @@ class Paths:
         self.models = self.root / 'models'
         self.trash = self.root / 'trash'
         self.queue_file = self.root / 'queue.json'
+        self._checked_at, self._check_error = float('-inf'), None
 
     def make(self):
         for d in (self.runs, self.datasets, self.models, self.trash):
@@ -97,3 +100,33 @@ class Paths:
 
     def relative(self, path) -> str:
         return str(Path(path).resolve().relative_to(self.root))
+
+    def write_check(self, max_age_s=5.0):
+        """None when a small file can be written, synced and removed in the root and in runs/ (the records);
+        else the OSError (disk full, read-only, not writable). Answered from the last try when it is younger
+        than max_age_s."""
+        now = time.monotonic()
+        if now - self._checked_at < max_age_s:
+            return self._check_error
+        error = None
+        for folder in (self.root, self.runs):
+            probe = folder / '.write-check'
+            try:
+                fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.write(fd, b'ok\n' * 1024)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.unlink(probe)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                error = e if e.filename else OSError(e.errno, e.strerror, str(probe))
+                try:
+                    probe.unlink(missing_ok=True)
+                except OSError:
+                    pass
+                break
+        self._checked_at, self._check_error = now, error
+        return error

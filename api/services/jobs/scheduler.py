@@ -22,6 +22,7 @@ from .store import ACTIVE, LIVE
 from .supervise import Supervisor
 
 log = logging.getLogger(__name__)
+STORAGE_BACKOFF_MAX_S = 30.0        # longest wait between scheduler passes while the data root cannot be written
 
 
 class Scheduler:
@@ -40,6 +41,7 @@ class Scheduler:
         self._thread = None
         self._halt = threading.Event()
         self.hooks = []                 # called on every tick, under the lock (e.g. queueing previews)
+        self.fault = None               # the OSError of the last failed tick (disk full, read-only), until one succeeds
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self):
@@ -58,15 +60,34 @@ class Scheduler:
             self._thread.join(timeout=10)
 
     def _loop(self):
+        backoff = self.settings.scheduler_interval_s
         while not self._halt.is_set():
             try:
                 self.tick()
+                backoff = self.settings.scheduler_interval_s
+            except OSError:             # recorded in self.fault (shown by /health); try again, less often
+                backoff = min(STORAGE_BACKOFF_MAX_S, backoff * 2)
             except Exception:
                 log.exception('scheduler tick failed')
-            self._halt.wait(self.settings.scheduler_interval_s)
+            self._halt.wait(backoff)
 
     def tick(self):
+        """One pass: write what a failed write left in memory, watch running jobs, start queued ones. A storage
+        error stops the pass (nothing is launched onto a disk that cannot take its records) and is kept in
+        `fault` until a pass succeeds."""
+        try:
+            self._tick()
+        except OSError as e:
+            if self.fault is None or self.fault.get('errno') != e.errno:
+                log.error('scheduler: %s (%s); backing off', e, getattr(e, 'filename', None))
+            self.fault = {'errno': e.errno, 'path': e.filename, 'reason': e.strerror or str(e), 'at': self.clock(),
+                          'error': e}
+            raise
+        self.fault = None
+
+    def _tick(self):
         with self.lock:
+            self.jobs.flush()
             self.supervisor.watch_all()
             self._finish_deletions()
             for hook in self.hooks:

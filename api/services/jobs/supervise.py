@@ -83,11 +83,8 @@ class Supervisor:
         att = job['attempts'][-1]
         proc = self._children.get(job['id'])
         if proc is not None and proc.pid == att.get('pid'):
-            code = proc.poll()
-            if code is None:
-                return True, None
-            self._children.pop(job['id'], None)
-            return False, code
+            code = proc.poll()         # kept (with its exit code) until finalize has recorded it
+            return (True, None) if code is None else (False, code)
         return procs.same_process(att.get('pid'), att.get('create_time')), None
 
     def watch(self, job, now):
@@ -151,7 +148,6 @@ class Supervisor:
 
     def finalize(self, job, code, recovering=False):
         now = self.clock()
-        self._children.pop(job['id'], None)
         atts = list(job['attempts'])
         step = (self.monitor.state(job).train or {}).get('step') or 0
         best = job.get('best_step') or 0
@@ -171,6 +167,7 @@ class Supervisor:
         if outcome == 'port_taken' and not deleting and job.get('port_retries', 0) < PORT_RETRY_LIMIT:
             self._requeue(job, now, changes, port_retries=job.get('port_retries', 0) + 1,
                           message=f'{reason}; launching again on another port (not counted as a failure)')
+            self._children.pop(job['id'], None)
             return
         if outcome == 'port_taken':
             outcome = 'crashed'
@@ -184,17 +181,21 @@ class Supervisor:
                           message=f'{outcome}: {reason}; automatic retry {n} ({failures} of {limit} failures in a row '
                                   f'without progress)')
             log.warning('job %s %s (%s); retry %d', job['id'], outcome, reason, n)
+            self._children.pop(job['id'], None)
             return
         final = {'done': 'done', 'stopped': 'stopped', 'interrupted': 'interrupted'}.get(outcome, 'failed')
         if retry and limit and not deleting:
             changes['message'] = (f'{outcome}: {reason}; gave up after {limit} automatic retries without progress '
                                   f'(best step {max(step, best)})')
         self.jobs.update(job['id'], state=final, finished_at=now, failures_in_row=failures if retry else 0, **changes)
+        self._children.pop(job['id'], None)
 
     def _requeue(self, job, now, changes, message, **counters):
         """Queue the job again at the front, resuming from its newest checkpoint (none: its start point)."""
         resume = newest_checkpoint(self.paths.root / job['run_dir']) or job['resume_from']
         where = f'resuming from {Path(resume).relative_to(self.paths.root)}' if resume else 'starting over (no checkpoint yet)'
-        self.jobs.update(job['id'], **{**changes, **counters, 'message': f'{message}, {where}'}, state='queued',
-                         queued_at=now, resume_from=resume, stop=None)
-        self.queue.add(job['id'], front=True)
+        try:
+            self.jobs.update(job['id'], **{**changes, **counters, 'message': f'{message}, {where}'}, state='queued',
+                             queued_at=now, resume_from=resume, stop=None)
+        finally:                        # queued in memory even when the record could not be written yet
+            self.queue.add(job['id'], front=True)
