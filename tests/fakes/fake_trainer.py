@@ -24,6 +24,8 @@ How it misbehaves is told through its config: the dataset folder the config poin
     ignore_sigterm = false      # ignore SIGTERM (so only SIGKILL stops it)
     crash_every = 0             # with crash_times: crash at steps crash_at_step, +crash_every, ... (progress between)
     bind_master_port = false    # bind MASTER_PORT as torch's TCPStore does; taken: torch's EADDRINUSE error, exit 1
+    wait_build_lock = false     # before any event, wait (silently) while $TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/lock
+                                # exists, as DeepSpeed's CPU op build does (torch's FileBaton)
 """
 
 import argparse
@@ -41,7 +43,7 @@ MEDIA = {'.jpg', '.jpeg', '.png', '.webp', '.mp4', '.mov', '.webm', '.gif'}
 DEFAULTS = {'step_time': 0.05, 'heartbeat_interval': 0.2, 'startup_delay': 0.0, 'crash_at_step': None,
             'crash_times': 1, 'hang_at_step': None, 'hang_times': 1, 'die_at_step': None, 'die_code': 1,
             'refuse': False, 'ignore_control': False, 'ignore_sigterm': False, 'crash_every': 0,
-            'bind_master_port': False}
+            'bind_master_port': False, 'wait_build_lock': False}
 
 
 def parse_args(argv):
@@ -180,6 +182,8 @@ class FakeTrainer:
         b = self.behave
         signal.signal(signal.SIGTERM, signal.SIG_IGN if b['ignore_sigterm'] else self.on_sigterm)
         time.sleep(b['startup_delay'])
+        if b['wait_build_lock']:
+            self.wait_build_lock()
         self.events.emit('status', state='starting', message='fake trainer')
         threading.Thread(target=self.heartbeat, daemon=True).start()
         if b['bind_master_port']:
@@ -206,6 +210,15 @@ class FakeTrainer:
         self.save_lora(f'epoch{self.epoch_of(self.total)}', self.total)
         self.save_checkpoint(self.total)
         self.finish('done', self.total)
+
+    def wait_build_lock(self):
+        folder = os.environ.get('TORCH_EXTENSIONS_DIR')
+        if not folder:
+            print('fake trainer: TORCH_EXTENSIONS_DIR is not set (the op would build in ~/.cache)', file=sys.stderr)
+            os._exit(1)
+        lock = Path(folder) / 'deepspeed_shm_comm' / 'lock'
+        while lock.exists():
+            time.sleep(0.1)
 
     def bind_master_port(self):
         import socket

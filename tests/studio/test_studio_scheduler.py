@@ -405,3 +405,36 @@ def test_a_taken_master_port_is_retried_on_another_port_without_counting(harness
     assert 'EADDRINUSE' in first['log_tail']
     assert second['port'] != taken and second['outcome'] == 'done'
     assert rec['retries'] == 0 and rec['failures_in_row'] == 0
+
+
+# ---- start-up: op builds, weights, caching ---------------------------------------------------------
+
+def test_start_up_is_judged_by_the_startup_timeout_not_the_heartbeat(harness):
+    h = harness(heartbeat_timeout_s=1.0, startup_timeout_s=30.0, retry_limit=0)
+    job = h.start(h.task(behave={'startup_delay': 3.0}, epochs=1))       # silent while "building" its op
+    rec = h.wait_state(job, 'done', 'failed')
+    assert rec['state'] == 'done' and [a['outcome'] for a in rec['attempts']] == ['done'], rec['message']
+    h = harness(heartbeat_timeout_s=1.0, startup_timeout_s=2.0, retry_limit=0)
+    job = h.start(h.task(behave={'startup_delay': 60.0}, epochs=1))      # stuck starting up: killed at 2 s
+    rec = h.wait_state(job, 'failed')
+    assert rec['attempts'][0]['outcome'] == 'hung' and 'while starting up (launching)' in rec['attempts'][0]['reason']
+
+
+def test_a_stale_build_lock_is_removed_before_a_launch(harness, tmp_path):
+    import time
+    ext = tmp_path / 'torch_extensions'
+    lock = ext / 'deepspeed_shm_comm' / 'lock'
+    lock.parent.mkdir(parents=True)
+    lock.touch()                                          # left by a job killed while it built the op
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    h = harness(torch_extensions_dir=str(ext), build_lock_stale_s=600.0, heartbeat_timeout_s=1.0,
+                startup_timeout_s=5.0, retry_limit=0)
+    job = h.start(h.task(behave={'wait_build_lock': True}, epochs=1))
+    rec = h.wait_state(job, 'done', 'failed')
+    assert rec['state'] == 'done', rec['attempts'][-1].get('log_tail') or rec['message']
+    assert not lock.exists()
+    fresh = lock.parent / 'lock'
+    fresh.touch()                                         # a build going on now (young lock) is left alone
+    job = h.start(h.task(behave={'wait_build_lock': True}, epochs=1))
+    rec = h.wait_state(job, 'failed')
+    assert fresh.exists() and 'while starting up' in rec['attempts'][0]['reason']

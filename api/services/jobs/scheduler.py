@@ -163,6 +163,9 @@ class Scheduler:
             self.jobs.update(job['id'], state='failed', finished_at=self.clock(),
                              message=f'cannot launch: {", ".join(missing)} not found')
             return
+        if not self.supervisor.starting_up():      # nobody of ours is building: an old build lock is stale
+            for lock in launcher.remove_stale_build_locks(s.torch_extensions_dir, s.build_lock_stale_s, self.clock()):
+                log.warning('removed a stale build lock %s (older than %gs, no job starting up)', lock, s.build_lock_stale_s)
         in_use = {j['attempts'][-1].get('port') for j in self.jobs.all(states=LIVE)}
         port = self.ports.allocate(in_use)
         resume = job['resume_from']

@@ -16,6 +16,7 @@ from .store import LIVE
 
 log = logging.getLogger(__name__)
 RETRYABLE = ('crashed', 'hung', 'interrupted')
+STARTUP_STATES = ('starting', 'loading', 'caching')    # status states of the start-up phase (startup_timeout_s)
 PORT_TAKEN = ('EADDRINUSE', 'address already in use')     # torch's TCPStore when the master port was taken
 PORT_RETRY_LIMIT = 5                # relaunches on another port in a row before a taken port counts as a crash
 LOG_TAIL_LINES = 15                 # lines of an attempt's log kept in its record (why it ended)
@@ -93,13 +94,30 @@ class Supervisor:
             self.finalize(job, code)
             return
         att = job['attempts'][-1]
+        limit, phase = self.silence_limit(job, att)
         if job['stop']:
             self._escalate(job, now)
-        elif now - self._last_sign_of_life(job, att) > self.settings.heartbeat_timeout_s:
+        elif now - self._last_sign_of_life(job, att) > limit:
             procs.signal_job(att['pid'], att['create_time'], procs.SIGNALS['SIGKILL'])
-            atts = job['attempts'][:-1] + [{**att, 'hung_at': now}]
-            self.jobs.update(job['id'], attempts=atts,
-                             message=f'no heartbeat for {self.settings.heartbeat_timeout_s:g}s: killed')
+            why = f'no sign of life for {limit:g}s {phase}'
+            atts = job['attempts'][:-1] + [{**att, 'hung_at': now, 'hung_why': why}]
+            self.jobs.update(job['id'], attempts=atts, message=f'{why}: killed')
+
+    def silence_limit(self, job, att):
+        """(seconds of silence allowed, phase in words): start-up (no status of this attempt yet, e.g. while
+        DeepSpeed builds an op, or starting / loading / caching) is judged by startup_timeout_s, the rest by
+        heartbeat_timeout_s."""
+        state = self.monitor.state(job)
+        current = (state.status or {}).get('state') if state.status_end > att.get('events_offset', 0) else None
+        if current is None or current in STARTUP_STATES:
+            limit = max(self.settings.startup_timeout_s, self.settings.heartbeat_timeout_s)
+            return limit, f'while starting up ({current or "launching"})'
+        return self.settings.heartbeat_timeout_s, f'while {current}'
+
+    def starting_up(self):
+        """Live jobs still in their start-up phase (they may be building an op right now)."""
+        return [j for j in self.jobs.all(states=LIVE) if j['attempts'] and j['attempts'][-1].get('pid')
+                and self.silence_limit(j, j['attempts'][-1])[1].startswith('while starting up')]
 
     def _last_sign_of_life(self, job, att):
         try:
@@ -129,7 +147,7 @@ class Supervisor:
             how = f' (after {job["stop"]["signal"]})' if job['stop'].get('signal') else ''
             return 'stopped', f'stopped on request{how}'
         if att.get('hung_at'):
-            return 'hung', f'no heartbeat for {self.settings.heartbeat_timeout_s:g}s; killed'
+            return 'hung', f'{att.get("hung_why") or f"no heartbeat for {self.settings.heartbeat_timeout_s:g}s"}; killed'
         if final in ('done', 'stopped') and code in (0, None):
             return ('stopped', 'the trainer stopped') if final == 'stopped' else ('done', 'finished')
         if code == 0:       # e.g. the deepspeed runner exits 0 when its launcher is killed by a signal
