@@ -104,6 +104,7 @@ class Trainer:
         self.dist.barrier()
 
     def build_engine(self):
+        self.events.status('loading', 'loading the transformer weights and building the engine')
         import deepspeed
 
         from optimizers import build_optimizer

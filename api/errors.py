@@ -2,13 +2,15 @@
     {"error": {"code": "invalid", "message": "...", "field": "epochs", "issues": [...]}}
 and never a traceback (unexpected errors are logged and reported as 500 "internal")."""
 
+import errno
 import logging
+import os
 
 from flask import jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .services.errors import (BadRequest, Conflict, InsufficientStorage, Invalid, NotFound, PathRefused, StudioError,
-                              Unavailable)
+from .services.errors import (BadRequest, Busy, Conflict, InsufficientStorage, Invalid, NotFound, PathRefused,
+                              StudioError, Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,31 @@ STATUS = {
     Conflict: 409,
     Invalid: 422,
     Unavailable: 502,
+    Busy: 503,
     InsufficientStorage: 507,
 }
+
+# what a failed write of the data root means for a client: (HTTP status, code); anything else stays a 500
+STORAGE_ERRNO = {
+    errno.ENOSPC: (507, 'insufficient_storage'),
+    errno.EDQUOT: (507, 'insufficient_storage'),
+    errno.EROFS: (503, 'read_only'),
+    errno.EACCES: (503, 'not_writable'),
+    errno.EPERM: (503, 'not_writable'),
+}
+
+
+def storage_problem(exc):
+    """An OSError of the storage (full, read-only, not writable) as {status, code, errno, path, reason,
+    message}, or None for any other error."""
+    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNO:
+        return None
+    status, code = STORAGE_ERRNO[exc.errno]
+    path = exc.filename or getattr(exc, 'path', None)
+    reason = exc.strerror or os.strerror(exc.errno)
+    return {'status': status, 'code': code, 'errno': errno.errorcode[exc.errno], 'path': str(path) if path else None,
+            'reason': reason, 'message': f'cannot write {path}: {reason}' if path else f'storage error: {reason}'}
+
 
 HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed',
               413: 'too_large', 415: 'unsupported_media_type'}
@@ -53,7 +78,10 @@ def status_of(exc):
 def register(app):
     @app.errorhandler(StudioError)
     def studio_error(e):
-        return error_response(status_of(e), e.code, e.message, e.field, e.issues)
+        resp = error_response(status_of(e), e.code, e.message, e.field, e.issues)
+        if isinstance(e, Busy):
+            resp.headers['Retry-After'] = str(e.retry_after)
+        return resp
 
     @app.errorhandler(HTTPException)
     def http_error(e):
@@ -61,6 +89,17 @@ def register(app):
         if e.code == 413:
             message = f'request body larger than {request.max_content_length or app.config["MAX_CONTENT_LENGTH"]} bytes'
         return error_response(e.code or 500, HTTP_CODES.get(e.code, e.name.lower().replace(' ', '_')), message)
+
+    @app.errorhandler(OSError)
+    def os_error(e):
+        problem = storage_problem(e)
+        if problem is None:
+            return unexpected(e)
+        log.error('storage: %s', problem['message'])
+        resp = error_response(problem['status'], problem['code'], problem['message'], field=None)
+        if problem['status'] == 503:
+            resp.headers['Retry-After'] = '30'
+        return resp
 
     @app.errorhandler(Exception)
     def unexpected(e):

@@ -32,6 +32,9 @@ class Settings:
     gpu_memory_threshold_gib: float = 2.0           # a GPU using more memory than this is busy (others' processes)
     cpu_slots: int = 2                              # pseudo-devices when jobs run on the CPU
     heartbeat_timeout_s: float = 300.0              # no event for this long -> the job is hung: killed and resumed
+    startup_timeout_s: float = 1800.0               # the same while a job starts up (launch, op build, loading, caching)
+    torch_extensions_dir: str = str(REPO_ROOT / 'build' / 'torch_extensions')  # where jobs' DeepSpeed JIT ops are built
+    build_lock_stale_s: float = 600.0               # a build lock there older than this, with no job starting up, is removed
     retry_limit: int = 3                            # automatic resumes after a crash, hang or interruption
     stop_grace_s: float = 120.0                     # after control/stop, wait this long before SIGTERM
     kill_grace_s: float = 30.0                      # after SIGTERM, wait this long before SIGKILL
@@ -58,6 +61,9 @@ class Settings:
     backup_include_media: bool = False              # also copy media, model weights, caches, checkpoints (else listed)
     hf_endpoint: str = ''                           # Hugging Face hub or mirror for downloads (empty: HF_ENDPOINT, else huggingface.co)
     hf_token: str = ''                              # hub access token for gated repos; never shown by the API
+    max_image_pixels: int = 40_000_000              # stills with more pixels (read from the header) are refused, never decoded
+    media_slots: int = 2                            # probes, thumbnails, strips and preview copies that may run at once
+    media_wait_s: float = 5.0                       # a media request waits this long for a slot, then gets 503 + Retry-After
 
     @property
     def data_path(self) -> Path:

@@ -53,6 +53,13 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 if ! "$VENV/bin/python" -c "import deepspeed, sys; sys.exit(deepspeed.__version__ != '$DEEPSPEED_VERSION')" 2>/dev/null; then
     DS_BUILD_OPS=0 "${PIP[@]}" install -q --no-build-isolation -c constraints.txt "deepspeed==$DEEPSPEED_VERSION"
 fi
+# DeepSpeed's CPU accelerator JIT-builds its shared-memory all-reduce op (deepspeed_shm_comm) the first time
+# a CPU job calls init_distributed; build it once here, into the folder the studio gives its jobs
+# (TORCH_EXTENSIONS_DIR, as run_tests.sh and start_api.sh set it), so no job spends its start-up compiling.
+# About a minute; a failure only means the first CPU job builds it.
+DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR="$PWD/build/torch_extensions" "$VENV/bin/python" -c \
+    "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()" >/dev/null 2>&1 \
+    || echo "note: DeepSpeed's CPU op was not built now; the first CPU job builds it"
 if [ "$WITH_TEST" = 1 ]; then
     "${PIP[@]}" install -q -c constraints.txt -r requirements-test.txt
     # Packages whose declared requirements we do not want (the official Wan code pulls flash-attn,

@@ -152,6 +152,28 @@ def _list_directory(i, d, report):
     return folder, media, sources, masks
 
 
+def files_read(dataset_cfg):
+    """(directory index, path, what names it) for every file building this dataset may open: the files
+    of each folder (media, sidecar captions, captions.json, metadata tables), the files metadata rows name, the
+    metadata_file and the masks; from the same listing and parsers build_dataset uses."""
+    report = {'problems': [], 'files': []}
+    for i, d in enumerate(dataset_cfg.get('directory') or []):
+        if not d.get('path'):
+            continue
+        folder, _, sources, masks = _list_directory(i, d, report)
+        if sources is None:
+            continue
+        if d.get('metadata_file'):
+            yield i, Path(d['metadata_file']), f'directory[{i}].metadata_file'
+        for p in sorted(folder.iterdir()):
+            if p.is_file():
+                yield i, p, f'{folder.name}/{p.name}'
+        for p, row in sources.listed.items():
+            yield i, p, row
+        for p in (masks or {}).values():
+            yield i, p, f'directory[{i}].mask_path'
+
+
 def _file_entry(i, folder, path, status, reason=None):
     try:
         name = path.relative_to(folder).as_posix()

@@ -98,8 +98,9 @@ def fit_geometry(src_w, src_h, w, h):
 # Probing
 # --------------------------------------------------------------------------------------------
 
-def probe(path) -> MediaInfo:
-    """Inspect a file by its content. Raises MediaError with a precise reason when it cannot be used."""
+def probe(path, max_pixels=None) -> MediaInfo:
+    """Inspect a file by its content. Raises MediaError with a precise reason when it cannot be used;
+    with `max_pixels`, a still whose header promises more pixels is refused before it is decoded."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -112,7 +113,7 @@ def probe(path) -> MediaInfo:
     kind = media_kind(path)
     if kind is None:
         raise MediaError(path, f"not a media file (unknown extension '{path.suffix}')")
-    return PROBERS[kind](path, size)
+    return PROBERS[kind](path, size, max_pixels)
 
 
 def _text_hint(path):
@@ -128,12 +129,15 @@ def _text_hint(path):
     return f' (it is a text file starting {text.strip()[:40]!r})'
 
 
-def _probe_image(path, size):
+def _probe_image(path, size, max_pixels=None):
     try:
         img = Image.open(path)
     except Exception as e:  # Pillow raises several types for unreadable data
         raise MediaError(path, f'not an image Pillow can read{_text_hint(path) or f" ({e})"}') from None
     with img:
+        w, h = img.size
+        if max_pixels and w * h > max_pixels:     # before getexif(), which decodes a whole PNG to find its EXIF
+            raise MediaError(path, f'{w}x{h} = {w * h:,} pixels, more than the {max_pixels:,} allowed')
         notes = []
         mode = img.mode
         raw = img.tile[0].args if img.tile else None
@@ -217,7 +221,7 @@ def _ff_reason(e):
     return getattr(e, 'strerror', None) or str(e)
 
 
-def _probe_video(path, size):
+def _probe_video(path, size, max_pixels=None):
     import av
     container, stream = _open_video(path)
     try:
@@ -506,7 +510,7 @@ def write_video(path, frames, fps, crf=18, video_filter=None, extra_args=()):
 PROBE_CACHE_VERSION = 1         # bump when probe() changes what it reports: cached results are then ignored
 
 
-def probe_many(paths, workers=None, cache_file=None):
+def probe_many(paths, workers=None, cache_file=None, max_pixels=None):
     """{path: MediaInfo or MediaError} for many files, probed in parallel threads.
 
     With `cache_file` (a JSON file), results are remembered by (path, size, mtime_ns): an unchanged
@@ -536,7 +540,7 @@ def probe_many(paths, workers=None, cache_file=None):
     def one(job):
         p, sig = job
         try:
-            return p, sig, probe(p)
+            return p, sig, probe(p, max_pixels)
         except MediaError as e:
             return p, sig, e
 

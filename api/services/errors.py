@@ -37,3 +37,11 @@ class InsufficientStorage(StudioError):
 
 class Unavailable(StudioError):
     code = 'unavailable'            # a server the studio relies on (a model hub) did not answer usefully
+
+
+class Busy(StudioError):
+    code = 'busy'                   # a bounded resource is in use; try again after `retry_after` seconds
+
+    def __init__(self, message, retry_after=5, field=None):
+        super().__init__(message, field=field)
+        self.retry_after = retry_after

@@ -7,7 +7,9 @@
     <data>/trash/                               deleted tasks on their way out
 """
 
+import os
 import re
+import time
 from pathlib import Path
 
 from utils.fsutil import is_within, safe_join
@@ -44,6 +46,17 @@ def within_any(path, roots) -> bool:
     return any(is_within(path, r) for r in roots)
 
 
+def confine(value, base, roots, where, field='path'):
+    """A path from a config or request, resolved as resolve_path does (symlinks followed), that must stay
+    inside one of `roots` (`where` names them for people). Returns the resolved path; raises PathRefused
+    naming the value and where it leads. Every path check of a config goes through here."""
+    p = resolve_path(value, base)
+    if not within_any(p, roots):
+        shown = f'{value!r} ({p})' if str(value) != str(p) else repr(str(p))
+        raise PathRefused(f'{shown} is outside {where}', field=field)
+    return p
+
+
 def find_folders(root, classify, depth):
     """(folder, kind) for each folder under root, breadth first and at most `depth` levels down, that
     classify(folder) gives a kind for; the search does not go into those (a model's own sub-folders)."""
@@ -70,6 +83,7 @@ class Paths:
         self.models = self.root / 'models'
         self.trash = self.root / 'trash'
         self.queue_file = self.root / 'queue.json'
+        self._checked_at, self._check_error = float('-inf'), None
 
     def make(self):
         for d in (self.runs, self.datasets, self.models, self.trash):
@@ -86,3 +100,33 @@ class Paths:
 
     def relative(self, path) -> str:
         return str(Path(path).resolve().relative_to(self.root))
+
+    def write_check(self, max_age_s=5.0):
+        """None when a small file can be written, synced and removed in the root and in runs/ (the records);
+        else the OSError (disk full, read-only, not writable). Answered from the last try when it is younger
+        than max_age_s."""
+        now = time.monotonic()
+        if now - self._checked_at < max_age_s:
+            return self._check_error
+        error = None
+        for folder in (self.root, self.runs):
+            probe = folder / '.write-check'
+            try:
+                fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.write(fd, b'ok\n' * 1024)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.unlink(probe)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                error = e if e.filename else OSError(e.errno, e.strerror, str(probe))
+                try:
+                    probe.unlink(missing_ok=True)
+                except OSError:
+                    pass
+                break
+        self._checked_at, self._check_error = now, error
+        return error

@@ -35,7 +35,12 @@ def read_record(path):
 
 
 def write_record(path, record):
-    atomic_write_json(path, record)
+    try:
+        atomic_write_json(path, record)
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e       # a failed write() or fsync() names no file
 
 
 def clean_temp_files(folder, name):

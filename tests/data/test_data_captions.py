@@ -72,6 +72,20 @@ def test_bulk_prefix_and_replace_preview_then_apply(make_app, data_root):
     assert c.post(f'{API}/datasets/d/captions/bulk', json={'op': 'shout'}).get_json()['error']['field'] == 'op'
 
 
+def test_a_catastrophic_pattern_is_cut_short_with_422(make_app, data_root):
+    # (a|a)+$ backtracks 2^n times on 'aaa...!': Python's re would spin for minutes on this caption
+    import time
+    c = make_app().test_client()
+    folder = small_dataset(data_root / 'datasets' / 'd')
+    (folder / 'clip.txt').write_text('a' * 26 + '!')
+    t0 = time.monotonic()
+    r = c.post(f'{API}/datasets/d/captions/bulk', json={'op': 'replace', 'find': '(a|a)+$', 'regex': True})
+    assert time.monotonic() - t0 < 6
+    assert r.status_code == 422 and r.get_json()['error']['field'] == 'find'
+    assert '(a|a)+$' in r.get_json()['error']['message']
+    assert (folder / 'clip.txt').read_text() == 'a' * 26 + '!'
+
+
 def test_search_names_and_captions(make_app, data_root):
     c = make_app().test_client()
     small_dataset(data_root / 'datasets' / 'd')

@@ -83,3 +83,55 @@ def test_a_codec_browsers_cannot_play_gets_an_h264_preview_copy(make_app, data_r
     from api.services.data.media_previews import stream_info
     assert stream_info(copy)[0] == 'h264'
     assert [p.name for p in media_files(folder)] == ['old.avi']               # the copy is no clip of the dataset
+
+
+def test_a_huge_still_is_refused_from_its_header_and_memory_stays_bounded(make_app, data_root):
+    # 12500 x 12500 1-bit PNG: a 34 KB file that decodes to 156 MP (an RGB copy: 470 MB)
+    import threading
+    import time
+
+    import psutil
+    c = make_app().test_client()
+    folder = data_root / 'datasets' / 'd'
+    folder.mkdir(parents=True)
+    Image.new('1', (12500, 12500), 1).save(folder / 'huge.png', optimize=True)
+    assert (folder / 'huge.png').stat().st_size < 100_000
+    Image.new('RGB', (64, 48)).save(folder / 'small.png')
+    assert c.get(f'{API}/datasets/d/thumbnail/small.png').status_code == 200        # warm up (imports, caches)
+    me, peak, done = psutil.Process(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], me.memory_info().rss)
+            time.sleep(0.005)
+    base = me.memory_info().rss
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    try:
+        t0 = time.monotonic()
+        answers = [c.get(f'{API}/datasets/d/{what}/huge.png') for what in ('thumbnail', 'strip')]
+        took = time.monotonic() - t0
+    finally:
+        done.set()
+        watcher.join()
+    for r in answers:
+        assert r.status_code == 422, r.status_code
+        msg = r.get_json()['error']['message']
+        assert 'huge.png' in msg and '12500x12500' in msg and '156,250,000 pixels' in msg
+    assert (peak[0] - base) / 2 ** 20 < 100, f'RSS grew by {(peak[0] - base) / 2 ** 20:.0f} MiB'
+    assert took < 5
+
+
+def test_media_work_is_bounded_and_a_request_beyond_gets_503(make_app, data_root):
+    app = make_app(media_slots=1, media_wait_s=0.2)
+    c = app.test_client()
+    small_dataset(data_root / 'datasets' / 'd')
+    gate = app.extensions['odeo'].data.previews.gate
+    assert gate._sem.acquire(timeout=1)              # another request is busy with media
+    try:
+        r = c.get(f'{API}/datasets/d/thumbnail/still.png')
+    finally:
+        gate._sem.release()
+    assert r.status_code == 503 and r.headers['Retry-After'] == '1'
+    assert 'still.png' in r.get_json()['error']['message']
+    assert c.get(f'{API}/datasets/d/thumbnail/still.png').status_code == 200

@@ -22,6 +22,10 @@ How it misbehaves is told through its config: the dataset folder the config poin
     refuse = false              # refuse the configuration: status failed, exit 2
     ignore_control = false      # never look at control/ (so only signals stop it)
     ignore_sigterm = false      # ignore SIGTERM (so only SIGKILL stops it)
+    crash_every = 0             # with crash_times: crash at steps crash_at_step, +crash_every, ... (progress between)
+    bind_master_port = false    # bind MASTER_PORT as torch's TCPStore does; taken: torch's EADDRINUSE error, exit 1
+    wait_build_lock = false     # before any event, wait (silently) while $TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/lock
+                                # exists, as DeepSpeed's CPU op build does (torch's FileBaton)
 """
 
 import argparse
@@ -38,7 +42,8 @@ from pathlib import Path
 MEDIA = {'.jpg', '.jpeg', '.png', '.webp', '.mp4', '.mov', '.webm', '.gif'}
 DEFAULTS = {'step_time': 0.05, 'heartbeat_interval': 0.2, 'startup_delay': 0.0, 'crash_at_step': None,
             'crash_times': 1, 'hang_at_step': None, 'hang_times': 1, 'die_at_step': None, 'die_code': 1,
-            'refuse': False, 'ignore_control': False, 'ignore_sigterm': False}
+            'refuse': False, 'ignore_control': False, 'ignore_sigterm': False, 'crash_every': 0,
+            'bind_master_port': False, 'wait_build_lock': False}
 
 
 def parse_args(argv):
@@ -177,8 +182,12 @@ class FakeTrainer:
         b = self.behave
         signal.signal(signal.SIGTERM, signal.SIG_IGN if b['ignore_sigterm'] else self.on_sigterm)
         time.sleep(b['startup_delay'])
+        if b['wait_build_lock']:
+            self.wait_build_lock()
         self.events.emit('status', state='starting', message='fake trainer')
         threading.Thread(target=self.heartbeat, daemon=True).start()
+        if b['bind_master_port']:
+            self.bind_master_port()
         if b['refuse']:
             print('config.toml: refused by the fake trainer', file=sys.stderr)
             self.finish('failed', 0, 2, 'config.toml: refused by the fake trainer')
@@ -202,9 +211,42 @@ class FakeTrainer:
         self.save_checkpoint(self.total)
         self.finish('done', self.total)
 
+    def wait_build_lock(self):
+        folder = os.environ.get('TORCH_EXTENSIONS_DIR')
+        if not folder:
+            print('fake trainer: TORCH_EXTENSIONS_DIR is not set (the op would build in ~/.cache)', file=sys.stderr)
+            os._exit(1)
+        lock = Path(folder) / 'deepspeed_shm_comm' / 'lock'
+        while lock.exists():
+            time.sleep(0.1)
+
+    def bind_master_port(self):
+        import socket
+        port = int(os.environ.get('MASTER_PORT', '29500'))
+        self.store = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.store.bind(('127.0.0.1', port))
+        except OSError:
+            print('torch.distributed.DistNetworkError: The server socket has failed to listen on any local network '
+                  f'address. port: {port}, useIpv6: false, code: -98, name: EADDRINUSE, message: address already in use',
+                  file=sys.stderr, flush=True)
+            os._exit(1)
+
+    def crashes_at(self, step):
+        b = self.behave
+        if b['crash_at_step'] is None:
+            return False
+        if b['crash_every']:          # each of these steps crashes once
+            marker = self.run_dir / f'.fake_crashed_at_{step}'
+            if step < b['crash_at_step'] or (step - b['crash_at_step']) % b['crash_every'] or marker.exists():
+                return False
+            marker.touch()
+            return True
+        return step == b['crash_at_step']
+
     def misbehave(self, step):
         b = self.behave
-        if b['crash_at_step'] == step and count_times(self.run_dir, 'crash') < b['crash_times']:
+        if self.crashes_at(step) and count_times(self.run_dir, 'crash') < b['crash_times']:
             self.events.emit('status', state='failed', message=f'RuntimeError: fake crash at step {step}')
             raise RuntimeError(f'fake crash at step {step}')
         if b['hang_at_step'] == step and count_times(self.run_dir, 'hang') < b['hang_times']:

@@ -360,3 +360,81 @@ def test_delete_running_task_stops_it_first(harness):
                what='the task to be deleted')
     assert not (h.data_root / 'runs' / task).exists()
     assert not os.path.exists(f'/proc/{pid}') or 'Z' in Path(f'/proc/{pid}/stat').read_text().split()[2]
+
+
+def test_retries_count_failures_in_a_row_without_progress(harness):
+    # four unrelated crashes with training moving on between them: never "gave up"
+    h = harness(retry_limit=3)
+    job = h.start(h.task(behave={'crash_at_step': 3, 'crash_every': 2, 'crash_times': 4}, epochs=5))
+    rec = h.wait_state(job, 'done', 'failed', timeout=60)
+    assert rec['state'] == 'done', rec['message']
+    assert [a['outcome'] for a in rec['attempts']] == ['crashed'] * 4 + ['done']
+    assert [a['step'] for a in rec['attempts']] == [2, 4, 6, 8, 10]
+    assert all(a['progressed'] for a in rec['attempts'])
+    assert all('fake crash at step' in a['reason'] for a in rec['attempts'][:4])
+    assert 'RuntimeError: fake crash at step 3' in rec['attempts'][0]['log_tail']     # why, from the log
+    assert rec['retries'] == 4 and rec['best_step'] == 10
+    api = h.client.get(f'/api/v1/jobs/{job}').get_json()
+    assert [a['reason'] for a in api['attempts']][:1] == [rec['attempts'][0]['reason']]
+    assert api['failures_in_row'] == 0                    # done: nothing failing now
+
+
+def test_a_taken_master_port_is_retried_on_another_port_without_counting(harness):
+    # the port was free when checked and taken before the trainer bound it
+    import socket
+    h = harness(retry_limit=0)
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(('127.0.0.1', 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    real = h.studio.scheduler.ports.allocate
+    handed = []
+
+    def allocate(in_use):
+        handed.append(taken if not handed else real(in_use | {taken}))
+        return handed[-1]
+    h.studio.scheduler.ports.allocate = allocate
+    try:
+        job = h.start(h.task(behave={'bind_master_port': True}, epochs=1))
+        rec = h.wait_state(job, 'done', 'failed')
+    finally:
+        holder.close()
+    assert rec['state'] == 'done', rec['message']
+    first, second = rec['attempts']
+    assert first['outcome'] == 'port_taken' and str(taken) in first['reason'] and first['exit_code'] == 1
+    assert 'EADDRINUSE' in first['log_tail']
+    assert second['port'] != taken and second['outcome'] == 'done'
+    assert rec['retries'] == 0 and rec['failures_in_row'] == 0
+
+
+# ---- start-up: op builds, weights, caching ---------------------------------------------------------
+
+def test_start_up_is_judged_by_the_startup_timeout_not_the_heartbeat(harness):
+    h = harness(heartbeat_timeout_s=1.0, startup_timeout_s=30.0, retry_limit=0)
+    job = h.start(h.task(behave={'startup_delay': 3.0}, epochs=1))       # silent while "building" its op
+    rec = h.wait_state(job, 'done', 'failed')
+    assert rec['state'] == 'done' and [a['outcome'] for a in rec['attempts']] == ['done'], rec['message']
+    h = harness(heartbeat_timeout_s=1.0, startup_timeout_s=2.0, retry_limit=0)
+    job = h.start(h.task(behave={'startup_delay': 60.0}, epochs=1))      # stuck starting up: killed at 2 s
+    rec = h.wait_state(job, 'failed')
+    assert rec['attempts'][0]['outcome'] == 'hung' and 'while starting up (launching)' in rec['attempts'][0]['reason']
+
+
+def test_a_stale_build_lock_is_removed_before_a_launch(harness, tmp_path):
+    import time
+    ext = tmp_path / 'torch_extensions'
+    lock = ext / 'deepspeed_shm_comm' / 'lock'
+    lock.parent.mkdir(parents=True)
+    lock.touch()                                          # left by a job killed while it built the op
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    h = harness(torch_extensions_dir=str(ext), build_lock_stale_s=600.0, heartbeat_timeout_s=1.0,
+                startup_timeout_s=5.0, retry_limit=0)
+    job = h.start(h.task(behave={'wait_build_lock': True}, epochs=1))
+    rec = h.wait_state(job, 'done', 'failed')
+    assert rec['state'] == 'done', rec['attempts'][-1].get('log_tail') or rec['message']
+    assert not lock.exists()
+    fresh = lock.parent / 'lock'
+    fresh.touch()                                         # a build going on now (young lock) is left alone
+    job = h.start(h.task(behave={'wait_build_lock': True}, epochs=1))
+    rec = h.wait_state(job, 'failed')
+    assert fresh.exists() and 'while starting up' in rec['attempts'][0]['reason']

@@ -1,6 +1,7 @@
 """Tasks through the REST API: automatic names, drafts from the form and the TOML editor, copy, rename,
 delete, validation issues mapped to form fields, and starting (what gets frozen into the run)."""
 
+import json
 import time
 import tomllib
 
@@ -162,6 +163,59 @@ def test_paths_outside_the_data_root_are_refused_with_field_errors(client, tiny_
     assert r.status_code == 400 and r.get_json()['error']['field'] == 'dataset'
     r = client.patch(f'/api/v1/tasks/{t["id"]}', json={'form': {'model_path': '/etc'}})
     assert r.status_code == 400 and r.get_json()['error']['field'] == 'model_path'
+
+
+def _start_issues(client, t, main=None, dataset=None):
+    toml = {'main': main or t['toml']['main'], 'dataset': dataset or t['toml']['dataset']}
+    assert client.patch(f'/api/v1/tasks/{t["id"]}', json={'toml': toml}).status_code == 200
+    r = client.post(f'/api/v1/tasks/{t["id"]}/start', json={})
+    assert r.status_code == 422, r.get_json()
+    return r.get_json()['error']['issues']
+
+
+def test_eval_datasets_and_metadata_rows_cannot_lead_outside(client, data_root, tiny_model, tmp_path):
+    # a caption .txt (which anyone with the studio can write) doubles as an eval dataset TOML or a metadata
+    # table; what it names must stay in the datasets folder, or the trainer would cache and list it
+    private = tmp_path / 'private'
+    write_dataset(private, items=1)
+    demo = data_root / 'datasets' / 'demo'
+    (demo / 'img0.txt').write_text(f'[[directory]]\npath = "{private}"\n')
+    t = create(client, form=train_form(tiny_model, 'demo'))
+    main = t['toml']['main'] + '\n'.join(['', '[[eval_datasets]]', 'name = "e"', f'config = "{demo / "img0.txt"}"', ''])
+    issues = _start_issues(client, t, main=main)
+    assert [i['key'] for i in issues] == ['eval_datasets[0].config']
+    assert 'img0.txt: directory.path' in issues[0]['message'] and str(private) in issues[0]['message']
+    # the eval file's folder is fine, but a metadata row of it names a private file
+    (demo / 'img0.txt').write_text('[[directory]]\npath = "."\nmetadata_file = "img1.txt"\n')
+    (demo / 'img1.txt').write_text(json.dumps([{'image': str(private / 'img0.png'), 'prompt': 'stolen'}]))  # read as JSON
+    issues = _start_issues(client, t, main=main)
+    assert [i['key'] for i in issues] == ['eval_datasets[0].config']
+    assert 'img1.txt entry 1' in issues[0]['message'] and str(private / 'img0.png') in issues[0]['message']
+    # the main dataset: a metadata row, and a symlink in the folder
+    (demo / 'img0.txt').write_text('a test image')
+    (demo / 'metadata.csv').write_text(f'image,prompt\n{private / "img0.png"},stolen\n')
+    issues = _start_issues(client, t)
+    assert [i['field'] for i in issues] == ['dataset']
+    assert 'metadata.csv row 2' in issues[0]['message'] and 'outside the datasets folder' in issues[0]['message']
+    (demo / 'metadata.csv').unlink()
+    (demo / 'link.png').symlink_to(private / 'img0.png')
+    issues = _start_issues(client, t)
+    assert 'demo/link.png' in issues[0]['message'] and str(private / 'img0.png') in issues[0]['message']
+    assert not list((data_root / 'runs' / t['id']).glob('j*'))       # nothing was frozen or queued
+
+
+def test_a_checked_eval_dataset_is_frozen_into_the_run(client, data_root, tiny_model):
+    demo = data_root / 'datasets' / 'demo'
+    (data_root / 'datasets' / 'eval.toml').write_text('[[directory]]\npath = "demo"\n')
+    t = create(client, form=train_form(tiny_model, 'demo'))
+    main = t['toml']['main'] + '\n[[eval_datasets]]\nname = "e"\nconfig = "datasets/eval.toml"\n'
+    client.patch(f'/api/v1/tasks/{t["id"]}', json={'toml': {'main': main, 'dataset': t['toml']['dataset']}})
+    r = client.post(f'/api/v1/tasks/{t["id"]}/start', json={})
+    assert r.status_code == 202, r.get_json()
+    run = data_root / r.get_json()['run_dir']
+    cfg = tomllib.loads((run / 'config.toml').read_text())
+    assert cfg['eval_datasets'] == [{'name': 'e', 'config': str(run / 'eval_dataset0.toml')}]
+    assert tomllib.loads((run / 'eval_dataset0.toml').read_text())['directory'][0]['path'] == str(demo)
 
 
 def test_models_and_datasets_are_listed(client, tiny_model, tiny_models, data_root):

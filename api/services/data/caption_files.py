@@ -18,20 +18,22 @@ because the caption job (a separate process) and the studio both write it.
 import fcntl
 import hashlib
 import json
-import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import regex
+
 from utils.captions import CaptionError, find_captions, load_sources
 from utils.fsutil import atomic_write_json, atomic_write_text
 
-from ..errors import BadRequest, Conflict
+from ..errors import BadRequest, Conflict, Invalid
 from .datasets import STUDIO_DIR
 
 PROVENANCE = 'caption_origin.json'
 PREVIEW_ROWS = 20                   # before/after pairs a bulk preview returns
 MAX_CAPTION = 20000                 # characters
+REGEX_BUDGET_S = 2.0                # most time a bulk find-and-replace may spend matching, over all captions
 
 
 def text_hash(text):
@@ -138,7 +140,7 @@ class CaptionBook:
     def bulk(self, names, op, text='', find='', replace='', regex=False, case=True, apply=False):
         """Prefix / suffix / find-and-replace over the sidecar captions of `names`. Returns how many
         change, a preview of the first ones, and the files skipped with why; writes only when `apply`."""
-        change = _operation(op, text, find, replace, regex, case)
+        change = _operation(op, text, find, replace, regex, case, time.monotonic() + REGEX_BUDGET_S)
         provenance = self.provenance()
         changed, skipped, preview = [], [], []
         for name in names:
@@ -159,7 +161,7 @@ class CaptionBook:
                 'preview': preview, 'skipped': skipped, 'files': changed}
 
 
-def _operation(op, text, find, replace, regex, case):
+def _operation(op, text, find, replace, is_regex, case, deadline):
     for name, value in (('text', text), ('find', find), ('replace', replace)):
         if not isinstance(value, str):
             raise BadRequest(f'{name} must be text', field=name)
@@ -170,10 +172,22 @@ def _operation(op, text, find, replace, regex, case):
     if op == 'replace':
         if not find:
             raise BadRequest('find must not be empty', field='find')
-        flags = 0 if case else re.IGNORECASE
+        flags = 0 if case else regex.IGNORECASE
         try:
-            pattern = re.compile(find if regex else re.escape(find), flags)
-        except re.error as e:
+            pattern = regex.compile(find if is_regex else regex.escape(find), flags)
+        except regex.error as e:
             raise BadRequest(f'find is not a valid regular expression: {e}', field='find') from None
-        return lambda s: pattern.sub(replace if regex else replace.replace('\\', '\\\\'), s).strip()
+        repl = replace if is_regex else replace.replace('\\', '\\\\')
+
+        def change(s):
+            # a pattern like (a+)+$ backtracks exponentially: bounded in time, and the GIL released meanwhile
+            try:
+                return pattern.sub(repl, s, timeout=max(0.001, deadline - time.monotonic()), concurrent=True).strip()
+            except TimeoutError:
+                raise Invalid(f'the pattern {find!r} takes too long to match (more than {REGEX_BUDGET_S:g} s over '
+                              f'these captions); simplify it (nested repeats such as (a+)+ backtrack without end)',
+                              field='find') from None
+            except regex.error as e:
+                raise BadRequest(f'replace is not a valid replacement for {find!r}: {e}', field='replace') from None
+        return change
     raise BadRequest("op must be 'prefix', 'suffix' or 'replace'", field='op')

@@ -1,6 +1,6 @@
 """What the browser shows of a clip: a thumbnail, a strip of frames, and a copy it can play.
 
-    previews = Previews()
+    previews = Previews(max_pixels=40_000_000, gate=MediaGate(2, wait_s=5))
     previews.thumbnail(path)           # JPEG (at most THUMB_SIZE), cached
     previews.strip(path, n=8)          # JPEG of n frames side by side; frame k at (k + 0.5) * duration / n
     previews.playable(path)            # the file itself when a browser plays it, else a cached H.264 copy
@@ -8,6 +8,11 @@
 Frames come from the FFmpeg binary (imageio_ffmpeg), images through Pillow (EXIF orientation, alpha on
 white). Everything is cached in the dataset's .studio/previews/ under a key of the file's relative path,
 size and mtime, so a changed file gets fresh previews and the old ones are removed.
+
+Decoding is bounded: a still whose header says it has more than `max_pixels` pixels is refused before
+any decoding (probe(max_pixels); 422 naming the file and its pixel count), thumbnails decode at reduced size (JPEG draft,
+Pillow's reduce), and at most `gate.slots` media operations run at once (a request that finds none free
+within `gate.wait_s` gets 503 with Retry-After).
 """
 
 import hashlib
@@ -21,7 +26,7 @@ from PIL import Image, ImageOps
 from utils.fsutil import atomic_save
 from utils.media import MediaError, ffmpeg_exe, file_signature, probe
 
-from ..errors import Invalid
+from ..errors import Busy, Invalid
 from .datasets import STUDIO_DIR
 
 THUMB_SIZE = 320                    # longest side of a thumbnail, pixels
@@ -37,6 +42,24 @@ FFMPEG_TIMEOUT_S = 600
 
 class ToolError(Invalid):
     """FFmpeg could not make what was asked; the message names the file and FFmpeg's last words."""
+
+
+class MediaGate:
+    """At most `slots` media operations (probes, thumbnails, strips, preview copies) at once, shared by every
+    request; one that finds no slot free within `wait_s` seconds is answered Busy (503, Retry-After)."""
+
+    def __init__(self, slots=2, wait_s=5.0):
+        self.slots, self.wait_s = max(1, int(slots)), wait_s
+        self._sem = threading.BoundedSemaphore(self.slots)
+
+    def run(self, what, fn, *args):
+        if not self._sem.acquire(timeout=self.wait_s):
+            raise Busy(f'{what}: the studio is busy with {self.slots} other media operations; try again shortly',
+                       retry_after=max(1, round(self.wait_s)))
+        try:
+            return fn(*args)
+        finally:
+            self._sem.release()
 
 
 def run_ffmpeg(args, what, timeout=FFMPEG_TIMEOUT_S):
@@ -81,9 +104,18 @@ def display_filter():
 
 
 class Previews:
-    def __init__(self):
+    def __init__(self, max_pixels=40_000_000, gate=None):
+        self.max_pixels = max_pixels
+        self.gate = gate or MediaGate()
         self._locks = {}
         self._guard = threading.Lock()
+
+    def probe(self, path):
+        """probe(path) within a media slot, stills over max_pixels refused (MediaError as from utils.media.probe)."""
+        return self.gate.run(f'{Path(path).name}: probe', probe, path, self.max_pixels)
+
+    def _checked(self, path):
+        return probe_checked(path, max_pixels=self.max_pixels)
 
     def _lock(self, key):
         with self._guard:
@@ -113,7 +145,10 @@ class Previews:
 
     # ---- thumbnails and strips ------------------------------------------------------------------
     def thumbnail(self, path):
-        info = probe_checked(path)
+        return self.gate.run(f'{Path(path).name}: thumbnail', self._thumbnail, path)
+
+    def _thumbnail(self, path):
+        info = self._checked(path)
         if info.kind == 'image':
             return self._cached(path, 'thumb', 'jpg', lambda tmp: _image_thumb(path, tmp))
         at = min(info.duration * 0.1, max(0.0, info.duration - 1.5 / info.fps))
@@ -124,7 +159,7 @@ class Previews:
 
     def strip(self, path, n=8):
         """n frames side by side, frame k taken at (k + 0.5) * duration / n (an image: itself, once)."""
-        info = probe_checked(path)
+        info = self.gate.run(f'{Path(path).name}: probe', self._checked, path)
         if info.kind == 'image':
             return self.thumbnail(path)
         n = max(1, min(STRIP_MAX, int(n), info.frames))
@@ -138,12 +173,16 @@ class Previews:
         joined = ''.join(f'[f{k}]' for k in range(n))
         graph = f'{chains};{joined}hstack=inputs={n}[out]' if n > 1 else f'{chains.replace("[f0]", "[out]")}'
         args += ['-filter_complex', graph, '-map', '[out]', '-frames:v', '1', '-q:v', '5', '-f', 'mjpeg']
-        return self._cached(path, f'strip{n}', 'jpg', lambda tmp: run_ffmpeg(args + [tmp], f'{Path(path).name}: frame strip'))
+        return self.gate.run(f'{Path(path).name}: frame strip', self._cached, path, f'strip{n}', 'jpg',
+                             lambda tmp: run_ffmpeg(args + [tmp], f'{Path(path).name}: frame strip'))
 
     # ---- something the browser can play -----------------------------------------------------------
     def playable(self, path):
         """(path to serve, True when it is a preview copy rather than the file itself)."""
-        info = probe_checked(path)
+        return self.gate.run(f'{Path(path).name}: preview copy', self._playable, path)
+
+    def _playable(self, path):
+        info = self._checked(path)
         try:
             if browser_plays(path, info):
                 return Path(path), False
@@ -158,16 +197,21 @@ class Previews:
             f'{Path(path).name}: preview copy')), True
 
 
-def probe_checked(path, error=ToolError, label=None, field=None):
+def probe_checked(path, error=ToolError, label=None, field=None, max_pixels=None):
     """probe(path); a file it cannot read raises `error` (a StudioError) naming the file, or `label`, and why."""
     try:
-        return probe(path)
+        return probe(path, max_pixels)
     except MediaError as e:
         raise error(f'{label or Path(path).name}: {e.reason}', field=field) from None
 
 
-def _rgb(path):
-    img = ImageOps.exif_transpose(Image.open(path))
+def _rgb(path, fit=None):
+    """The image on white, as RGB; with `fit`, decoded at reduced size (JPEG draft, reduce) and scaled to fit."""
+    img = Image.open(path)
+    if fit:
+        img.draft('RGB', (fit * 2, fit * 2))                     # JPEG: decode at 1/2 .. 1/8 scale
+        img.thumbnail((fit, fit), reducing_gap=2.0)             # others: reduce() by an integer factor first
+    img = ImageOps.exif_transpose(img)
     if img.mode in ('RGBA', 'LA', 'PA', 'P') or 'transparency' in img.info:
         rgba = img.convert('RGBA')
         white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
@@ -176,8 +220,7 @@ def _rgb(path):
 
 
 def _image_thumb(path, tmp):
-    img = _rgb(path)
-    img.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    img = _rgb(path, fit=THUMB_SIZE)
     img.save(tmp, format='JPEG', quality=85)
 
 

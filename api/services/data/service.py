@@ -13,7 +13,7 @@ checked to stay inside the folder, and hidden paths (the studio's .studio/ folde
 
 from pathlib import Path
 
-from utils.media import MediaError, MediaInfo, media_kind, probe, probe_many
+from utils.media import MediaError, MediaInfo, media_kind, probe_many
 
 from ..errors import BadRequest, Conflict, NotFound, PathRefused
 from ..jobs.launcher import module_command, register_kind
@@ -25,7 +25,7 @@ from . import cutting, imports
 from .caption_files import CaptionBook
 from .captioning import Captioning
 from .datasets import media_files
-from .media_previews import Previews, browser_plays, remove_previews
+from .media_previews import MediaGate, Previews, browser_plays, remove_previews
 from .uploads import UploadStore
 
 
@@ -38,7 +38,7 @@ class DataService:
         self.root = paths.datasets
         self.uploads = UploadStore(paths.root / 'uploads', catalog, s.max_upload_bytes, s.upload_chunk_bytes,
                                    s.upload_expiry_s)
-        self.previews = Previews()
+        self.previews = Previews(s.max_image_pixels, MediaGate(s.media_slots, s.media_wait_s))
         self.jobs = jobs.store                  # jobs: the jobs area (JobService)
         self.tasks = tasks
         self.data_root = paths.root
@@ -96,7 +96,8 @@ class DataService:
             if here in p.parents:
                 entries[p.relative_to(here).as_posix()] = f
         if view['issues']:                     # settings that do not validate: list the files without buckets
-            probes = probe_many(media_files(folder), cache_file=folder / 'cache' / 'probe.json')
+            probes = probe_many(media_files(folder), cache_file=folder / 'cache' / 'probe.json',
+                                max_pixels=self.settings.max_image_pixels)
             for p, info in probes.items():
                 ok = isinstance(info, MediaInfo)
                 entries[p.name] = {'kind': media_kind(p), 'status': None, 'reason': None if ok else info.reason,
@@ -124,7 +125,7 @@ class DataService:
     def file_info(self, name, rel):
         folder, path = self.file_path(name, rel)
         try:
-            info = probe(path)
+            info = self.previews.probe(path)
         except MediaError as e:
             info, error = None, e.reason
         else:

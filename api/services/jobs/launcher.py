@@ -20,6 +20,8 @@ from .procs import create_time
 def job_env(settings, mode, devices, port, base=None):
     env = dict(os.environ if base is None else base)
     env['PYTHONUNBUFFERED'] = '1'
+    if settings.torch_extensions_dir:           # the project's JIT op builds (tools/setup.sh builds them once)
+        env['TORCH_EXTENSIONS_DIR'] = settings.torch_extensions_dir
     env.pop('CUDA_VISIBLE_DEVICES', None)       # deepspeed --include decides
     if mode == 'cpu':
         env['OMP_NUM_THREADS'] = '1'            # one thread per rank: ranks share the machine's cores
@@ -93,3 +95,20 @@ def start(command, env, run_dir, cwd, header, nice=0):
         except OSError:
             pass
     return proc, create_time(proc.pid)
+
+
+def remove_stale_build_locks(folder, older_than_s, now=None):
+    """Remove torch's FileBaton build locks (`<op>/lock`) under `folder` older than `older_than_s`: a job
+    killed while it JIT-built an op leaves one, and every later job would wait on it forever. The caller
+    makes sure no job of ours is starting up (only they build). Returns the paths removed."""
+    now = time.time() if now is None else now
+    removed = []
+    root = Path(folder)
+    for lock in (list(root.glob('*/lock')) + list(root.glob('*/*/lock'))) if root.is_dir() else []:
+        try:
+            if now - lock.stat().st_mtime > older_than_s:
+                lock.unlink()
+                removed.append(lock)
+        except OSError:
+            continue
+    return removed

@@ -22,6 +22,7 @@ from .store import ACTIVE, LIVE
 from .supervise import Supervisor
 
 log = logging.getLogger(__name__)
+STORAGE_BACKOFF_MAX_S = 30.0        # longest wait between scheduler passes while the data root cannot be written
 
 
 class Scheduler:
@@ -40,6 +41,7 @@ class Scheduler:
         self._thread = None
         self._halt = threading.Event()
         self.hooks = []                 # called on every tick, under the lock (e.g. queueing previews)
+        self.fault = None               # the OSError of the last failed tick (disk full, read-only), until one succeeds
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self):
@@ -58,15 +60,34 @@ class Scheduler:
             self._thread.join(timeout=10)
 
     def _loop(self):
+        backoff = self.settings.scheduler_interval_s
         while not self._halt.is_set():
             try:
                 self.tick()
+                backoff = self.settings.scheduler_interval_s
+            except OSError:             # recorded in self.fault (shown by /health); try again, less often
+                backoff = min(STORAGE_BACKOFF_MAX_S, backoff * 2)
             except Exception:
                 log.exception('scheduler tick failed')
-            self._halt.wait(self.settings.scheduler_interval_s)
+            self._halt.wait(backoff)
 
     def tick(self):
+        """One pass: write what a failed write left in memory, watch running jobs, start queued ones. A storage
+        error stops the pass (nothing is launched onto a disk that cannot take its records) and is kept in
+        `fault` until a pass succeeds."""
+        try:
+            self._tick()
+        except OSError as e:
+            if self.fault is None or self.fault.get('errno') != e.errno:
+                log.error('scheduler: %s (%s); backing off', e, getattr(e, 'filename', None))
+            self.fault = {'errno': e.errno, 'path': e.filename, 'reason': e.strerror or str(e), 'at': self.clock(),
+                          'error': e}
+            raise
+        self.fault = None
+
+    def _tick(self):
         with self.lock:
+            self.jobs.flush()
             self.supervisor.watch_all()
             self._finish_deletions()
             for hook in self.hooks:
@@ -145,6 +166,9 @@ class Scheduler:
             self.jobs.update(job['id'], state='failed', finished_at=self.clock(),
                              message=f'cannot launch: {", ".join(missing)} not found')
             return
+        if not self.supervisor.starting_up():      # nobody of ours is building: an old build lock is stale
+            for lock in launcher.remove_stale_build_locks(s.torch_extensions_dir, s.build_lock_stale_s, self.clock()):
+                log.warning('removed a stale build lock %s (older than %gs, no job starting up)', lock, s.build_lock_stale_s)
         in_use = {j['attempts'][-1].get('port') for j in self.jobs.all(states=LIVE)}
         port = self.ports.allocate(in_use)
         resume = job['resume_from']
@@ -153,7 +177,8 @@ class Scheduler:
         att = {'n': len(job['attempts']) + 1, 'started_at': self.clock(), 'ended_at': None, 'pid': None,
                'create_time': None, 'port': port, 'devices': list(devices), 'device_kind': mode,
                'resume_from': resume, 'command': command, 'exit_code': None, 'outcome': None, 'reason': None,
-               'events_offset': events.stat().st_size if events.exists() else 0}
+               'events_offset': events.stat().st_size if events.exists() else 0,
+               'log_offset': (run_dir / 'log.txt').stat().st_size if (run_dir / 'log.txt').exists() else 0}
         for f in (run_dir / 'control').glob('*'):       # requests meant for an earlier attempt
             f.unlink(missing_ok=True)
         job = self.jobs.update(job['id'], state='running', attempts=job['attempts'] + [att], stop=None)
@@ -240,7 +265,7 @@ class Scheduler:
             request = request or job['request']
             self.check_request(request)
             job = self.jobs.update(job_id, state='queued', queued_at=self.clock(), finished_at=None, retries=0,
-                                   resume_from=resume, request=request, stop=None, message='resume requested')
+                                   failures_in_row=0, port_retries=0, resume_from=resume, request=request, stop=None, message='resume requested')
             self.queue.add(job_id)
             return job
 

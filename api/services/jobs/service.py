@@ -62,6 +62,7 @@ class JobService:
         out = {k: job[k] for k in ('id', 'task_id', 'state', 'created_at', 'updated_at', 'finished_at', 'request',
                                    'retries', 'message', 'origin')}
         out['kind'] = job.get('kind', 'train')
+        out['failures_in_row'] = job.get('failures_in_row', 0)
         out['attempt'] = len(job['attempts'])
         out['devices'] = job['attempts'][-1]['devices'] if live else []
         out['progress'] = None

@@ -36,6 +36,9 @@ def new_job(job_id, task_id, run_dir_rel, request, origin, resume_from=None, kin
         'resume_from': resume_from,    # what the next attempt resumes from (absolute path) or None
         'attempts': [],
         'retries': 0,                  # automatic resumes since the last start/resume by a user
+        'failures_in_row': 0,          # failed attempts in a row that trained no further than the best step so far
+        'best_step': 0,                # the highest training step any attempt reported
+        'port_retries': 0,             # relaunches in a row because the master port was taken (not failures)
         'stop': None,                  # {'requested_at', 'mode', 'signal', 'signal_at', 'reason'}
         'message': None,               # the latest thing a user should know (error, retry)
     }
@@ -47,6 +50,7 @@ class JobStore(RecordIndex):
     def __init__(self, paths):
         super().__init__()
         self.paths = paths
+        self.unsaved = set()           # ids whose latest version is in memory only (a write failed): flush() retries
 
     def load(self):
         """Read every job record under runs/ (startup)."""
@@ -74,10 +78,26 @@ class JobStore(RecordIndex):
         return jobs[-1] if jobs else None
 
     def save(self, job):
+        """Write the record; when the write fails (disk full, read-only) the record in memory still changes,
+        so views and decisions stay true, flush() writes it later, and the OSError goes to the caller."""
         with self._lock:
-            write_record(self.paths.job_dir(job['task_id'], job['id']) / 'job.json', job)
             self._records[job['id']] = job
+            try:
+                write_record(self.paths.job_dir(job['task_id'], job['id']) / 'job.json', job)
+            except OSError:
+                self.unsaved.add(job['id'])
+                raise
+            self.unsaved.discard(job['id'])
         return job
+
+    def flush(self):
+        """Write the records a failed write left in memory only; raises the first OSError still failing."""
+        with self._lock:
+            for jid in sorted(self.unsaved):
+                job = self._records.get(jid)
+                if job is not None:
+                    write_record(self.paths.job_dir(job['task_id'], jid) / 'job.json', job)
+                self.unsaved.discard(jid)
 
     def update(self, job_id, **changes):
         with self._lock:

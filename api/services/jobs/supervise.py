@@ -16,6 +16,24 @@ from .store import LIVE
 
 log = logging.getLogger(__name__)
 RETRYABLE = ('crashed', 'hung', 'interrupted')
+STARTUP_STATES = ('starting', 'loading', 'caching')    # status states of the start-up phase (startup_timeout_s)
+PORT_TAKEN = ('EADDRINUSE', 'address already in use')     # torch's TCPStore when the master port was taken
+PORT_RETRY_LIMIT = 5                # relaunches on another port in a row before a taken port counts as a crash
+LOG_TAIL_LINES = 15                 # lines of an attempt's log kept in its record (why it ended)
+LOG_TAIL_BYTES = 16 * 1024
+
+
+def log_tail(path, offset):
+    """The last lines an attempt wrote to log.txt (from byte `offset`), as text."""
+    try:
+        with open(path, 'rb') as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(offset, size - LOG_TAIL_BYTES))
+            text = f.read().decode('utf-8', errors='replace')
+    except OSError:
+        return ''
+    lines = [line.rstrip() for line in text.replace('\r', '\n').splitlines() if line.strip()]
+    return '\n'.join(lines[-LOG_TAIL_LINES:])
 
 
 def _signal_name(code):
@@ -66,11 +84,8 @@ class Supervisor:
         att = job['attempts'][-1]
         proc = self._children.get(job['id'])
         if proc is not None and proc.pid == att.get('pid'):
-            code = proc.poll()
-            if code is None:
-                return True, None
-            self._children.pop(job['id'], None)
-            return False, code
+            code = proc.poll()         # kept (with its exit code) until finalize has recorded it
+            return (True, None) if code is None else (False, code)
         return procs.same_process(att.get('pid'), att.get('create_time')), None
 
     def watch(self, job, now):
@@ -79,13 +94,30 @@ class Supervisor:
             self.finalize(job, code)
             return
         att = job['attempts'][-1]
+        limit, phase = self.silence_limit(job, att)
         if job['stop']:
             self._escalate(job, now)
-        elif now - self._last_sign_of_life(job, att) > self.settings.heartbeat_timeout_s:
+        elif now - self._last_sign_of_life(job, att) > limit:
             procs.signal_job(att['pid'], att['create_time'], procs.SIGNALS['SIGKILL'])
-            atts = job['attempts'][:-1] + [{**att, 'hung_at': now}]
-            self.jobs.update(job['id'], attempts=atts,
-                             message=f'no heartbeat for {self.settings.heartbeat_timeout_s:g}s: killed')
+            why = f'no sign of life for {limit:g}s {phase}'
+            atts = job['attempts'][:-1] + [{**att, 'hung_at': now, 'hung_why': why}]
+            self.jobs.update(job['id'], attempts=atts, message=f'{why}: killed')
+
+    def silence_limit(self, job, att):
+        """(seconds of silence allowed, phase in words): start-up (no status of this attempt yet, e.g. while
+        DeepSpeed builds an op, or starting / loading / caching) is judged by startup_timeout_s, the rest by
+        heartbeat_timeout_s."""
+        state = self.monitor.state(job)
+        current = (state.status or {}).get('state') if state.status_end > att.get('events_offset', 0) else None
+        if current is None or current in STARTUP_STATES:
+            limit = max(self.settings.startup_timeout_s, self.settings.heartbeat_timeout_s)
+            return limit, f'while starting up ({current or "launching"})'
+        return self.settings.heartbeat_timeout_s, f'while {current}'
+
+    def starting_up(self):
+        """Live jobs still in their start-up phase (they may be building an op right now)."""
+        return [j for j in self.jobs.all(states=LIVE) if j['attempts'] and j['attempts'][-1].get('pid')
+                and self.silence_limit(j, j['attempts'][-1])[1].startswith('while starting up')]
 
     def _last_sign_of_life(self, job, att):
         try:
@@ -115,13 +147,16 @@ class Supervisor:
             how = f' (after {job["stop"]["signal"]})' if job['stop'].get('signal') else ''
             return 'stopped', f'stopped on request{how}'
         if att.get('hung_at'):
-            return 'hung', f'no heartbeat for {self.settings.heartbeat_timeout_s:g}s; killed'
+            return 'hung', f'{att.get("hung_why") or f"no heartbeat for {self.settings.heartbeat_timeout_s:g}s"}; killed'
         if final in ('done', 'stopped') and code in (0, None):
             return ('stopped', 'the trainer stopped') if final == 'stopped' else ('done', 'finished')
         if code == 0:       # e.g. the deepspeed runner exits 0 when its launcher is killed by a signal
             return 'crashed', 'the process exited without a final status (done or stopped)'
         if code == 2:
             return 'refused', failure or 'the trainer refused the configuration (exit code 2); see log.txt'
+        if code not in (0, None) and att.get('log_tail') and any(m in att['log_tail'] for m in PORT_TAKEN):
+            return 'port_taken', (f'master port {att.get("port")} was taken by another process before the trainer '
+                                  'bound it (EADDRINUSE)')
         if code is None and recovering:
             return 'interrupted', 'the process was gone when the studio started'
         if code is None:
@@ -131,32 +166,54 @@ class Supervisor:
 
     def finalize(self, job, code, recovering=False):
         now = self.clock()
-        self._children.pop(job['id'], None)
         atts = list(job['attempts'])
+        step = (self.monitor.state(job).train or {}).get('step') or 0
+        best = job.get('best_step') or 0
         if atts:
             att = atts[-1]
             if att.get('pid'):
                 procs.signal_job(att['pid'], att.get('create_time'), procs.SIGNALS['SIGKILL'])  # leftover ranks
+            att = {**att, 'log_tail': log_tail(self.paths.root / job['run_dir'] / 'log.txt', att.get('log_offset', 0))}
             outcome, reason = self._classify(job, att, code, recovering)
-            atts[-1] = {**att, 'ended_at': now, 'exit_code': code, 'outcome': outcome, 'reason': reason}
+            atts[-1] = {**att, 'ended_at': now, 'exit_code': code, 'outcome': outcome, 'reason': reason,
+                        'step': step, 'progressed': step > best}
         else:
             outcome, reason = 'interrupted', 'the studio stopped before the job was launched'
-        changes = {'attempts': atts, 'message': reason}
+        changes = {'attempts': atts, 'message': reason, 'best_step': max(step, best)}
         task = self.tasks.find(job['task_id'])
         deleting = task is None or task.get('deleting')
+        if outcome == 'port_taken' and not deleting and job.get('port_retries', 0) < PORT_RETRY_LIMIT:
+            self._requeue(job, now, changes, port_retries=job.get('port_retries', 0) + 1,
+                          message=f'{reason}; launching again on another port (not counted as a failure)')
+            self._children.pop(job['id'], None)
+            return
+        if outcome == 'port_taken':
+            outcome = 'crashed'
         retry = outcome in RETRYABLE and launcher.resumable(job)
-        if retry and not deleting and job['retries'] < self.settings.retry_limit:
-            run_dir = self.paths.root / job['run_dir']
-            resume = newest_checkpoint(run_dir) or job['resume_from']
+        # consecutive failures without progress: an attempt that trained past the run's best step starts again at 1
+        failures = 1 if step > best else job.get('failures_in_row', job['retries']) + 1
+        limit = self.settings.retry_limit
+        if retry and not deleting and failures <= limit:
             n = job['retries'] + 1
-            where = f'resuming from {Path(resume).relative_to(self.paths.root)}' if resume else 'starting over (no checkpoint yet)'
-            changes.update(state='queued', queued_at=now, retries=n, resume_from=resume, stop=None,
-                           message=f'{outcome}: {reason}; automatic retry {n} of {self.settings.retry_limit}, {where}')
-            self.jobs.update(job['id'], **changes)
-            self.queue.add(job['id'], front=True)
+            self._requeue(job, now, changes, retries=n, failures_in_row=failures, port_retries=0,
+                          message=f'{outcome}: {reason}; automatic retry {n} ({failures} of {limit} failures in a row '
+                                  f'without progress)')
             log.warning('job %s %s (%s); retry %d', job['id'], outcome, reason, n)
+            self._children.pop(job['id'], None)
             return
         final = {'done': 'done', 'stopped': 'stopped', 'interrupted': 'interrupted'}.get(outcome, 'failed')
-        if retry and self.settings.retry_limit and not deleting:
-            changes['message'] = f'{outcome}: {reason}; gave up after {self.settings.retry_limit} automatic retries'
-        self.jobs.update(job['id'], state=final, finished_at=now, **changes)
+        if retry and limit and not deleting:
+            changes['message'] = (f'{outcome}: {reason}; gave up after {limit} automatic retries without progress '
+                                  f'(best step {max(step, best)})')
+        self.jobs.update(job['id'], state=final, finished_at=now, failures_in_row=failures if retry else 0, **changes)
+        self._children.pop(job['id'], None)
+
+    def _requeue(self, job, now, changes, message, **counters):
+        """Queue the job again at the front, resuming from its newest checkpoint (none: its start point)."""
+        resume = newest_checkpoint(self.paths.root / job['run_dir']) or job['resume_from']
+        where = f'resuming from {Path(resume).relative_to(self.paths.root)}' if resume else 'starting over (no checkpoint yet)'
+        try:
+            self.jobs.update(job['id'], **{**changes, **counters, 'message': f'{message}, {where}'}, state='queued',
+                             queued_at=now, resume_from=resume, stop=None)
+        finally:                        # queued in memory even when the record could not be written yet
+            self.queue.add(job['id'], front=True)

@@ -2,16 +2,24 @@
 
 Runs the trainer's own schema (utils.config.validate_main / validate_dataset) after the studio has
 set output_dir and dataset, resolved every path against the data root and checked that it stays in
-its root; every issue comes back mapped to its form field (form.issue).
+its root (paths.confine), at every depth: the eval dataset files and their [[directory]] entries, and
+every file the trainer will open for a dataset (utils.dataset.files_read: folder contents, metadata
+rows, masks). Every issue comes back mapped to its form field (form.issue). Eval dataset files are
+frozen into the run directory as checked, so what runs is what was checked.
 """
 
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from utils.config import validate_dataset, validate_main
+from utils.dataset import files_read
 
-from ..paths import resolve_path, within_any
-from .form import DIRECTORY_PATH_KEYS, FILES, get_at, issue, parse, set_at
+from ..errors import PathRefused
+from ..paths import confine, within_any
+from .form import DIRECTORY_PATH_KEYS, FILES, directory_paths, get_at, issue, parse, set_at
+
+MAX_OUTSIDE_SHOWN = 3               # files outside the roots named in one issue
 
 
 @dataclass
@@ -20,6 +28,7 @@ class Checked:
     dataset: dict | None
     issues: list
     variant: dict | None        # the model's variant, when the checkpoint is known
+    extra_files: dict = field(default_factory=dict)     # run-directory file name -> document (eval datasets)
 
 
 # (file, key) of every path in the documents, and the roots it must stay inside
@@ -64,9 +73,11 @@ def check(main_text, dataset_text, *, data_root, datasets_root, model_roots, cat
         return Checked(None, None, issues, None)
     for key in ('output_dir', 'dataset'):        # the studio owns these; refuse one that leaves the data root
         v = main.get(key)
-        if isinstance(v, str) and not within_any(resolve_path(v, data_root), [data_root]):
-            issues.append(issue('main', key, v, f'points outside the data root {data_root}; '
-                                                'leave it out, the studio sets it'))
+        if isinstance(v, str):
+            try:
+                confine(v, data_root, [data_root], f'the data root {data_root}')
+            except PathRefused as e:
+                issues.append(issue('main', key, v, f'{e.message}; leave it out, the studio sets it'))
     main['output_dir'], main['dataset'] = str(output_dir), str(dataset_file)
     for which, key, roots, where in _path_rules(data_root, datasets_root, model_roots):
         doc = main if which == 'main' else dataset
@@ -74,11 +85,10 @@ def check(main_text, dataset_text, *, data_root, datasets_root, model_roots, cat
             v = get_at(doc, k)
             if not isinstance(v, str) or not v:
                 continue
-            p = resolve_path(v, data_root)
-            if not within_any(p, roots):
-                issues.append(issue(which, _dotted(k), v, f'{p} is outside {where}'))
-            else:
-                set_at(doc, k, str(p))
+            try:
+                set_at(doc, k, str(confine(v, data_root, roots, where)))
+            except PathRefused as e:
+                issues.append(issue(which, _dotted(k), v, e.message))
     variant = None
     ckpt = get_at(main, ('model', 'ckpt_path'))
     if ckpt == '':
@@ -100,7 +110,9 @@ def check(main_text, dataset_text, *, data_root, datasets_root, model_roots, cat
             issues.append(issue('dataset', _dotted(k), v, 'no such dataset folder'))
     _, main_issues = validate_main(main, FILES['main'], str(data_root), world_size)
     size_multiple = (variant or {}).get('size_multiple', 16)
-    _, ds_issues = validate_dataset(dataset, FILES['dataset'], str(data_root), size_multiple)
+    ds_cfg, ds_issues = validate_dataset(dataset, FILES['dataset'], str(data_root), size_multiple)
+    _check_reads(ds_cfg, datasets_root, issues, 'dataset', lambda i: f'directory[{i}].path')
+    extra = _eval_datasets(main, Path(dataset_file).parent, data_root, datasets_root, size_multiple, issues)
     seen = {(i['file'], i['key']) for i in issues}
     for which, found in (('main', main_issues), ('dataset', ds_issues)):
         for i in found:
@@ -110,4 +122,56 @@ def check(main_text, dataset_text, *, data_root, datasets_root, model_roots, cat
             if (FILES[which], d['field']) not in seen and key not in seen:
                 issues.append(found_issue)
                 seen.add(key)
-    return Checked(main, dataset, issues, variant)
+    return Checked(main, dataset, issues, variant, extra)
+
+
+def _check_reads(cfg, datasets_root, issues, which, key_of, value=None):
+    """Every file the trainer will open for a dataset (its listing, metadata rows, masks) must lie in the
+    datasets folder; checked only for the [[directory]] entries whose own paths already do."""
+    dirs = cfg.get('directory') if isinstance(cfg.get('directory'), list) else []
+    inside = [d if all(not isinstance(d.get(k), str) or within_any(d[k], [datasets_root]) for k in DIRECTORY_PATH_KEYS)
+              else {**d, 'path': None} for d in dirs if isinstance(d, dict)]
+    outside = {}
+    for i, path, named_by in files_read({'directory': inside}):
+        try:
+            confine(path, datasets_root, [datasets_root], 'the datasets folder')
+        except PathRefused as e:
+            outside.setdefault(i, []).append(f'{named_by}: {e.message}')
+    for i, found in outside.items():
+        more = f' (and {len(found) - MAX_OUTSIDE_SHOWN} more)' if len(found) > MAX_OUTSIDE_SHOWN else ''
+        key = key_of(i)
+        issues.append(issue(which, key, value if value is not None else get_at(cfg, ('directory', i, 'path')),
+                            f'the trainer would read files outside the datasets folder: '
+                            f'{"; ".join(found[:MAX_OUTSIDE_SHOWN])}{more}'))
+
+
+def _eval_datasets(main, run_dir, data_root, datasets_root, size_multiple, issues):
+    """Check each eval dataset file as the trainer will read it (paths relative to that file) and every file
+    it makes the trainer open; a checked one is frozen into the run directory and the config points there.
+    Returns {file name in the run directory: document}."""
+    frozen = {}
+    for k in _expand(main, ('eval_datasets', '*', 'config')):
+        path, key = get_at(main, k), _dotted(k)
+        if not isinstance(path, str) or not within_any(path, [data_root]):
+            continue                            # refused above
+        before = len(issues)
+        try:
+            doc = tomllib.loads(Path(path).read_text(encoding='utf-8'))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            issues.append(issue('main', key, path, f'cannot read this dataset file: {e}'))
+            continue
+        name = Path(path).name
+        for entry, dkey, value in list(directory_paths(doc)):
+            try:
+                entry[dkey] = str(confine(value, Path(path).parent, [datasets_root], 'the datasets folder'))
+            except PathRefused as e:
+                issues.append(issue('main', key, path, f'{name}: directory.{dkey}: {e.message}'))
+        if len(issues) > before:
+            continue
+        cfg, found = validate_dataset(doc, name, str(Path(path).parent), size_multiple)
+        issues.extend(issue('main', key, path, f'{name}: {i.key}: {i.message}') for i in found)
+        _check_reads(cfg, datasets_root, issues, 'main', lambda i: key, path)
+        if len(issues) == before:
+            frozen[f'eval_dataset{k[1]}.toml'] = doc
+            set_at(main, k, str(Path(run_dir) / f'eval_dataset{k[1]}.toml'))
+    return frozen

@@ -25,8 +25,11 @@ from .launch import train_command
 HEADER = '# Frozen by ODEO Studio for job {job}; the trainer rewrites it with every default filled in.\n'
 
 
-def freeze(run_dir: Path, job_id, main_doc, dataset_doc):
-    """Write dataset.toml then config.toml (which points at it) into a new run directory."""
+def freeze(run_dir: Path, job_id, main_doc, dataset_doc, extra_files=None):
+    """Write dataset.toml (and the eval dataset files) then config.toml (which points at them) into a new
+    run directory."""
+    for name, doc in (extra_files or {}).items():
+        atomic_write_text(run_dir / name, HEADER.format(job=job_id) + dump(doc))
     atomic_write_text(run_dir / 'dataset.toml', HEADER.format(job=job_id) + dump(dataset_doc))
     atomic_write_text(run_dir / 'config.toml', HEADER.format(job=job_id) + dump(main_doc))
 
@@ -78,7 +81,7 @@ class TrainingService:
         with scheduler.lock:
             self._assert_can_start(task_id)
             job_dir.mkdir(parents=True)
-            freeze(job_dir, job_id, checked.main, checked.dataset)
+            freeze(job_dir, job_id, checked.main, checked.dataset, checked.extra_files)
             job = new_job(job_id, task_id, self.paths.relative(job_dir), request, origin, resume_from)
             job['model_sources'] = model_sources(self.models, checked.main)     # hub repo + commit it trains on
             scheduler.enqueue(job)

@@ -7,6 +7,7 @@
 // no module imports this one.
 
 import { showError, h, clear } from './ui.js';
+import { api } from './api.js';
 import { startRouter } from './router.js';
 import training from './training.js';
 import data from './data.js';
@@ -57,4 +58,19 @@ document.addEventListener('odeo:unauthorized', () => {
   const status = document.getElementById('status');
   status.textContent = 'Access token needed: open the studio with ?token=<token>';
 });
+// a banner while the data root cannot be written (disk full, read-only): /health says so
+async function checkHealth() {
+  let storage = null;
+  try { storage = (await api('health')).storage; } catch (_) { /* the studio is unreachable: views say so */ }
+  let banner = document.getElementById('health-banner');
+  if (!storage) { if (banner) banner.remove(); return; }
+  if (!banner) {
+    banner = h('div.error', { id: 'health-banner', role: 'alert' });
+    document.getElementById('view').before(banner);
+  }
+  banner.textContent = `The data root cannot be written (${storage.errno}): ${storage.message}. `
+    + 'Jobs and edits are held until it can.';
+}
+checkHealth();
+setInterval(checkHealth, 15000);
 startRouter(render, { defaultArea: AREAS[0].id });

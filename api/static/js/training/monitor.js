@@ -198,13 +198,17 @@ export class Monitor {
     const troubled = atts.some((a) => a.outcome && !['done', 'stopped'].includes(a.outcome));
     const wasOpen = this.attempts.open;
     fill(this.attempts,
-      h('summary', `Attempts (${atts.length})`, troubled ? h('span.error', ' · retried or failed: see why') : ''),
+      h('summary', `Attempts (${atts.length})`, troubled ? h('span.error', ' · retried or failed: see why') : '',
+        this.job.failures_in_row ? h('span.muted', ` · ${this.job.failures_in_row} failed in a row without progress`) : ''),
       atts.length ? h('table.compact', {},
         h('thead', h('tr', ['#', 'Started', 'Ended', 'Devices', 'Outcome', 'Reason', 'Exit'].map((t) => h('th', t)))),
         h('tbody', atts.map((a) => h('tr',
           h('td', a.n), h('td', formatShortTime(a.started_at)), h('td', a.ended_at ? formatShortTime(a.ended_at) : 'running'),
           h('td', `${a.device_kind === 'cpu' ? 'CPU slot' : 'GPU'} ${a.devices.join(', ')}`),
-          h('td', a.outcome ? badge(a.outcome) : ''), h('td.reason', a.reason || (a.resume_from ? `resumed from ${a.resume_from}` : '')),
+          h('td', a.outcome ? badge(a.outcome) : ''),
+          h('td.reason', a.reason || (a.resume_from ? `resumed from ${a.resume_from}` : ''),
+            a.log_tail && !['done', 'stopped'].includes(a.outcome)
+              ? h('details', h('summary.small', 'last lines of the log'), h('pre.failure', a.log_tail)) : ''),
           h('td', a.exit_code ?? '')))))
         : h('p.muted', 'Not started yet.'));
     this.attempts.open = wasOpen || troubled;
