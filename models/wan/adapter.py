@@ -48,6 +48,21 @@ def official_clip_pixels(frames, processor):
     return (x - mean) / std
 
 
+def init_lora(transformer, dtype, generator):
+    """LoRA weights created in `dtype`, trainable: A as nn.Linear initialises its weights (kaiming-uniform,
+    a = sqrt(5)), B zero, so the adapter starts as a no-op. peft creates them in the dtype of the layer they
+    wrap (float8 under a float8 base), which would quantize A; they are made again here, in sorted order."""
+    import math
+    for name, p in sorted(transformer.named_parameters()):
+        if '.lora_' not in name:
+            continue
+        value = torch.zeros(p.shape)
+        if '.lora_A.' in name:
+            torch.nn.init.kaiming_uniform_(value, a=math.sqrt(5), generator=generator)
+        p.data = value.to(device=p.device, dtype=dtype)
+        p.requires_grad_(True)
+
+
 def choose_experts(variant, model_config):
     """Both experts of a two-expert variant, or the one whose timestep range holds [min_t, max_t]."""
     boundary = model_config.get('boundary') or variant.boundary
@@ -113,10 +128,9 @@ class WanAdapter(ModelAdapter):
     def load_encoders(self, device):
         self.device = torch.device(device)
         self.vae = weights.load_vae(self.ckpt, self.dtype).to(self.device).eval()
-        self.tokenizer, self.text_encoder = weights.load_text_encoder(self.ckpt, self.dtype)
-        if self.model_config.get('text_encoder_fp8'):
-            from diffusers.hooks import apply_layerwise_casting
-            apply_layerwise_casting(self.text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
+        fp8 = self.model_config.get('text_encoder_fp8')
+        dtype_for = weights.stored_in(torch.float8_e4m3fn, weights.TEXT_ENCODER_KEEP, 'encoder.block.') if fp8 else None
+        self.tokenizer, self.text_encoder = weights.load_text_encoder(self.ckpt, self.dtype, dtype_for)
         self.text_encoder.to(self.device).eval()
         if self.uses_clip:
             self.image_encoder, self.image_processor = weights.load_image_encoder(self.ckpt, self.dtype)
@@ -167,28 +181,24 @@ class WanAdapter(ModelAdapter):
 
     # -- the trained network ------------------------------------------------------------------
     def build_diffusion_model(self, seed=0):
-        transformers = [weights.load_transformer(self.ckpt, expert, self.dtype) for expert in self.experts]
         lora = self.adapter_config
+        if lora is None and self.storage_dtype.itemsize == 1:
+            raise ValueError('transformer_dtype float8 needs LoRA training (full fine-tuning updates every weight)')
+        # Frozen weights stored in e.g. float8: only the blocks' linear weights (weights.TRANSFORMER_KEEP),
+        # cast to the compute dtype as each layer runs.
+        dtype_for = None
+        if lora is not None and self.storage_dtype != self.dtype:
+            dtype_for = weights.stored_in(self.storage_dtype, weights.TRANSFORMER_KEEP)
+        transformers = [weights.load_transformer(self.ckpt, expert, self.dtype, dtype_for) for expert in self.experts]
         for t in transformers:
-            t.requires_grad_(False)
-            if lora is None:
-                if self.storage_dtype.itemsize == 1:
-                    raise ValueError('transformer_dtype float8 needs LoRA training (full fine-tuning updates every weight)')
-                t.requires_grad_(True)
-                continue
-            if self.storage_dtype != self.dtype:
-                # Frozen weights stored in e.g. float8, cast to the compute dtype layer by layer as they run.
-                t.enable_layerwise_casting(storage_dtype=self.storage_dtype, compute_dtype=self.dtype)
+            t.requires_grad_(lora is None)
         if lora is not None:
             from peft import LoraConfig
             for i, t in enumerate(transformers):
-                torch.manual_seed(seed + i)     # same LoRA init whatever the pipeline layout
                 t.add_adapter(LoraConfig(r=lora['rank'], lora_alpha=lora['alpha'], lora_dropout=lora['dropout'],
                                          target_modules=lora_target_modules(t), init_lora_weights=True))
-                for name, p in t.named_parameters():
-                    if '.lora_' in name:
-                        p.data = p.data.to(dtype_of(lora['dtype']))
-                        p.requires_grad_(True)
+                # same LoRA init whatever the pipeline layout
+                init_lora(t, dtype_of(lora['dtype']), torch.Generator().manual_seed(seed + i))
             if lora.get('init_from_existing'):
                 self.load_adapter_weights(transformers, lora['init_from_existing'])
         self.transformers = transformers
