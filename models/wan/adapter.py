@@ -109,12 +109,17 @@ class WanAdapter(ModelAdapter):
         return self.variant.media_spec()
 
     def cache_identity(self):
+        """The encoders' files and the dtypes they run in: the VAE and the image encoder compute in `dtype`
+        (their latents change with it), the text encoder too, and stores its block weights in float8 with
+        `text_encoder_fp8` (its embeddings change with either)."""
         ident = self.ckpt.identity()
+        dtype = ['dtype', str(self.dtype).removeprefix('torch.')]
         image = ident.get('image_encoder')
         if image and self.ckpt.image_processor_dir is None:
             image = image + [['preprocess', 'official-bicubic']]     # official folders: official_clip_pixels
-        return {'variant': self.variant.id, 'vae': ident.get('vae'), 'image_encoder': image,
-                'text_encoder': ident.get('text_encoder'), 'text_len': TEXT_LEN}
+        text_storage = 'float8_e4m3fn' if self.model_config.get('text_encoder_fp8') else None
+        return {'variant': self.variant.id, 'vae': ident.get('vae') + [dtype], 'image_encoder': image and image + [dtype],
+                'text_encoder': ident.get('text_encoder') + [dtype, ['storage', text_storage]], 'text_len': TEXT_LEN}
 
     @property
     def uses_cond(self):
