@@ -96,6 +96,7 @@ class WanAdapter(ModelAdapter):
         self.storage_dtype = dtype_of(mc['transformer_dtype']) if mc.get('transformer_dtype') else self.dtype
         self.adapter_config = config.get('adapter')
         self.t_table = timesteps.timestep_table(mc)
+        self.expert_sampling = mc.get('expert_sampling', 'timestep')
         self.transformers = None
         self.vae = self.text_encoder = self.tokenizer = self.image_encoder = self.image_processor = None
 
@@ -241,13 +242,41 @@ class WanAdapter(ModelAdapter):
         mask = torch.cat([mask[:, :, :1].repeat_interleave(stride, dim=2), mask[:, :, 1:]], dim=2)
         return mask.view(batch, -1, stride, height, width).transpose(1, 2)
 
+    def timestep_table(self, height, width):
+        """The training timesteps' table for latents of this size (it depends on it with flux_shift alone)."""
+        if self.model_config.get('flux_shift') and not self.model_config.get('shift'):
+            return timesteps.timestep_table(self.model_config, latent_tokens=(height // 2) * (width // 2))
+        return self.t_table
+
+    def expert_shares(self, buckets=()):
+        """{expert: expected fraction of the training samples it gets} with two experts, else None.
+        buckets: [((width, height, frames), weight)], used only when the timesteps depend on the size."""
+        if len(self.experts) != 2:
+            return None
+        _, sh, sw = self.variant.vae_stride
+        sizes = [((h // sh, w // sw), n) for (w, h, _), n in buckets] or [((0, 0), 1)]
+        total = sum(n for _, n in sizes)
+        high = sum(n * timesteps.high_noise_share(self.timestep_table(*hw), self.boundary) for hw, n in sizes) / total
+        if self.expert_sampling == 'balanced' and 0 < high < 1:
+            high = 0.5
+        return {'high_noise': high, 'low_noise': 1 - high}
+
+    def sample_experts(self, inputs):
+        return inputs[-1] if len(self.experts) == 2 else None
+
+    def expert_parameters(self):
+        if len(self.experts) != 2:
+            return None
+        return [[p for p in t.parameters() if p.requires_grad] for t in self.transformers]
+
     def prepare_inputs(self, batch, generator, timestep_quantile=None):
         x0 = batch['latents']
         b, _, f, h, w = x0.shape
-        table = self.t_table
-        if self.model_config.get('flux_shift') and not self.model_config.get('shift'):
-            table = timesteps.timestep_table(self.model_config, latent_tokens=(h // 2) * (w // 2))
-        t = timesteps.sample(table, b, generator, timestep_quantile)
+        table = self.timestep_table(h, w)
+        if self.expert_sampling == 'balanced' and len(self.experts) == 2 and timestep_quantile is None:
+            t = timesteps.sample_balanced(table, self.boundary, b, generator)
+        else:
+            t = timesteps.sample(table, b, generator, timestep_quantile)
         noise = torch.randn(x0.shape, generator=generator)
         t_ = t.view(-1, 1, 1, 1, 1)
         x_t = (1 - t_) * x0 + t_ * noise
