@@ -138,6 +138,7 @@ class Trainer:
         self.total_steps = self.planned_steps()
         pipe_group = self.pipe._grid.get_pipe_parallel_group() if self.stages > 1 else None
         self.clipper = ClippedStep(optimizer, params, cfg['gradient_clipping'], pipe_group)   # before the scheduler wraps step
+        self.clipper.track_experts(self.adapter.expert_parameters(), self.device)
         if cfg.get('force_constant_lr') is not None:
             for group in optimizer.param_groups:
                 group['lr'] = cfg['force_constant_lr']
@@ -191,7 +192,11 @@ class Trainer:
         """(inputs, labels) per micro-batch of this data-parallel rank, as DeepSpeed's pipeline pulls them."""
         for micro, items in enumerate(loaded):
             batch = self.adapter.collate(items)
-            yield self.adapter.prepare_inputs(batch, self.noise_generator(step, micro, tag), quantile)
+            inputs, labels = self.adapter.prepare_inputs(batch, self.noise_generator(step, micro, tag), quantile)
+            experts = self.adapter.sample_experts(inputs)
+            if experts is not None and quantile is None and self.stage_id == 0:
+                self.clipper.count_samples(experts)      # an expert no rank gave a sample takes no step
+            yield inputs, labels
 
     def loads_data(self):
         """Only the first pipeline stage (inputs) and the last (labels) read data."""

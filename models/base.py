@@ -77,6 +77,19 @@ class ModelAdapter:
     def to_layers(self) -> list:
         raise NotImplementedError
 
+    # -- several experts (networks that each train on part of the samples) ----------------------
+    def expert_shares(self, buckets=()) -> dict | None:
+        """{expert name: expected fraction of the training samples}; None with one network."""
+        return None
+
+    def sample_experts(self, inputs):
+        """Which expert each sample of prepare_inputs' inputs trains (int64 [B]); None with one network."""
+        return None
+
+    def expert_parameters(self) -> list | None:
+        """The trained parameters of each expert, in expert_shares' order; None with one network."""
+        return None
+
     def collate(self, items) -> dict:
         raise NotImplementedError
 

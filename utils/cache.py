@@ -16,6 +16,8 @@ Layout: `<directory path>/cache/<variant>/` per [[directory]] (as diffusion-pipe
 Keys: a latent entry's key hashes the source file (path, size, mtime_ns), bucket, clip start, the
 mask file, the model variant, the VAE / image-encoder identities, the model frame rate and
 PREPROCESS_VERSION; a text entry's key hashes the caption, the text-encoder identity and the variant.
+An identity is what the model adapter says changes the encoding (Wan: the files, the dtype the encoders
+compute in and whether the text encoder is stored in float8).
 An entry whose inputs changed simply is not found, so stale data is never used.
 
 Crash safety: a shard is written to a temporary name, fsynced and renamed; that rename is the commit

@@ -233,6 +233,11 @@ MODEL_KEYS = {
                   choices=('high_noise', 'low_noise', 'both')),
     'boundary': Key(None, NUM, 'Wan2.2 A14B: timestep where the high-noise expert takes over (default 0.875 t2v, 0.9 i2v)',
                     check=_unit_interval),
+    # With the default timesteps (logit-normal, no shift) only ~2.6% (t2v) / ~1.4% (i2v) of the samples fall
+    # at or above the boundary; the dataset report gives each expert's expected share.
+    'expert_sampling': Key('timestep', STR, "Wan2.2 A14B, both experts: 'timestep' = each sample trains the expert "
+                           "its timestep falls to; 'balanced' = pick the expert uniformly, then t inside its range",
+                           choices=('timestep', 'balanced')),
 }
 
 ADAPTER_KEYS = {

@@ -103,7 +103,10 @@ class ClippedStep:
     one fused norm per stage, summed across pipeline stages (every stage holds different weights;
     data-parallel replicas already hold the same averaged gradients). It replaces DeepSpeed's own
     clipping, which walks every parameter, frozen ones included, and keeps the norm for the
-    `train/grad_norm` metric."""
+    `train/grad_norm` metric.
+
+    With several experts (track_experts), an expert that got no sample in the step on any rank takes no
+    optimizer step at all (rest_idle_experts)."""
 
     def __init__(self, optimizer, params, max_norm, pipe_group=None):
         import types
@@ -111,14 +114,51 @@ class ClippedStep:
         self.max_norm = max_norm
         self.pipe_group = pipe_group
         self.last_norm = None
+        self.expert_params = None
+        self.expert_samples = None      # this rank's samples per expert in the current step (the trainer counts)
+        self.idle_experts = []
         inner = optimizer.step
         clipper = self
 
         def step(opt, *args, **kwargs):
+            clipper.rest_idle_experts()
             clipper.clip()
             return inner(*args, **kwargs)
         # A method of the optimizer, installed before the LR scheduler wraps optimizer.step.
         optimizer.step = types.MethodType(step, optimizer)
+
+    def track_experts(self, expert_params, device):
+        """expert_params: the trained parameters of each expert (those of this stage are kept), or None."""
+        if expert_params is None:
+            return
+        local = {id(p) for p in self.params}
+        self.expert_params = [[p for p in params if id(p) in local] for params in expert_params]
+        self.expert_samples = torch.zeros(len(expert_params), dtype=torch.int64)
+        self.count_device = device
+
+    def count_samples(self, experts):
+        """experts: the expert index of each sample of one micro-batch of this rank."""
+        self.expert_samples += torch.bincount(experts.cpu(), minlength=len(self.expert_samples))
+
+    def rest_idle_experts(self):
+        """Drop the gradients of the experts no rank gave a sample in this step, so that the optimizer skips
+        their parameters: no moment, weight-decay or step-counter update (torch's AdamW and ours keep a step
+        counter per parameter). Without it, data-parallel ranks would step them on the zeros DeepSpeed's
+        gradient all-reduce puts in place of missing gradients. The counts are summed over every rank
+        (every pipeline stage and replica), so all decide alike; the count is then reset for the next step."""
+        import torch.distributed as dist        # the process group DeepSpeed set up (a plain one in tests)
+        self.idle_experts = []
+        if self.expert_params is None:
+            return
+        counts = self.expert_samples.to(self.count_device)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(counts)
+        for e, n in enumerate(counts.tolist()):
+            if n == 0:
+                self.idle_experts.append(e)
+                for p in self.expert_params[e]:
+                    p.grad = None
+        self.expert_samples.zero_()
 
     def clip(self):
         import deepspeed.comm as dist

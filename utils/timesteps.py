@@ -8,6 +8,11 @@ are all exact and cheap:
     table = timestep_table(model_config)          # sorted, shifted, restricted
     t = sample(table, batch, generator)           # random draw
     t = sample(table, batch, quantile=0.3)        # the 30th percentile (evaluation)
+
+Two experts split at a boundary (Wan2.2 A14B: t >= boundary goes to the high-noise one):
+
+    high_noise_share(table, 0.875)                # the fraction of draws at or above the boundary
+    t = sample_balanced(table, 0.875, batch, generator)   # either side with probability 1/2
 """
 
 import math
@@ -61,3 +66,21 @@ def sample(table, batch, generator=None, quantile=None):
     else:
         index = torch.randint(0, len(table), (batch,), generator=generator)
     return table[index].float()
+
+
+def high_noise_share(table, boundary):
+    """The expected fraction of `sample` draws with t >= boundary. Exact for the sampler, which draws
+    uniformly among the table's quantiles: the fraction of them at or above the boundary."""
+    return float((table >= boundary).double().mean())
+
+
+def sample_balanced(table, boundary, batch, generator=None):
+    """Each draw picks a side of the boundary with probability 1/2 (the only side when the other holds no
+    timestep), then t from the table's distribution restricted to that side."""
+    split = int(torch.searchsorted(table, torch.tensor(boundary, dtype=table.dtype)))
+    high = torch.rand(batch, generator=generator) < 0.5
+    if split in (0, len(table)):
+        return sample(table, batch, generator)
+    low_index = torch.randint(0, split, (batch,), generator=generator)
+    high_index = torch.randint(split, len(table), (batch,), generator=generator)
+    return table[torch.where(high, high_index, low_index)].float()

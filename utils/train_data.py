@@ -17,6 +17,8 @@ from utils.cache import Cache
 from utils.dataset import build_dataset, epoch_batches, format_report, micro_batch_size_fn
 from utils.fsutil import atomic_write_json, atomic_write_text
 
+EXPERT_SHARE_WARNING = 0.10     # an expert expected to get less of the samples than this is warned about
+
 
 class TrainData:
     def __init__(self, dataset, reader, batch_size_fn, dp_world, grad_accum, seed, text_encoder=None):
@@ -57,11 +59,12 @@ class TrainData:
             encoders.unload()
         dataset.drop(result.failed, result.gone)
         dataset.steps_per_epoch(mbs, image_mbs, ctx.dp_world, ga)
+        experts = expert_report(adapter, dataset.report) if is_train else ''
         if ctx.rank == 0:
             file = 'dataset_report.json' if is_train else f'dataset_report_{name.split("/", 1)[-1]}.json'
             atomic_write_json(ctx.run_dir / file, dataset.report)
             ctx.events.artifact('report', file, dataset=name)
-            print(f'--- {name} ---\n{format_report(dataset.report)}', flush=True)
+            print(f'--- {name} ---\n{format_report(dataset.report)}{experts}', flush=True)
             print(f'cache: {result.reused} entries reused, {result.encoded_latents} latents and '
                   f'{result.encoded_texts} captions encoded', flush=True)
         if not dataset.items:
@@ -237,7 +240,8 @@ def dump_dataset_report(config, adapter, dataset_config, run_dir=None, world_siz
     dp_world = max(1, world_size // config['pipeline_stages'])
     dataset.steps_per_epoch(config['micro_batch_size_per_gpu'], config['image_micro_batch_size_per_gpu'], dp_world,
                             config['gradient_accumulation_steps'])
-    print(format_report(dataset.report))
+    experts = expert_report(adapter, dataset.report)
+    print(format_report(dataset.report) + experts)
     sys.stdout.flush()
     if run_dir is not None:
         atomic_write_json(run_dir / 'dataset_report.json', dataset.report)
@@ -246,3 +250,22 @@ def dump_dataset_report(config, adapter, dataset_config, run_dir=None, world_siz
         atomic_write_json(out_dir / 'dataset_report.json', dataset.report)
         atomic_write_text(out_dir / 'dataset_report.txt', format_report(dataset.report) + '\n')
     return dataset.report
+
+
+def expert_report(adapter, report):
+    """Models with several experts: report['experts'] = each expert's expected share of the training
+    samples (from the timestep distribution and the boundary), with a warning for a share under
+    EXPERT_SHARE_WARNING -> those lines as text ('' with one network)."""
+    buckets = [(tuple(b['bucket']), b['items_per_epoch']) for b in report.get('buckets', [])]
+    shares = adapter.expert_shares(buckets)
+    if shares is None:
+        return ''
+    sampling = adapter.model_config.get('expert_sampling', 'timestep')
+    warnings = [f"the {name} expert is expected to get {share:.1%} of the samples (under {EXPERT_SHARE_WARNING:.0%}): "
+                f"it trains on few steps; expert_sampling = 'balanced' gives each expert half"
+                for name, share in shares.items() if share < EXPERT_SHARE_WARNING]
+    report['experts'] = {'sampling': sampling, 'shares': shares, 'warnings': warnings}
+    lines = [f'Experts (expert_sampling = {sampling!r}), expected share of the samples:']
+    lines += [f'  {name:>16}  {share:6.1%}' for name, share in shares.items()]
+    lines += [f'warning: {w}' for w in warnings]
+    return '\n' + '\n'.join(lines)

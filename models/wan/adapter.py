@@ -76,6 +76,21 @@ def official_clip_pixels(frames, processor):
     return (x - mean) / std
 
 
+def init_lora(transformer, dtype, generator):
+    """LoRA weights created in `dtype`, trainable: A as nn.Linear initialises its weights (kaiming-uniform,
+    a = sqrt(5)), B zero, so the adapter starts as a no-op. peft creates them in the dtype of the layer they
+    wrap (float8 under a float8 base), which would quantize A; they are made again here, in sorted order."""
+    import math
+    for name, p in sorted(transformer.named_parameters()):
+        if '.lora_' not in name:
+            continue
+        value = torch.zeros(p.shape)
+        if '.lora_A.' in name:
+            torch.nn.init.kaiming_uniform_(value, a=math.sqrt(5), generator=generator)
+        p.data = value.to(device=p.device, dtype=dtype)
+        p.requires_grad_(True)
+
+
 def choose_experts(variant, model_config):
     """Both experts of a two-expert variant, or the one whose timestep range holds [min_t, max_t]."""
     boundary = model_config.get('boundary') or variant.boundary
@@ -109,6 +124,7 @@ class WanAdapter(ModelAdapter):
         self.storage_dtype = dtype_of(mc['transformer_dtype']) if mc.get('transformer_dtype') else self.dtype
         self.adapter_config = config.get('adapter')
         self.t_table = timesteps.timestep_table(mc)
+        self.expert_sampling = mc.get('expert_sampling', 'timestep')
         self.transformers = None
         self.vae = self.text_encoder = self.tokenizer = self.image_encoder = self.image_processor = None
 
@@ -122,12 +138,17 @@ class WanAdapter(ModelAdapter):
         return self.variant.media_spec(checkpoint_framerate(self.variant, self.model_config.get('ckpt_path')))
 
     def cache_identity(self):
+        """The encoders' files and the dtypes they run in: the VAE and the image encoder compute in `dtype`
+        (their latents change with it), the text encoder too, and stores its block weights in float8 with
+        `text_encoder_fp8` (its embeddings change with either)."""
         ident = self.ckpt.identity()
+        dtype = ['dtype', str(self.dtype).removeprefix('torch.')]
         image = ident.get('image_encoder')
         if image and self.ckpt.image_processor_dir is None:
             image = image + [['preprocess', 'official-bicubic']]     # official folders: official_clip_pixels
-        return {'variant': self.variant.id, 'vae': ident.get('vae'), 'image_encoder': image,
-                'text_encoder': ident.get('text_encoder'), 'text_len': TEXT_LEN}
+        text_storage = 'float8_e4m3fn' if self.model_config.get('text_encoder_fp8') else None
+        return {'variant': self.variant.id, 'vae': ident.get('vae') + [dtype], 'image_encoder': image and image + [dtype],
+                'text_encoder': ident.get('text_encoder') + [dtype, ['storage', text_storage]], 'text_len': TEXT_LEN}
 
     @property
     def uses_cond(self):
@@ -141,10 +162,9 @@ class WanAdapter(ModelAdapter):
     def load_encoders(self, device):
         self.device = torch.device(device)
         self.vae = weights.load_vae(self.ckpt, self.dtype).to(self.device).eval()
-        self.tokenizer, self.text_encoder = weights.load_text_encoder(self.ckpt, self.dtype)
-        if self.model_config.get('text_encoder_fp8'):
-            from diffusers.hooks import apply_layerwise_casting
-            apply_layerwise_casting(self.text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
+        fp8 = self.model_config.get('text_encoder_fp8')
+        dtype_for = weights.stored_in(torch.float8_e4m3fn, weights.TEXT_ENCODER_KEEP, 'encoder.block.') if fp8 else None
+        self.tokenizer, self.text_encoder = weights.load_text_encoder(self.ckpt, self.dtype, dtype_for)
         self.text_encoder.to(self.device).eval()
         if self.uses_clip:
             self.image_encoder, self.image_processor = weights.load_image_encoder(self.ckpt, self.dtype)
@@ -195,29 +215,25 @@ class WanAdapter(ModelAdapter):
 
     # -- the trained network ------------------------------------------------------------------
     def build_diffusion_model(self, seed=0):
-        transformers = [weights.load_transformer(self.ckpt, expert, self.dtype) for expert in self.experts]
         lora = self.adapter_config
+        if lora is None and self.storage_dtype.itemsize == 1:
+            raise ValueError('transformer_dtype float8 needs LoRA training (full fine-tuning updates every weight)')
+        # Frozen weights stored in e.g. float8: only the blocks' linear weights (weights.TRANSFORMER_KEEP),
+        # cast to the compute dtype as each layer runs.
+        dtype_for = None
+        if lora is not None and self.storage_dtype != self.dtype:
+            dtype_for = weights.stored_in(self.storage_dtype, weights.TRANSFORMER_KEEP)
+        transformers = [weights.load_transformer(self.ckpt, expert, self.dtype, dtype_for) for expert in self.experts]
         for t in transformers:
-            t.requires_grad_(False)
-            if lora is None:
-                if self.storage_dtype.itemsize == 1:
-                    raise ValueError('transformer_dtype float8 needs LoRA training (full fine-tuning updates every weight)')
-                t.requires_grad_(True)
-                continue
-            if self.storage_dtype != self.dtype:
-                # Frozen weights stored in e.g. float8, cast to the compute dtype layer by layer as they run.
-                t.enable_layerwise_casting(storage_dtype=self.storage_dtype, compute_dtype=self.dtype)
+            t.requires_grad_(lora is None)
         if lora is not None:
             from peft import LoraConfig
             for i, t in enumerate(transformers):
-                torch.manual_seed(seed + i)     # same LoRA init whatever the pipeline layout
                 t.add_adapter(LoraConfig(r=lora['rank'], lora_alpha=lora['alpha'], lora_dropout=lora['dropout'],
                                          target_modules=lora_target_modules(t, lora.get('exclude_modules')),
                                          init_lora_weights=True))
-                for name, p in t.named_parameters():
-                    if '.lora_' in name:
-                        p.data = p.data.to(dtype_of(lora['dtype']))
-                        p.requires_grad_(True)
+                # same LoRA init whatever the pipeline layout
+                init_lora(t, dtype_of(lora['dtype']), torch.Generator().manual_seed(seed + i))
             if lora.get('init_from_existing'):
                 self.load_adapter_weights(transformers, lora['init_from_existing'])
         self.transformers = transformers
@@ -255,13 +271,41 @@ class WanAdapter(ModelAdapter):
         mask = torch.cat([mask[:, :, :1].repeat_interleave(stride, dim=2), mask[:, :, 1:]], dim=2)
         return mask.view(batch, -1, stride, height, width).transpose(1, 2)
 
+    def timestep_table(self, height, width):
+        """The training timesteps' table for latents of this size (it depends on it with flux_shift alone)."""
+        if self.model_config.get('flux_shift') and not self.model_config.get('shift'):
+            return timesteps.timestep_table(self.model_config, latent_tokens=(height // 2) * (width // 2))
+        return self.t_table
+
+    def expert_shares(self, buckets=()):
+        """{expert: expected fraction of the training samples it gets} with two experts, else None.
+        buckets: [((width, height, frames), weight)], used only when the timesteps depend on the size."""
+        if len(self.experts) != 2:
+            return None
+        _, sh, sw = self.variant.vae_stride
+        sizes = [((h // sh, w // sw), n) for (w, h, _), n in buckets] or [((0, 0), 1)]
+        total = sum(n for _, n in sizes)
+        high = sum(n * timesteps.high_noise_share(self.timestep_table(*hw), self.boundary) for hw, n in sizes) / total
+        if self.expert_sampling == 'balanced' and 0 < high < 1:
+            high = 0.5
+        return {'high_noise': high, 'low_noise': 1 - high}
+
+    def sample_experts(self, inputs):
+        return inputs[-1] if len(self.experts) == 2 else None
+
+    def expert_parameters(self):
+        if len(self.experts) != 2:
+            return None
+        return [[p for p in t.parameters() if p.requires_grad] for t in self.transformers]
+
     def prepare_inputs(self, batch, generator, timestep_quantile=None):
         x0 = batch['latents']
         b, _, f, h, w = x0.shape
-        table = self.t_table
-        if self.model_config.get('flux_shift') and not self.model_config.get('shift'):
-            table = timesteps.timestep_table(self.model_config, latent_tokens=(h // 2) * (w // 2))
-        t = timesteps.sample(table, b, generator, timestep_quantile)
+        table = self.timestep_table(h, w)
+        if self.expert_sampling == 'balanced' and len(self.experts) == 2 and timestep_quantile is None:
+            t = timesteps.sample_balanced(table, self.boundary, b, generator)
+        else:
+            t = timesteps.sample(table, b, generator, timestep_quantile)
         noise = torch.randn(x0.shape, generator=generator)
         t_ = t.view(-1, 1, 1, 1, 1)
         x_t = (1 - t_) * x0 + t_ * noise

@@ -25,7 +25,8 @@ from .checkpoints import CheckpointError, WanCheckpoint, _require
 from .keymaps import CLIP_TRANSFORMERS_UNUSED, T5_NAMES, clip_official_to_transformers, vae_diffusers_to_official
 from .variants import WanVariant
 
-__all__ = ['load_transformer', 'load_vae', 'load_text_encoder', 'load_image_encoder']
+__all__ = ['load_transformer', 'load_vae', 'load_text_encoder', 'load_image_encoder', 'stored_in',
+           'TRANSFORMER_KEEP', 'TEXT_ENCODER_KEEP']
 
 UMT5_MAX_DISTANCE = 128            # relative_attention_max_distance of UMT5 (official T5RelativeEmbedding max_dist)
 CLIP_VIT_H_HEAD_DIM = 80           # ViT-H/14: width 1280, 16 heads
@@ -43,6 +44,41 @@ WAN22_LATENTS_STD = [
     0.6885, 0.6165, 0.8454, 0.4978, 0.5759, 0.3523, 0.7135, 0.6804, 0.5833, 1.4146, 0.8986, 0.5659,
     0.7069, 0.5338, 0.4889, 0.4917, 0.4069, 0.4999, 0.6866, 0.4093, 0.5709, 0.6065, 0.6415, 0.4944,
     0.5726, 1.2042, 0.5458, 1.6887, 0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744]
+
+
+# Parameters that stay in the compute dtype when a network's weights are stored in float8 (stored_in):
+# only the weight matrices of the linear layers inside the blocks are narrowed. The transformer keeps
+# its biases, norms, patch / text / time / image embeddings, head (proj_out) and modulation tables
+# (scale_shift_table); UMT5 keeps its token embedding, every relative_attention_bias, its norms, and the
+# feed-forward output projections `wo` (transformers' UMT5 casts the hidden states to wo's dtype before it).
+TRANSFORMER_KEEP = ('bias', 'norm', 'patch_embedding', 'condition_embedder', 'proj_out', 'scale_shift_table')
+TEXT_ENCODER_KEEP = ('shared', 'embed_tokens', 'relative_attention_bias', 'layer_norm', '.wo.')
+
+
+def stored_in(storage_dtype, keep, blocks='blocks.'):
+    """A loader's dtype_for: `storage_dtype` for the weight matrices under `blocks` whose names contain
+    none of `keep`, None (the compute dtype) for everything else."""
+    def dtype_for(name):
+        if name.startswith(blocks) and name.endswith('.weight') and not any(k in name for k in keep):
+            return storage_dtype
+        return None
+    return dtype_for
+
+
+class StoredLinear(torch.nn.Linear):
+    """A Linear whose weight is stored in a narrower dtype than its input (float8): the weight is cast to
+    the input's dtype as the layer runs; the stored copy never changes."""
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.weight.to(x.dtype), self.bias)
+
+
+def _cast_on_forward(model, dtype):
+    """Every Linear whose weight is not stored in `dtype` computes in it (its weight cast as it runs)."""
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and module.weight.dtype != dtype:
+            module.__class__ = StoredLinear
+    return model
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,8 +166,9 @@ def _empty(factory):
 def load_transformer(ckpt: WanCheckpoint, expert: str, dtype, dtype_for: Callable | None = None):
     """The diffusers WanTransformer3DModel of one expert ('main', 'high_noise', 'low_noise').
 
-    dtype_for(name) may return a dtype per parameter (diffusers name), e.g. to keep norms in bf16 while
-    storing linear weights in float8; None falls back to dtype.
+    dtype_for(name) may return a dtype per parameter (diffusers name), e.g. `stored_in(torch.float8_e4m3fn,
+    TRANSFORMER_KEEP)` to store the blocks' linear weights in float8 and keep the rest in dtype (None falls
+    back to dtype); linear layers whose weights are stored narrower compute in dtype.
     """
     from diffusers import WanTransformer3DModel
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
@@ -141,7 +178,7 @@ def load_transformer(ckpt: WanCheckpoint, expert: str, dtype, dtype_for: Callabl
     rename = None if src.kind == 'diffusers' else _per_key(convert_wan_transformer_to_diffusers)
     state = _read(src.files, dtype, rename, dtype_for)
     model = _empty(lambda: WanTransformer3DModel.from_config(ckpt.transformer_config[expert]))
-    return _assign(model, state, src.files, f'{expert} transformer')
+    return _cast_on_forward(_assign(model, state, src.files, f'{expert} transformer'), dtype)
 
 
 def _vae_config_from_official(state: dict, variant: WanVariant, path) -> dict:
@@ -196,12 +233,13 @@ def _umt5_config(state: dict, path):
                       layer_norm_epsilon=1e-6, is_encoder_decoder=False, tie_word_embeddings=False)
 
 
-def load_text_encoder(ckpt: WanCheckpoint, dtype):
-    """(tokenizer, transformers UMT5EncoderModel in eval mode)."""
+def load_text_encoder(ckpt: WanCheckpoint, dtype, dtype_for: Callable | None = None):
+    """(tokenizer, transformers UMT5EncoderModel in eval mode); dtype_for (transformers names) as for
+    load_transformer, e.g. `stored_in(torch.float8_e4m3fn, TEXT_ENCODER_KEEP, 'encoder.block.')`."""
     from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
     src = ckpt.text_encoder
     rename = (lambda k: T5_NAMES.forward(k) or k) if src.kind == 'official' else None
-    state = _read(src.files, dtype, rename)
+    state = _read(src.files, dtype, rename, dtype_for)
     # The token embedding is shared with encoder.embed_tokens; files carry either name (or both).
     if 'shared.weight' not in state and 'encoder.embed_tokens.weight' in state:
         state['shared.weight'] = state.pop('encoder.embed_tokens.weight')
@@ -209,7 +247,7 @@ def load_text_encoder(ckpt: WanCheckpoint, dtype):
         state['encoder.embed_tokens.weight'] = state['shared.weight']
     config = UMT5Config.from_dict(src.config) if src.config else _umt5_config(state, src.files[0])
     model = _empty(lambda: UMT5EncoderModel(config))
-    model = _assign(model, state, src.files, 'UMT5 text encoder').eval()
+    model = _cast_on_forward(_assign(model, state, src.files, 'UMT5 text encoder'), dtype).eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(ckpt.tokenizer_dir))
     except Exception as e:

@@ -316,6 +316,28 @@ def test_adapter_identity_splits_into_latent_and_text_parts(tmp_path):
     assert len(vae.seen()) == 2 and te.calls == []
 
 
+def test_text_encoder_fp8_and_dtype_are_part_of_the_wan_cache_identity(tiny_models, tmp_path):
+    """Toggling text_encoder_fp8 re-encodes exactly the captions; changing the compute dtype re-encodes both."""
+    from models.wan.adapter import WanAdapter
+    d = make_folder(tmp_path / 'data', n=2)
+    ds = dataset(d)
+
+    def identity(**model):
+        ckpt = str(tiny_models / 'wan2.1-t2v-1.3b' / 'official')
+        return WanAdapter({'model': {'type': 'wan', 'ckpt_path': ckpt, 'dtype': 'bfloat16', **model}}).cache_identity()
+
+    Cache.from_identity(ds, identity()).build(ds.items, FakeVAE(), FakeTextEncoder())
+    vae, te = FakeVAE(), FakeTextEncoder()
+    Cache.from_identity(ds, identity(text_encoder_fp8=True)).build(ds.items, vae, te)
+    assert vae.calls == [] and te.seen() == ['', 'image number 0', 'image number 1']
+    vae, te = FakeVAE(), FakeTextEncoder()
+    Cache.from_identity(ds, identity(text_encoder_fp8=True, transformer_dtype='float8')).build(ds.items, vae, te)
+    assert vae.calls == [] and te.calls == []                  # the trained network's storage is not the cache's
+    vae, te = FakeVAE(), FakeTextEncoder()
+    Cache.from_identity(ds, identity(text_encoder_fp8=True, dtype='float32')).build(ds.items, vae, te)
+    assert len(vae.seen()) == 2 and te.seen() == ['', 'image number 0', 'image number 1']
+
+
 def test_an_unwritable_cache_folder_is_a_clear_error(tmp_path):
     d = make_folder(tmp_path / 'data', n=1)
     ds = dataset(d)

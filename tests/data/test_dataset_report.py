@@ -231,3 +231,26 @@ def test_demo_dataset_is_deterministic_idempotent_and_fits_the_cpu_demo(tmp_path
     assert {tuple(b['bucket']) for b in ds.report['buckets']} <= {(w, h, f) for w in (48, 64, 96) for h in (48, 64, 96) for f in (1, 9, 17)}
     fps = {round(f['media']['fps']) for f in ds.report['files'] if f['kind'] == 'video'}
     assert fps == {16, 24}
+
+
+@pytest.mark.parametrize('sampling, warned', [('timestep', True), ('balanced', False)])
+def test_report_gives_each_experts_expected_share_and_warns_under_ten_percent(tiny_models, captioned, tmp_path,
+                                                                              capsys, sampling, warned):
+    """Wan2.2 T2V-A14B, default timesteps: the high-noise expert is expected to get ~2.6% of the samples."""
+    from models.wan.adapter import WanAdapter
+    from tests.support.trainer import config_text, write_config
+    from utils.config import load_dataset_config, load_main_config
+    from utils.train_data import dump_dataset_report
+    dataset = write_config(tmp_path, f"resolutions = [32]\nframe_buckets = [1, 17]\n[[directory]]\npath = {str(captioned)!r}\n",
+                           'dataset.toml')
+    cfg = load_main_config(write_config(tmp_path, config_text(
+        tiny_models / 'wan2.2-t2v-a14b' / 'official', dataset, tmp_path / 'out', model_extra=f'expert_sampling = {sampling!r}')))
+    report = dump_dataset_report(cfg, WanAdapter(cfg), load_dataset_config(dataset, 16), tmp_path)
+    shares = report['experts']['shares']
+    assert shares['high_noise'] == pytest.approx(0.026 if warned else 0.5, abs=0.001)
+    assert shares['low_noise'] == pytest.approx(1 - shares['high_noise'])
+    assert json.loads((tmp_path / 'dataset_report.json').read_text())['experts'] == report['experts']
+    out = capsys.readouterr().out
+    assert f"expert_sampling = '{sampling}'" in out and 'high_noise' in out
+    assert ('warning: the high_noise expert is expected to get 2.6% of the samples' in out) == warned
+    assert bool(report['experts']['warnings']) == warned

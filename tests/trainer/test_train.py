@@ -4,6 +4,7 @@ parallel; every variant trains; the LoRA loads in diffusers and ComfyUI's naming
 resume continues exactly; bad setups are refused naming the file."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -111,6 +112,30 @@ def test_two_expert_run_routes_samples_by_timestep(tiny_models, demo_dataset, tm
     assert saved.endswith('/adapter_model.safetensors')
     meta = safe_open(tmp_path / 'run' / saved, 'pt').metadata()
     assert meta['odeo.expert'] == 'high_noise'
+
+
+def test_an_expert_without_samples_is_not_stepped_with_two_data_parallel_ranks(tiny_models, demo_dataset, tmp_path):
+    """Both experts, 2 data-parallel ranks, AdamW with weight decay; shift = 0.1 puts every timestep below the
+    boundary, so the high-noise expert never gets a sample. DeepSpeed's gradient all-reduce hands it zero
+    gradients; it must still end exactly as initialised while the low-noise expert trains."""
+    from models.wan.adapter import WanAdapter
+    from utils.config import load_main_config
+    config = write_config(tmp_path, config_text(official(tiny_models, 'wan2.2-t2v-a14b'), demo_dataset, tmp_path / 'out',
+                                                epochs=1, max_steps=3, gradient_accumulation_steps=1,
+                                                model_extra='shift = 0.1',
+                                                optimizer="type = 'adamw'\nlr = 2e-3\nweight_decay = 0.1"))
+    run = tmp_path / 'run'
+    proc = launch(config, run, procs=2)
+    assert proc.returncode == 0, log_of(run)[-3000:]
+    assert re.search(r'high_noise +0\.0%', log_of(run))          # the expected share, reported at start
+    adapter = WanAdapter(load_main_config(config))
+    initial = adapter.build_diffusion_model(seed=adapter.config['seed'])
+    trained = WanAdapter(load_main_config(config)).build_diffusion_model(seed=adapter.config['seed'])
+    adapter.load_adapter_weights(trained, run / 'step3')
+    for expert, (t0, t1) in enumerate(zip(initial, trained)):
+        lora = [(n, p0, p1) for (n, p0), p1 in zip(t0.named_parameters(), t1.parameters()) if '.lora_' in n]
+        same = all(torch.equal(p0, p1) for _, p0, p1 in lora)
+        assert same == (expert == 0), adapter.experts[expert]
 
 
 def test_saved_lora_loads_in_diffusers_and_matches_the_trained_network(pipeline_run, tiny_models):

@@ -206,3 +206,75 @@ def test_full_fine_tune_of_a_diffusers_folder_saves_loadable_transformers(tiny_m
         loaded = weights.load_transformer(ckpt, expert, torch.float32).state_dict()
         for name, value in transformer.state_dict().items():
             assert torch.equal(loaded[name], value), (expert, name)
+
+
+def test_float8_storage_narrows_only_the_linear_weights_inside_the_blocks(tiny_models, tmp_path):
+    """transformer_dtype = 'float8': the blocks' linear weights are stored in float8; biases, norms, the
+    embeddings, the head and the modulation tables keep the compute dtype, with the values the file holds;
+    LoRA weights are in the adapter's dtype. The network still runs and trains in bf16."""
+    from models.wan import weights
+    adapter = make_adapter(tiny_models, tmp_path, 'wan2.2-i2v-a14b', model_dtype='bfloat16', adapter=LORA,
+                           model_extra="transformer_dtype = 'float8'")
+    transformers = adapter.build_diffusion_model(seed=0)
+    reference = weights.load_transformer(adapter.ckpt, 'high_noise', torch.bfloat16).state_dict()
+    narrowed = 0
+    for name, p in transformers[0].named_parameters():
+        base = name.replace('.base_layer.', '.')
+        if '.lora_' in name:
+            assert p.dtype == torch.float32 and p.requires_grad, name
+            continue
+        linear_weight = name.startswith('blocks.') and name.endswith('.weight') and 'norm' not in name
+        assert p.dtype == (torch.float8_e4m3fn if linear_weight else torch.bfloat16), name
+        if linear_weight:
+            narrowed += 1
+        else:
+            assert torch.equal(p, reference[base]), name
+    assert narrowed == 10 * len(transformers[0].blocks)     # per block: q, k, v, out of both attentions; feed-forward in, out
+    for keep in ('blocks.0.attn1.to_q.base_layer.bias', 'blocks.0.norm2.weight', 'blocks.0.scale_shift_table',
+                 'proj_out.weight', 'patch_embedding.weight', 'condition_embedder.time_proj.weight'):
+        assert dict(transformers[0].named_parameters())[keep].dtype == torch.bfloat16, keep
+    inputs, labels = adapter.prepare_inputs(adapter.collate(items(adapter, 2)), torch.Generator().manual_seed(0))
+    adapter.loss(run_layers(adapter.to_layers(), inputs), labels).backward()
+    assert all(p.grad is not None for t in transformers for n, p in t.named_parameters() if '.lora_B.' in n
+               and (inputs[-1] == (0 if t is transformers[0] else 1)).any())
+
+
+def test_text_encoder_fp8_keeps_the_embeddings_and_norms_in_the_compute_dtype(tiny_models, tmp_path):
+    """text_encoder_fp8: the attention and feed-forward input weights are stored in float8; the token
+    embedding, every relative_attention_bias, the norms and wo keep bf16. Captions encode as a bf16 encoder
+    whose narrowed weights were rounded through float8 encodes them."""
+    def narrowed(name):
+        return name.startswith('encoder.block.') and name.split('.')[-2] in ('q', 'k', 'v', 'o', 'wi_0', 'wi_1')
+
+    caption = ['a red fox jumps over the lazy dog']
+    reference = make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b', model_dtype='bfloat16')
+    reference.load_encoders('cpu')
+    with torch.no_grad():
+        for name, p in reference.text_encoder.named_parameters():
+            if narrowed(name):
+                p.copy_(p.to(torch.float8_e4m3fn).to(torch.bfloat16))
+    adapter = make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b', model_dtype='bfloat16',
+                           model_extra='text_encoder_fp8 = true')
+    adapter.load_encoders('cpu')
+    params = dict(adapter.text_encoder.named_parameters(remove_duplicate=False))
+    for name, p in params.items():
+        assert p.dtype == (torch.float8_e4m3fn if narrowed(name) else torch.bfloat16), name
+    assert params['encoder.embed_tokens.weight'].dtype == torch.bfloat16
+    assert params['encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight'].dtype == torch.bfloat16
+    got = adapter.encode_text(caption)[0]['text_embeddings']
+    torch.testing.assert_close(got, reference.encode_text(caption)[0]['text_embeddings'], rtol=0, atol=0)
+
+
+def test_lora_init_is_not_quantized_by_a_float8_base(tiny_models, tmp_path):
+    """LoRA A starts from the same float32 values whatever dtype the frozen base is stored in."""
+    lora_a = []
+    for extra in ('', "transformer_dtype = 'float8'"):
+        adapter = make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b', model_dtype='bfloat16', adapter=LORA,
+                               model_extra=extra)
+        (transformer,) = adapter.build_diffusion_model(seed=0)
+        lora_a.append({n: p for n, p in transformer.named_parameters() if '.lora_A.' in n})
+    assert lora_a[0].keys() == lora_a[1].keys() and lora_a[0]
+    for name, a in lora_a[1].items():
+        assert a.dtype == torch.float32 and torch.equal(a, lora_a[0][name]), name
+        assert not torch.equal(a, a.to(torch.float8_e4m3fn).float()), name       # not float8 values
+        assert not torch.equal(a, a.to(torch.bfloat16).float()), name            # nor bf16 ones
