@@ -2,15 +2,13 @@
     {"error": {"code": "invalid", "message": "...", "field": "epochs", "issues": [...]}}
 and never a traceback (unexpected errors are logged and reported as 500 "internal")."""
 
-import errno
 import logging
-import os
 
 from flask import jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .services.errors import (BadRequest, Busy, Conflict, InsufficientStorage, Invalid, NotFound, PathRefused,
-                              StudioError, Unavailable)
+                              StudioError, Unavailable, storage_problem)
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +28,6 @@ STATUS = {
     Busy: 503,
     InsufficientStorage: 507,
 }
-
-# what a failed write of the data root means for a client: (HTTP status, code); anything else stays a 500
-STORAGE_ERRNO = {
-    errno.ENOSPC: (507, 'insufficient_storage'),
-    errno.EDQUOT: (507, 'insufficient_storage'),
-    errno.EROFS: (503, 'read_only'),
-    errno.EACCES: (503, 'not_writable'),
-    errno.EPERM: (503, 'not_writable'),
-}
-
-
-def storage_problem(exc):
-    """An OSError of the storage (full, read-only, not writable) as {status, code, errno, path, reason,
-    message}, or None for any other error."""
-    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNO:
-        return None
-    status, code = STORAGE_ERRNO[exc.errno]
-    path = exc.filename or getattr(exc, 'path', None)
-    reason = exc.strerror or os.strerror(exc.errno)
-    return {'status': status, 'code': code, 'errno': errno.errorcode[exc.errno], 'path': str(path) if path else None,
-            'reason': reason, 'message': f'cannot write {path}: {reason}' if path else f'storage error: {reason}'}
 
 
 HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed',

@@ -1,10 +1,7 @@
 """Health, public settings, the config schema for form hints, the OpenAPI document, and the index page."""
 
-import time
-
 from flask import Blueprint, current_app, render_template
 
-from ..errors import storage_problem
 from ..http import doc, studio
 from ..openapi.spec import build_spec
 from ..settings import public_view
@@ -20,13 +17,7 @@ def index():
 @bp.get('/api/v1/health')
 @doc('Liveness: the studio answers, its scheduler runs, and the data root takes writes', response='Health')
 def health():
-    s = studio()
-    fault = s.scheduler.fault
-    problem = storage_problem(fault['error']) if fault else None
-    problem = problem or storage_problem(s.paths.write_check())
-    if problem:
-        problem = {k: problem[k] for k in ('code', 'errno', 'path', 'reason', 'message')}
-    return {'ok': problem is None, 'time': time.time(), 'scheduler_running': s.scheduler.running, 'storage': problem}
+    return studio().health()
 
 
 @bp.get('/api/v1/settings')

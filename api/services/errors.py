@@ -1,5 +1,8 @@
 """Domain errors. api/errors.py maps each class to an HTTP status in one place."""
 
+import errno
+import os
+
 
 class StudioError(Exception):
     code = 'error'
@@ -45,3 +48,25 @@ class Busy(StudioError):
     def __init__(self, message, retry_after=5, field=None):
         super().__init__(message, field=field)
         self.retry_after = retry_after
+
+
+# what a failed write of the data root means for a client: (HTTP status, code); anything else stays a 500
+STORAGE_ERRNO = {
+    errno.ENOSPC: (507, 'insufficient_storage'),
+    errno.EDQUOT: (507, 'insufficient_storage'),
+    errno.EROFS: (503, 'read_only'),
+    errno.EACCES: (503, 'not_writable'),
+    errno.EPERM: (503, 'not_writable'),
+}
+
+
+def storage_problem(exc):
+    """An OSError of the storage (full, read-only, not writable) as {status, code, errno, path, reason,
+    message}, or None for any other error."""
+    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNO:
+        return None
+    status, code = STORAGE_ERRNO[exc.errno]
+    path = exc.filename or getattr(exc, 'path', None)
+    reason = exc.strerror or os.strerror(exc.errno)
+    return {'status': status, 'code': code, 'errno': errno.errorcode[exc.errno], 'path': str(path) if path else None,
+            'reason': reason, 'message': f'cannot write {path}: {reason}' if path else f'storage error: {reason}'}

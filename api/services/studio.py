@@ -9,10 +9,12 @@ Tests pass `gpu_provider=` (any object with `name` and `devices()`) to fake a ma
 """
 
 import shutil
+import time
 
 from .backups.service import BackupService
 from .data.datasets import DatasetCatalog
 from .data.service import DataService
+from .errors import storage_problem
 from .inference.previews import PreviewWatcher
 from .inference.service import InferenceService
 from .jobs.gpus import GpuInventory
@@ -68,6 +70,16 @@ class Studio:
     def shutdown(self):
         self.backups.shutdown()
         self.scheduler.shutdown()
+
+    def health(self):
+        """Liveness: the scheduler runs and the data root takes writes (the scheduler's last storage error, else a
+        small write-and-sync probe); `storage` names the path and the reason when it does not."""
+        fault = self.scheduler.fault
+        problem = (storage_problem(fault['error']) if fault else None) or storage_problem(self.paths.write_check())
+        if problem:
+            problem = {k: problem[k] for k in ('code', 'errno', 'path', 'reason', 'message')}
+        return {'ok': problem is None, 'time': time.time(), 'scheduler_running': self.scheduler.running,
+                'storage': problem}
 
     # ---- the jobs area's views, for callers that hold the studio (tests, tools) -------------------
     def queue_view(self):
