@@ -9,7 +9,7 @@ call `app.extensions['odeo'].scheduler.tick()` themselves.
 
 import time
 
-from flask import Flask, g
+from flask import Flask
 
 from . import errors, security
 from .routes import BLUEPRINTS
@@ -28,24 +28,28 @@ def create_app(config=None):
     app.url_map.merge_slashes = False          # '//etc' stays an absolute path, refused, not redirected
     app.extensions['odeo'] = Studio(settings, gpu_provider=provider)
     app.extensions['odeo_settings'] = settings
-    _server_timing(app)
-    security.install(app, settings.token)
+    security.install(app, settings)
     errors.register(app)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
+    app.wsgi_app = ServerTiming(app.wsgi_app)
     if start_scheduler:
         app.extensions['odeo'].start()
     return app
 
 
-def _server_timing(app):
-    """`Server-Timing: app;dur=<ms>` on every response: what the studio itself spent on the request."""
-    @app.before_request
-    def started():
-        g.started = time.perf_counter()
+class ServerTiming:
+    """`Server-Timing: app;dur=<ms>` on every response: what the studio itself spent on the request, from
+    the WSGI call to the status line (routing, checks, the view, error handlers; not the network, not
+    the waiting for a worker thread, and not the streaming of a file body after the headers)."""
 
-    @app.after_request
-    def timed(response):
-        if 'started' in g:
-            response.headers['Server-Timing'] = f'app;dur={(time.perf_counter() - g.started) * 1000:.2f}'
-        return response
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+
+        def timed(status, headers, exc_info=None):
+            headers.append(('Server-Timing', f'app;dur={(time.perf_counter() - started) * 1000:.2f}'))
+            return start_response(status, headers, exc_info)
+        return self.wsgi_app(environ, timed)

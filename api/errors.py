@@ -17,12 +17,22 @@ class Unauthorized(StudioError):
     code = 'unauthorized'
 
 
+class Forbidden(StudioError):
+    code = 'forbidden'              # a cross-site request, or a state change without the studio's header
+
+
+class Misdirected(StudioError):
+    code = 'misdirected'            # a Host header the studio does not serve (DNS rebinding)
+
+
 STATUS = {
     BadRequest: 400,
     PathRefused: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Misdirected: 421,
     Invalid: 422,
     Unavailable: 502,
     Busy: 503,
@@ -30,8 +40,8 @@ STATUS = {
 }
 
 
-HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed',
-              413: 'too_large', 415: 'unsupported_media_type'}
+HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found',
+              405: 'method_not_allowed', 413: 'too_large', 415: 'unsupported_media_type'}
 
 
 def error_response(status, code, message, field=None, issues=None):

@@ -10,13 +10,45 @@ def studio():
 
 
 def body():
-    """The JSON object of the request (an empty body is {})."""
+    """The JSON object of the request (an empty body is {}); every string in it is valid Unicode."""
     if not request.get_data(cache=True):
         return {}
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest('the request body is nested too deeply', field='body') from None
     if not isinstance(data, dict):
         raise BadRequest('the request body must be a JSON object', field='body')
+    bad = _lone_surrogate(data)
+    if bad is not None:
+        raise BadRequest(f'{bad} is not valid Unicode text (a lone surrogate such as \\ud800)', field=bad)
     return data
+
+
+def _lone_surrogate(value):
+    """The field (dotted path) of the first string with a lone UTF-16 surrogate, which no file, log or
+    UTF-8 response can hold; None when there is none. JSON decoding joins valid surrogate pairs."""
+    stack = [(value, None)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, str) and not _is_unicode(v):
+            return at or 'body'
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not _is_unicode(k):
+                    return at or 'body'
+                stack.append((x, f'{at}.{k}' if at else k))
+        elif isinstance(v, list):
+            stack.extend((x, at) for x in v)
+    return None
+
+
+def _is_unicode(text):
+    try:
+        text.encode('utf-8')
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def field(data, name, kind, default=None, required=False):

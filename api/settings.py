@@ -21,6 +21,9 @@ class Settings:
     host: str = '127.0.0.1'                         # bind address; anything but loopback needs a token
     port: int = 8080                                # HTTP port
     token: str = ''                                 # access token; when set every API call needs it
+    allowed_hosts: tuple = ()                       # more Host names served besides the bind address, localhost
+                                                    # and loopback IPs (a DNS name or reverse-proxy name the studio is
+                                                    # reached by; '*' turns the check off); others get 421
     comfyui_url: str = 'http://127.0.0.1:8188'      # ComfyUI the Inference studio talks to
     comfyui_mode: str = 'external'                  # external: the ComfyUI at comfyui_url; managed: each infer job starts comfyui_path on its GPU
     comfyui_path: str = str(REPO_ROOT / 'submodules' / 'ComfyUI')   # checkout started in managed mode (git submodule)
@@ -178,6 +181,7 @@ def public_view(settings: Settings) -> dict:
         'comfyui_mode': settings.comfyui_mode,
         'max_image_upload_bytes': settings.max_image_upload_bytes,
         'token_required': bool(settings.token),
+        'allowed_hosts': list(settings.allowed_hosts),
         'max_request_bytes': settings.max_request_bytes,
         'max_upload_bytes': settings.max_upload_bytes,
         'upload_chunk_bytes': settings.upload_chunk_bytes,

@@ -1,12 +1,13 @@
 """Load on the studio's polling endpoints while jobs run.
 
-Starts `python -m api` on a temporary data root with 4 CPU slots, runs 4 training jobs (the fake
-trainer from tests/fakes, or the real train.py with --real), makes extra draft tasks, then lets
+Starts `python -m api` on a temporary data root with 4 CPU slots, runs 4 training jobs (--jobs; the
+fake trainer from tests/fakes, or the real train.py with --real), makes extra draft tasks, then lets
 50 concurrent clients poll like the UI does: each client, once a second, fetches the task list,
 the progress, the next piece of the log and the new metric points of one job. Prints p50 / p99 /
-max latency per endpoint.
+max latency per endpoint as the clients see it and, next to it, the studio's own share from the
+`Server-Timing: app;dur=<ms>` header of each response.
 
-    python bench/api_load.py [--clients 50] [--seconds 30] [--interval 1.0] [--tasks 20]
+    python bench/api_load.py [--clients 50] [--seconds 30] [--interval 1.0] [--tasks 20] [--jobs 4] [--real]
 """
 
 import argparse
@@ -85,7 +86,8 @@ def main():
     p.add_argument('--clients', type=int, default=50)
     p.add_argument('--seconds', type=float, default=30.0)
     p.add_argument('--interval', type=float, default=1.0, help='seconds between one client\'s polls')
-    p.add_argument('--tasks', type=int, default=20, help='tasks in the list (4 of them training)')
+    p.add_argument('--tasks', type=int, default=20, help='tasks in the list (--jobs of them training)')
+    p.add_argument('--jobs', type=int, default=4, help='training jobs running while the clients poll')
     p.add_argument('--processes', type=int, default=5, help='client processes (threads split among them)')
     p.add_argument('--real', action='store_true', help='run train.py instead of the fake trainer')
     args = p.parse_args()
@@ -94,7 +96,7 @@ def main():
     data = tmp / 'data'
     from models.wan.tiny import write_tiny_model
     model = write_tiny_model(data / 'models' / 'tiny', 'wan2.1-t2v-1.3b', ('official',))['official']
-    settings = {'cpu_slots': 4}
+    settings = {'cpu_slots': max(4, args.jobs)}
     form = train_form(model, 'demo', epochs=10000)
     if args.real:
         subprocess.run([sys.executable, 'tools/make_demo_dataset.py', '--out', str(data / 'datasets' / 'demo')],
@@ -110,12 +112,12 @@ def main():
         for i in range(args.tasks):
             status, task = studio.call('POST', '/tasks', {'form': form})
             assert status == 201, task
-            if i < 4:
+            if i < args.jobs:
                 status, job = studio.call('POST', f'/tasks/{task["id"]}/start', {})
                 assert status == 202, job
                 jobs.append(job['id'])
         wait_until(lambda: all((studio.call('GET', f'/jobs/{j}/progress')[1]['step'] or 0) > 0 for j in jobs), 300,
-                   every=0.5, what='4 jobs training')
+                   every=0.5, what=f'{args.jobs} jobs training')
         print(f'{len(jobs)} jobs training, {args.tasks} tasks; {args.clients} clients for {args.seconds:.0f}s '
               f'polling every {args.interval:g}s', flush=True)
         out = mp.Queue()

@@ -47,7 +47,7 @@ def make_app(data_root):
 
     Every app made here uses the fake trainer; running jobs are killed when the test ends."""
     from api import create_app
-    from tests.support.studio import TEST_SETTINGS, kill_jobs
+    from tests.support.studio import TEST_SETTINGS, StudioClient, kill_jobs
     apps = []
 
     def make(gpus=None, **settings):
@@ -55,6 +55,7 @@ def make_app(data_root):
         if gpus is not None:
             cfg.update(gpu_provider=gpus, gpu_backend='auto')
         app = create_app(cfg)
+        app.test_client_class = StudioClient
         apps.append(app)
         return app
 

@@ -118,5 +118,7 @@ def job_checkpoints(job_id):
 def job_file(job_id, rel):
     path = studio().job_service.file(_job(job_id), rel)
     name = Path(request.args.get('download') or '').name
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise BadRequest('download must be a file name without control characters (CR, LF, ...)', field='download')
     return send_file(path, as_attachment=bool(name) or path.suffix in ('.safetensors', '.pt', '.bin'),
                      conditional=True, download_name=name or path.name)

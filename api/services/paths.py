@@ -3,6 +3,7 @@
     <data>/runs/<task-id>/task.json             task record
     <data>/runs/<task-id>/<job-id>/job.json     job record (+ the run directory of docs/architecture.md)
     <data>/queue.json                           order of queued jobs
+    <data>/task_ids.json                        highest task id number used per prefix and day
     <data>/datasets/<name>/   <data>/models/    inputs
     <data>/trash/                               deleted tasks on their way out
 """
@@ -14,8 +15,10 @@ from pathlib import Path
 
 from utils.fsutil import is_within, safe_join
 
-from .errors import PathRefused
+from .errors import BadRequest, PathRefused
 
+NAME_MAX = 255          # bytes in one file name (ENAMETOOLONG beyond)
+PATH_MAX = 4095         # bytes in a whole path
 ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$')
 
 
@@ -30,10 +33,28 @@ def inside(root, rel, field='path'):
     """Resolve an untrusted relative path under root (symlinks followed); refuse anything that leaves it."""
     if not isinstance(rel, str) or not rel or rel.startswith(('/', '\\')) or '\x00' in rel:
         raise PathRefused(f'{field} {rel!r} must be a relative path inside {root}', field=field)
+    check_length(root, rel, field)
     try:
         return safe_join(root, rel)
     except ValueError:
         raise PathRefused(f'{field} {rel!r} leaves {root}', field=field) from None
+
+
+def check_length(root, rel, field='path'):
+    """Refuse a path the file system would answer with ENAMETOOLONG: a name over NAME_MAX bytes, or a whole
+    path over PATH_MAX."""
+    try:
+        parts = [os.fsencode(p) for p in rel.replace('\\', '/').split('/')]
+        whole = len(os.fsencode(str(root))) + len(os.fsencode(rel)) + 1
+    except UnicodeEncodeError:
+        raise BadRequest(f'{field} is not valid Unicode text', field=field) from None
+    longest = max(parts, key=len)
+    if len(longest) > NAME_MAX:
+        raise BadRequest(f'{field}: the name {os.fsdecode(longest[:40])}... is {len(longest)} bytes long; '
+                         f'file names have at most {NAME_MAX}', field=field)
+    if whole > PATH_MAX:
+        raise BadRequest(f'{field}: the path is {whole} bytes long; at most {PATH_MAX}', field=field)
+    return rel
 
 
 def resolve_path(value, base) -> Path:
@@ -84,6 +105,7 @@ class Paths:
         self.trash = self.root / 'trash'
         self.queue_file = self.root / 'queue.json'
         self._checked_at, self._check_error = float('-inf'), None
+        self.task_ids = self.root / 'task_ids.json'
 
     def make(self):
         for d in (self.runs, self.datasets, self.models, self.trash):

@@ -26,8 +26,8 @@ def test_upload_thumbnail_caption_and_buckets(studio_server, page, shot, tmp_pat
 
     page.click('tr[data-dataset="demo"] a')
     page.wait_for_selector('.clip-card[data-file="clip_00.mp4"]')
-    page.wait_for_function('document.querySelectorAll(".clip-card img").length == 12')
-    page.wait_for_function('[...document.querySelectorAll(".clip-card img")].every(i => i.complete && i.naturalWidth > 0)')
+    page.wait_for_function('() => document.querySelectorAll(".clip-card img").length == 12')
+    page.wait_for_function('() => [...document.querySelectorAll(".clip-card img")].every(i => i.complete && i.naturalWidth > 0)')
     assert page.inner_text('.clip-card[data-file="clip_00.mp4"] .badge.bucket') == '96x48x17'
 
     clip = mediagen.video(tmp_path / 'my beach.mp4', 80, 48, 16, 36)
@@ -36,17 +36,17 @@ def test_upload_thumbnail_caption_and_buckets(studio_server, page, shot, tmp_pat
     assert 'added as my beach.mp4' in page.inner_text('.upload-row.ok')
     card = '.clip-card[data-file="my beach.mp4"]'
     page.wait_for_selector(card)
-    page.wait_for_function(f'(() => {{ const i = document.querySelector(\'{card} img\'); return i.complete && i.naturalWidth > 0; }})()')
+    page.wait_for_function(f'() => (() => {{ const i = document.querySelector(\'{card} img\'); return i.complete && i.naturalWidth > 0; }})()')
     assert (data_root / 'datasets' / 'demo' / 'my beach.mp4').read_bytes() == clip.read_bytes()
     assert page.inner_text(f'{card} .badge.dropped') == 'dropped' and 'no caption' in page.inner_text(f'{card} .reason')
 
     page.click(card)
     page.wait_for_selector('.clip-panel video.player')
-    page.wait_for_function('document.querySelector(".clip-panel img.strip").naturalWidth > 0')
+    page.wait_for_function('() => document.querySelector(".clip-panel img.strip").naturalWidth > 0')
     assert '80×48 · 2.25 s · 16 fps · 36 frames' in page.inner_text('.clip-info')
     page.fill('.caption-edit', 'waves roll onto a sandy beach at dusk')
     page.click('.caption-box button.primary')
-    page.wait_for_function(f'document.querySelector(\'{card} .caption\').textContent.includes("waves roll")')
+    page.wait_for_function(f'() => document.querySelector(\'{card} .caption\').textContent.includes("waves roll")')
     assert (data_root / 'datasets' / 'demo' / 'my beach.txt').read_text() == 'waves roll onto a sandy beach at dusk\n'
     page.wait_for_selector(f'{card} .badge.bucket')
     assert page.inner_text(f'{card} .badge.bucket') == '96x48x17'      # 80x48: the 2:1 bucket; 36 frames: 17
@@ -59,7 +59,7 @@ def test_upload_thumbnail_caption_and_buckets(studio_server, page, shot, tmp_pat
     labels = page.eval_on_selector_all('.buckets-table tbody tr td:first-child', 'els => els.map(e => e.textContent)')
     assert '96x48x17' in labels and '64x64x1' in labels
     page.fill('.bucket-form input[aria-label="Frame buckets"]', '1, 33')
-    page.wait_for_function('document.querySelector(".bucket-summary") && document.querySelector(".bucket-summary").textContent.includes("10 train, 3 dropped")')
+    page.wait_for_function('() => document.querySelector(".bucket-summary")?.textContent.includes("10 train, 3 dropped")')
     assert 'too short' in page.inner_text('.dropped-files')
     shot('data-buckets')
 

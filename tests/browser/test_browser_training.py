@@ -24,7 +24,7 @@ def chart_points(page):
 
 
 def wait_state(page, state, timeout):
-    page.wait_for_function(f"document.querySelector('.progress-card')?.dataset.state === '{state}'", timeout=timeout)
+    page.wait_for_function(f"() => document.querySelector('.progress-card')?.dataset.state === '{state}'", timeout=timeout)
 
 
 def test_train_stop_resume_finish_and_download_in_the_browser(studio_server, page, shot, tmp_path):
@@ -58,7 +58,7 @@ def test_train_stop_resume_finish_and_download_in_the_browser(studio_server, pag
     assert '4n+1' in editor.locator('.code-issues').inner_text()
     page.click('#tab-config')
     page.fill('#f-frame_buckets', '1, 9, 17')
-    page.wait_for_function("document.querySelector('#f-frame_buckets-issue').textContent === ''")
+    page.wait_for_function("() => document.querySelector('#f-frame_buckets-issue').textContent === ''")
 
     # reload keeps the view and the saved draft
     page.locator('.save-status', has_text='All changes saved').wait_for()
@@ -72,7 +72,7 @@ def test_train_stop_resume_finish_and_download_in_the_browser(studio_server, pag
     page.click('dialog.start-dialog button[type=submit]')
     page.wait_for_url('**tab=monitor&job=*')
     job_id = page.url.split('job=')[1]
-    page.wait_for_function("+document.querySelector('.loss-chart')?.dataset.points >= 3", timeout=120000)
+    page.wait_for_function("() => +document.querySelector('.loss-chart')?.dataset.points >= 3", timeout=120000)
     assert page.locator('.loss-chart canvas').count() > 0
     assert page.locator('.progress-card').get_attribute('data-state') == 'running'
     shot('task-training')
@@ -87,7 +87,7 @@ def test_train_stop_resume_finish_and_download_in_the_browser(studio_server, pag
 
     page.get_by_role('button', name='Resume').click()
     wait_state(page, 'done', 180000)
-    page.wait_for_function(f"+document.querySelector('.loss-chart').dataset.points === {total}", timeout=15000)
+    page.wait_for_function(f"() => +document.querySelector('.loss-chart').dataset.points === {total}", timeout=15000)
     assert page.locator('.attempts summary').inner_text().startswith('Attempts (2)')
     expect(page.get_by_role('button', name='Continue')).to_be_enabled()
     shot('task-done')

@@ -100,3 +100,48 @@ def test_every_data_route_needs_the_token(make_app, data_root):
     assert c.get(f'{API}/datasets/d/media/clip.mp4?token=s3cret').status_code == 200        # <video src> works
     assert c.get(f'{API}/datasets/d/thumbnail/clip.mp4?token=s3cret').status_code == 200
     assert c.put(f'{API}/datasets/d/captions/clip.mp4?token=s3cret', json={'text': 'x'}).status_code == 401
+
+
+def test_names_over_255_bytes_get_400_naming_the_field(app, data_root):
+    c = app.test_client()
+    long = 'é' * 130                                                    # 260 bytes, 130 characters
+    cases = [('get', f'{API}/datasets/{long}', None, 'dataset'),
+             ('get', f'{API}/datasets/d/files/{long}.mp4', None, 'file'),
+             ('delete', f'{API}/datasets/d/files/{long}.mp4?confirm=true', None, 'file'),
+             ('get', f'{API}/datasets/d/media/{long}.mp4', None, 'file'),
+             ('get', f'{API}/datasets/d/thumbnail/{long}.mp4', None, 'file'),
+             ('get', f'{API}/datasets/d/preview/sub/{long}.mp4', None, 'file'),
+             ('put', f'{API}/datasets/d/captions/{long}.mp4', {'text': 'x'}, 'file'),
+             ('post', f'{API}/datasets/d/trim', {'file': f'{long}.mp4', 'start': 0, 'end': 1}, 'file'),
+             ('post', f'{API}/datasets/d/split', {'file': f'{long}.mp4'}, 'file'),
+             ('post', f'{API}/datasets', {'name': long}, 'name'),
+             ('post', f'{API}/datasets/d/uploads', {'filename': f'{long}.mp4', 'size': 1}, 'filename')]
+    for method, url, body, field in cases:
+        r = getattr(c, method)(url, json=body)
+        assert r.status_code == 400, (url, r.status_code, r.data[:200])
+        assert r.get_json()['error']['field'] == field, url
+    c.post(f'{API}/gallery', json={'name': 'g'})
+    for method, url, body in [('get', f'{API}/gallery/g/images/{long}.png', None),
+                              ('patch', f'{API}/gallery/g/images/{long}.png', {'name': 'b.png'}),
+                              ('delete', f'{API}/gallery/g/images/{long}.png', None)]:
+        r = getattr(c, method)(url, json=body)
+        assert r.status_code == 400 and r.get_json()['error']['field'] == 'image', url
+
+
+def test_a_lone_surrogate_in_a_caption_gets_400(app, data_root):
+    c = app.test_client()
+    r = c.put(f'{API}/datasets/d/captions/clip.mp4', data='{"text": "a \\ud800 b"}', content_type='application/json')
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'text'
+    assert c.put(f'{API}/datasets/d/captions/clip.mp4', json={'text': 'a \U0001F600 b'}).status_code == 200
+
+
+def test_a_trimmed_clip_of_a_long_named_video_gets_a_name_that_fits(app, data_root):
+    c = app.test_client()
+    name = 'v' * 250 + '.mp4'                                           # 254 bytes: a valid name
+    mediagen.video(data_root / 'datasets' / 'd' / 'short.mp4', 64, 48, 16, 32)
+    (data_root / 'datasets' / 'd' / 'short.mp4').rename(data_root / 'datasets' / 'd' / name)
+    r = c.post(f'{API}/datasets/d/trim', json={'file': name, 'start': 0.5, 'end': 1.5})
+    assert r.status_code == 201, r.data[:300]
+    out = r.get_json()['file']
+    assert len(out.encode()) <= 255 and out.startswith('v' * 100) and out.endswith('_0.50-1.50s.mp4')
+    assert (data_root / 'datasets' / 'd' / out).is_file()

@@ -25,7 +25,8 @@ def _json(conn, method, path, body=None, headers=None):
 
 def _put(conn, upload_id, offset, data):
     return _json(conn, 'PUT', f'/uploads/{upload_id}?offset={offset}', data,
-                 {'Content-Type': 'application/octet-stream', 'Content-Length': str(len(data))})
+                 {'Content-Type': 'application/octet-stream', 'Content-Length': str(len(data)),
+                  'X-Requested-With': 'test'})          # a script's state change needs it (or JSON, or a token)
 
 
 @pytest.mark.slow

@@ -120,3 +120,52 @@ def test_errors_are_json_without_tracebacks(make_app, monkeypatch):
     r = c.get('/api/v1/tasks')
     assert r.status_code == 500 and r.get_json()['error']['code'] == 'internal'
     assert b'/secret/path' not in r.data and b'Traceback' not in r.data
+
+
+def test_deep_json_and_lone_surrogates_get_400_naming_the_field(make_app):
+    c = make_app().test_client()
+    for deep in ('[' * 50000 + ']' * 50000, '{"a":' * 50000 + '1' + '}' * 50000):
+        r = c.post('/api/v1/tasks', data=deep, content_type='application/json')
+        assert r.status_code == 400 and r.get_json()['error']['field'] == 'body'
+    r = c.post('/api/v1/tasks', data='{"name": "a\\ud800b"}', content_type='application/json')
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'name'
+    task = c.post('/api/v1/tasks', json={}).get_json()['id']
+    r = c.patch(f'/api/v1/tasks/{task}', data='{"name": "x\\udfff"}', content_type='application/json')
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'name'
+    r = c.patch(f'/api/v1/tasks/{task}', data='{"form": {"dataset": "\\ud83d"}}', content_type='application/json')
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'form.dataset'
+    r = c.patch(f'/api/v1/tasks/{task}', data='{"name": "ok \\ud83d\\ude00"}', content_type='application/json')
+    assert r.status_code == 200 and r.get_json()['name'] == 'ok \U0001F600'     # a valid pair is fine
+    assert c.get('/api/v1/tasks').status_code == 200
+
+
+def test_download_name_with_cr_lf_is_refused(app_with_job):
+    app, task, job = app_with_job
+    c = app.test_client()
+    for bad in ('a%0d%0aSet-Cookie:%20x=1', 'x%0a.toml', 'x%0d'):
+        r = c.get(f'/api/v1/jobs/{job}/files/config.toml?download={bad}')
+        assert r.status_code == 400 and r.get_json()['error']['field'] == 'download', bad
+    r = c.get(f'/api/v1/jobs/{job}/files/config.toml?download=mine.toml')
+    assert r.status_code == 200 and 'mine.toml' in r.headers['Content-Disposition']
+    long = 'a' * 300
+    r = c.get(f'/api/v1/jobs/{job}/files/{long}')
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'path'
+
+
+def test_task_ids_are_never_reused(make_app, data_root):
+    app = make_app()
+    c = app.test_client()
+    first = c.post('/api/v1/tasks', json={}).get_json()['id']
+    prefix = first.rsplit('-', 1)[0]
+    assert c.delete(f'/api/v1/tasks/{first}?confirm=true').status_code in (200, 202)
+    app.extensions['odeo'].scheduler.tick()
+    second = c.post('/api/v1/tasks', json={}).get_json()['id']
+    assert second == f'{prefix}-02'                          # the deleted task's -01 is not given again
+    app.extensions['odeo'].shutdown()
+    c = make_app().test_client()                                # a restart on the same data root
+    c.delete(f'/api/v1/tasks/{second}?confirm=true')
+    assert c.post('/api/v1/tasks', json={}).get_json()['id'] == f'{prefix}-03'
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: c.post('/api/v1/tasks', json={}).get_json()['id'], range(16)))
+    assert len(set(ids)) == 16 and all(int(i.rsplit('-', 1)[1]) > 3 for i in ids)

@@ -1,6 +1,7 @@
 """Helpers for studio tests: a tiny model folder, datasets, tasks configured for the fake trainer,
 and waiting on the scheduler without sleeping longer than needed."""
 
+import http.client
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from flask.testing import FlaskClient
 
 from api.services.jobs.ports import free_port  # noqa: F401  (tests and bench pick ports with it)
 
@@ -29,6 +32,15 @@ TEST_SETTINGS = {
     'gpu_cache_s': 0.0,
     'backup_interval_h': 0,
 }
+
+
+class StudioClient(FlaskClient):
+    """The Flask test client of studio tests: sends X-Requested-With on every request, as the UI does (the
+    studio refuses a state change with neither that header nor a JSON body)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.environ_base['HTTP_X_REQUESTED_WITH'] = 'odeo'
 
 
 def copy_tiny_model(tiny_models, dest: Path, variant='wan2.1-t2v-1.3b', layout='official'):
@@ -106,13 +118,31 @@ class StudioProcess:
 
     def call(self, method, path, body=None, timeout=10.0):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={'Content-Type': 'application/json'})
+        headers = {'Content-Type': 'application/json'}
+        if self.settings.get('token'):
+            headers['Authorization'] = f'Bearer {self.settings["token"]}'
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b'null')
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b'null')
+
+    def raw(self, method, path, body=None, headers=None, timeout=10.0):
+        """One request with exactly these headers (no Host unless given; `path` from the root, e.g. '/api/v1/tasks'):
+        (status, headers, body)."""
+        conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=timeout)
+        try:
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            for k, v in (headers or {}).items():
+                conn.putheader(k, v)
+            if body is not None:
+                conn.putheader('Content-Length', str(len(body)))
+            conn.endheaders(body)
+            r = conn.getresponse()
+            return r.status, r.headers, r.read()
+        finally:
+            conn.close()
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

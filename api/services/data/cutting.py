@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 
 from ..errors import BadRequest, Invalid
-from .datasets import STUDIO_DIR, place_file
+from .datasets import STUDIO_DIR, fit_name, place_file
 from .media_previews import probe_checked, run_ffmpeg
 
 SCENE_RE = re.compile(r'lavfi\.scd\.time:\s*([0-9.]+)')
@@ -55,7 +55,7 @@ def trim(folder, src, start, end, caption_copy=lambda target: None):
     if not 0 <= start < end or end - start < 1.0 / info.fps:
         raise Invalid(f'{src.name}: cannot cut {start:g}-{end:g} s from a clip of {info.duration:.3f} s '
                       f'(need 0 <= start < end, at least one frame)', field='start')
-    name = f'{Path(src).stem}_{start:.2f}-{end:.2f}s.mp4'
+    name = fit_name(Path(src).stem, f'_{start:.2f}-{end:.2f}s.mp4', room=16)
     return {'file': _encode(src, folder, start, end, name, caption_copy), 'start': start, 'end': end}
 
 
@@ -100,5 +100,5 @@ def split(folder, src, threshold=10.0, min_length=1.0, cuts=None, dry_run=False,
         return out
     stem = Path(src).stem
     for k, seg in enumerate(out['segments'], start=1):
-        seg['file'] = _encode(src, folder, seg['start'], seg['end'], f'{stem}_scene{k:02d}.mp4', caption_copy)
+        seg['file'] = _encode(src, folder, seg['start'], seg['end'], fit_name(stem, f'_scene{k:02d}.mp4', room=16), caption_copy)
     return out

@@ -20,7 +20,7 @@ from utils.fsutil import fsync_dir
 from utils.media import MediaInfo, media_kind, probe_many
 
 from ..errors import BadRequest, Conflict, NotFound, PathRefused
-from ..paths import inside
+from ..paths import NAME_MAX, inside
 
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9 _.()+-]{0,99}$')
 STUDIO_DIR = '.studio'          # per-dataset studio files (previews, caption provenance)
@@ -125,18 +125,29 @@ class DatasetCatalog:
 # ---- putting finished files into a dataset ----------------------------------------------------------
 
 def candidate_names(name):
-    """'clip.mp4', 'clip (1).mp4', 'clip (2).mp4', ..."""
+    """'clip.mp4', 'clip (1).mp4', 'clip (2).mp4', ...; a stem too long for the file system is shortened
+    (a trimmed clip's name adds to its source's), keeping room for a companion's suffix such as '.txt'."""
     stem, suffix = os.path.splitext(name)
-    yield name
+    yield fit_name(stem, suffix)
     n = 1
     while True:
-        yield f'{stem} ({n}){suffix}'
+        yield fit_name(stem, f' ({n}){suffix}')
         n += 1
 
 
+def fit_name(stem, tail, room=8):
+    """stem + tail, the stem cut short so the name has at most NAME_MAX - room bytes (room: for a ' (n)'
+    added later, or a companion's longer suffix)."""
+    budget = NAME_MAX - room - len(os.fsencode(tail))
+    while len(os.fsencode(stem)) > budget:
+        stem = stem[:-1]
+    return stem + tail
+
+
 def check_file_name(name, field='filename'):
-    """A file name for the top of a dataset: no folders, no leading dot, no control characters."""
-    if not isinstance(name, str) or not name or len(name) > 200 or name != Path(name).name \
+    """A file name for the top of a dataset: no folders, no leading dot, no control characters, at most 200
+    bytes (room for the ' (n)' of a taken name and a caption's '.txt' under the file system's NAME_MAX)."""
+    if not isinstance(name, str) or not name or len(name.encode('utf-8', 'replace')) > 200 or name != Path(name).name \
             or name.startswith('.') or any(ord(c) < 32 for c in name) or '\\' in name:
         raise BadRequest(f'{field} {name!r} must be a plain file name (no folders, not starting with a dot)',
                          field=field)

@@ -323,7 +323,7 @@ class InferenceService:
                 'marked_at': time.time()}
 
     def best(self, task_id):
-        return self.store.get(task_id)['best']
+        return self.store.best(task_id)
 
     @staticmethod
     def _preview_body(rec):

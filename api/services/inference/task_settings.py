@@ -55,6 +55,15 @@ class TaskInference:
 
     def get(self, task_id):
         """The task's record (defaults when it has none); re-read when the file changed or went away."""
+        return copy.deepcopy(self._cached(task_id))
+
+    def best(self, task_id):
+        """Only the LoRA marked best: the task list asks this of every task on every poll, so it does not
+        copy the whole record (prompts, images, preview settings) as get() does."""
+        return copy.deepcopy(self._cached(task_id)['best'])
+
+    def _cached(self, task_id):
+        """The cached record itself (callers copy what they hand out)."""
         with self._lock:
             stamp = self._stamp(task_id)
             hit = self._cache.get(task_id)
@@ -65,7 +74,7 @@ class TaskInference:
                 merged = {**copy.deepcopy(EMPTY), **rec}
                 merged['preview'] = {**PREVIEW, **(rec.get('preview') or {})}
                 hit = self._cache[task_id] = (stamp, merged)
-            return copy.deepcopy(hit[1])
+            return hit[1]
 
     def update(self, task_id, changes, if_revision=None):
         """Write changes (top-level keys; 'preview' is merged key by key). Values are checked by the caller."""

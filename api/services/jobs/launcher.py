@@ -19,6 +19,7 @@ from .procs import create_time
 
 def job_env(settings, mode, devices, port, base=None):
     env = dict(os.environ if base is None else base)
+    env.pop('ODEO_TOKEN', None)                 # the studio's access token is not the job's to know
     env['PYTHONUNBUFFERED'] = '1'
     if settings.torch_extensions_dir:           # the project's JIT op builds (tools/setup.sh builds them once)
         env['TORCH_EXTENSIONS_DIR'] = settings.torch_extensions_dir

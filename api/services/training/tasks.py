@@ -4,8 +4,9 @@
      'resources': {'gpus': 1, 'gpu_ids': None}, 'toml': {'main': '...', 'dataset': '...'},
      'copied_from': None, 'deleting': False}
 
-Ids are `<prefix>-<yyyymmdd>-<nn>`, the next free number of the day, and never change; the name
-starts equal to the id and can be changed (names are unique, case-insensitive).
+Ids are `<prefix>-<yyyymmdd>-<nn>`, the next number of the day, never reused (not after a delete
+either) and never change; the name starts equal to the id and can be changed (names are unique,
+case-insensitive).
 """
 
 import re
@@ -67,18 +68,24 @@ class TaskService(RecordIndex):
 
     # ---- create / copy / rename / edit / delete ---------------------------------------------------
     def _claim_id(self, prefix):
-        """Next free <prefix>-<yyyymmdd>-<nn>: the folder is created exclusively, so two requests never share one."""
-        day = time.strftime('%Y%m%d')
-        n = 1
+        """Next <prefix>-<yyyymmdd>-<nn> never handed out before. The highest number used per prefix and day
+        is recorded in <data>/task_ids.json (atomically, before the id is returned), so a deleted task's id
+        is never given again, after a restart too; the folder is created exclusively besides."""
+        key = f'{prefix}-{time.strftime("%Y%m%d")}'
+        used = read_record(self.paths.task_ids)
+        used = used if isinstance(used, dict) else {}
+        n = used.get(key) if isinstance(used.get(key), int) else 0
         while True:
-            tid = f'{prefix}-{day}-{n:02d}'
-            if tid not in self._records and not self._name_taken(tid):
-                try:
-                    self.paths.task_dir(tid).mkdir(parents=True)
-                    return tid
-                except FileExistsError:
-                    pass
             n += 1
+            tid = f'{key}-{n:02d}'
+            if tid in self._records or self._name_taken(tid):
+                continue
+            write_record(self.paths.task_ids, {**used, key: n})
+            try:
+                self.paths.task_dir(tid).mkdir(parents=True)
+                return tid
+            except FileExistsError:
+                pass
 
     def create(self, name=None, prefix='wan', toml=None, resources=None, copied_from=None, dataset=None):
         """`dataset` (a folder name) picks the dataset of the draft; its own dataset.toml is the dataset draft."""

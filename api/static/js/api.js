@@ -14,15 +14,30 @@ export class ApiError extends Error {
   }
 }
 
+// ?token= is read once, kept for this tab only (session storage) and taken out of the address bar and
+// the history entry, so it is not left in bookmarks, shared links or the browser's history.
+function takeTokenFromUrl() {
+  const url = new URL(location.href);
+  const fromUrl = url.searchParams.get('token');
+  const stored = localStorage.getItem(TOKEN_KEY);         // where earlier versions kept it
+  if (stored !== null) {
+    if (!sessionStorage.getItem(TOKEN_KEY)) sessionStorage.setItem(TOKEN_KEY, stored);
+    localStorage.removeItem(TOKEN_KEY);
+  }
+  if (fromUrl === null) return;
+  if (fromUrl) sessionStorage.setItem(TOKEN_KEY, fromUrl);
+  url.searchParams.delete('token');
+  history.replaceState(history.state, '', `${url.pathname}${url.search}${url.hash}`);
+}
+takeTokenFromUrl();
+
 export function token() {
-  const fromUrl = new URLSearchParams(location.search).get('token');
-  if (fromUrl) localStorage.setItem(TOKEN_KEY, fromUrl);
-  return localStorage.getItem(TOKEN_KEY) || '';
+  return sessionStorage.getItem(TOKEN_KEY) || '';
 }
 
 export function setToken(value) {
-  if (value) localStorage.setItem(TOKEN_KEY, value);
-  else localStorage.removeItem(TOKEN_KEY);
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
 }
 
 // A URL the browser fetches directly (download, <video>, <img>): the token rides in the query.
@@ -39,7 +54,9 @@ export async function api(path, { method = 'GET', body, query, raw = false, sign
     const q = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined && v !== null));
     if ([...q].length) url += `?${q}`;
   }
-  const h = { Accept: 'application/json', ...headers };
+  // X-Requested-With: the studio refuses a state change without it (or a JSON body), which a
+  // cross-site form cannot send.
+  const h = { Accept: 'application/json', 'X-Requested-With': 'odeo', ...headers };
   const t = token();
   if (t) h.Authorization = `Bearer ${t}`;
   let payload = body;
