@@ -61,5 +61,6 @@ SCHEMAS = {
                 'held_by': opt(obj({'job_id': STR, 'task_id': STR, 'task_name': opt(STR)}))}),
     'Gpus': obj({'mode': {'type': 'string', 'enum': ['gpu', 'cpu']}, 'provider': STR, 'message': STR,
                  'read_at': NUM, 'memory_threshold_gib': opt(NUM), 'devices': arr(ref('Gpu'))}),
-    'Targets': obj({'default': STR, 'targets': arr(obj({'name': STR, 'offers': ANY}))}),
+    'Targets': obj({'default': STR, 'targets': arr(obj({'name': STR, 'offers': ANY})),
+                    'shared': arr(obj({'path': STR, 'filesystem': opt(STR), 'network': BOOL, 'warning': opt(STR)}))}),
 }

@@ -155,3 +155,25 @@ def test_sbatch_script_shape(tmp_path):
     assert '--no_ssh --node_rank "$SLURM_NODEID" --master_addr "$MASTER_ADDR"' in text
     assert '--num_nodes 2 --num_gpus 4 train.py --deepspeed --config c.toml' in text
     assert subprocess.run(['bash', '-n'], input=text, text=True).returncode == 0
+
+
+def test_targets_are_checked_and_hosts_get_a_hostfile(make_app, data_root, tiny_model, tmp_path):
+    """No cluster needed: a target the settings do not offer is refused when the job is asked for; the hosts
+    target writes a DeepSpeed hostfile and launches with it."""
+    from api.services.jobs.targets import HostsTarget
+    from api.services.training.launch import train_command
+    write_dataset(data_root / 'datasets' / 'demo')
+    c = make_app().test_client()
+    task = c.post('/api/v1/tasks', json={'form': train_form(tiny_model, 'demo', target='slurm', nodes=2)}).get_json()
+    assert task['resources'] == {'gpus': 1, 'gpu_ids': None, 'target': 'slurm', 'nodes': 2}
+    r = c.post(f'/api/v1/tasks/{task["id"]}/start', json={})
+    assert r.status_code == 422 and "target 'slurm' is not offered" in r.get_json()['error']['message']
+    r = c.patch(f'/api/v1/tasks/{task["id"]}', json={'form': {'gpu_ids': [0]}})
+    assert r.status_code == 400 and r.get_json()['error']['field'] == 'gpu_ids'
+
+    settings = make_app(compute_targets=('local', 'hosts'), ssh_hosts=('a:4', 'b:4'), launcher='deepspeed').extensions['odeo'].settings
+    path, first = HostsTarget(settings).write_hostfile(tmp_path, 2, 4)
+    assert path.read_text() == 'a slots=4\nb slots=4\n' and first == 'a'
+    job = {'target': 'hosts', 'request': {'gpus': 4, 'gpu_ids': None, 'target': 'hosts', 'nodes': 2}}
+    argv, _ = train_command(settings, job, 'gpu', [], 29501, tmp_path)
+    assert argv[1:9] == ['--hostfile', str(path), '--num_nodes', '2', '--num_gpus', '4', '--master_addr', 'a']

@@ -12,7 +12,6 @@ A job names its target in `request.target` (copied to `job.target`); no target m
 """
 
 import logging
-import subprocess
 import time
 from pathlib import Path
 
@@ -25,6 +24,38 @@ from .slurm import SlurmCli, SlurmError
 
 log = logging.getLogger(__name__)
 NAMES = ('local', 'slurm', 'hosts')
+NETWORK_FS = ('nfs', 'nfs4', 'cifs', 'smb3', 'lustre', 'gpfs', 'beegfs', 'cephfs', 'ceph', 'glusterfs', 'fuse.glusterfs',
+              'fuse.sshfs', 'wekafs', 'pvfs2', 'orangefs', 'fuse.juicefs', 'virtiofs', '9p')
+
+
+def filesystem_of(path, mounts='/proc/mounts'):
+    """The filesystem type of the mount holding `path` (longest mount point that is a prefix), or None."""
+    path, best = str(Path(path).resolve()), (None, '')
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3:
+            point = parts[1].replace('\\040', ' ')
+            if (path == point or path.startswith(point.rstrip('/') + '/')) and len(point) >= len(best[1]):
+                best = (parts[2], point)
+    return best[0]
+
+
+def shared_check(settings):
+    """What must be shared with the nodes (the data root, the model folders) and whether each lies on a network
+    filesystem; a local one is only a warning (a cluster may mount it on every node at the same path)."""
+    folders = [settings.data_path] + [r for r in settings.all_model_roots if not str(r).startswith(str(settings.data_path))]
+    out = []
+    for folder in folders:
+        fs = filesystem_of(folder)
+        out.append({'path': str(folder), 'filesystem': fs, 'network': fs in NETWORK_FS,
+                    'warning': None if fs in NETWORK_FS else
+                    f'{folder} is on {fs or "an unknown filesystem"}, not a network filesystem: every node must see '
+                    'it at the same path (a node that cannot fails the start, naming itself)'})
+    return out
 
 
 def target_of(job_or_request):
@@ -66,18 +97,12 @@ class HostsTarget(LocalTarget):
             out.append((name.strip(), int(slots) if slots.strip().isdigit() else None))
         return out
 
-    def _smi(self, host):
-        cmd = self.ssh + [host, 'nvidia-smi', f'--query-gpu={NvidiaSmiProvider.QUERY}', '--format=csv,noheader,nounits']
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=15, check=True).stdout
-        except (OSError, subprocess.SubprocessError) as e:
-            raise ProviderUnavailable(f'{host}: {e}') from None
-
     def offers(self):
         hosts = []
         for name, slots in self.hosts():
             try:
-                gpus = [d.__dict__ for d in NvidiaSmiProvider(run=lambda h=name: self._smi(h)).devices()]
+                smi = NvidiaSmiProvider(run=lambda h=name: NvidiaSmiProvider._run(self.ssh + [h], timeout=15))
+                gpus = [d.__dict__ for d in smi.devices()]
                 hosts.append({'host': name, 'slots': slots or len(gpus), 'gpus': gpus, 'error': None})
             except ProviderUnavailable as e:
                 hosts.append({'host': name, 'slots': slots, 'gpus': [], 'error': str(e)})
@@ -212,6 +237,21 @@ class Targets:
             self.by_name[name].check(request)
 
     def view(self):
-        return {'default': 'local',
-                'targets': [{'name': name, 'offers': self.by_name[name].offers()}
-                            for name in self.settings.compute_targets if name in self.by_name]}
+        names = [n for n in self.settings.compute_targets if n in self.by_name]
+        return {'default': 'local', 'targets': [{'name': n, 'offers': self.by_name[n].offers()} for n in names],
+                'shared': shared_check(self.settings) if set(names) - {'local'} else []}
+
+
+def main():
+    """`python -m api.services.jobs.targets`: warn (start_api.sh) when a target off this machine is on and the
+    folders every node must see are not on a network filesystem."""
+    from ...settings import load_settings
+    settings = load_settings()
+    if set(settings.compute_targets) - {'local'}:
+        for entry in shared_check(settings):
+            print(f'==> shared with the nodes: {entry["path"]} ({entry["filesystem"]})'
+                  + (f'\n    warning: {entry["warning"]}' if entry['warning'] else ''))
+
+
+if __name__ == '__main__':
+    main()
