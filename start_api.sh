@@ -43,6 +43,10 @@ make_demo() {   # make_demo <script> <output folder> <what>
 make_demo tools/make_demo_model.py "$DATA/models/tiny" "tiny demo model"
 make_demo tools/make_demo_dataset.py "$DATA/datasets/demo" "demo dataset"
 
+# Training on Slurm or ssh hosts (compute_targets): the data root and the model folders must be on a shared
+# filesystem every node mounts at the same path. Say what is shared and warn when it looks local.
+ODEO_DATA_ROOT="$DATA" "$PY" -W ignore::RuntimeWarning -m api.services.jobs.targets || true
+
 echo "==> ODEO Studio: http://$HOST:$PORT/"
 ARGS=(--host "$HOST" --port "$PORT" --data "$DATA")
 if [ -n "$TOKEN" ]; then

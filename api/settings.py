@@ -66,6 +66,17 @@ class Settings:
     hf_token: str = ''                              # hub access token for gated repos; never shown by the API
     max_image_pixels: int = 40_000_000              # stills with more pixels (read from the header) are refused, never decoded
     media_slots: int = 2                            # probes, thumbnails, strips and preview copies that may run at once
+    compute_targets: tuple = ('local',)             # where tasks may train: local (this machine), slurm, hosts (ssh_hosts)
+    slurm_partition: str = ''                       # sbatch --partition (empty: the cluster's default); tasks may override
+    slurm_account: str = ''                         # sbatch --account
+    slurm_qos: str = ''                             # sbatch --qos
+    slurm_gpus_per_node: int = 0                    # GPUs per node (0: the task's gpus)
+    slurm_max_nodes: int = 1                        # most nodes a task may ask for
+    slurm_time_limit: str = ''                      # sbatch --time, e.g. 2-00:00:00 (a job past it is retried from its checkpoint)
+    slurm_sbatch_options: tuple = ()                # more sbatch options, e.g. ['--constraint=a100', '--exclusive']
+    slurm_bin: str = ''                             # folder of sbatch, squeue, ... (empty: PATH); SLURM_CONF from the environment
+    slurm_poll_s: float = 5.0                       # squeue is asked at most this often
+    ssh_hosts: tuple = ()                           # hosts of the `hosts` target, 'name' or 'name:slots' (a DeepSpeed hostfile)
     media_wait_s: float = 5.0                       # a media request waits this long for a slot, then gets 503 + Retry-After
 
     @property
@@ -94,6 +105,7 @@ CHOICES = {
     'launcher': ('deepspeed', 'python'),
     'comfyui_mode': ('external', 'managed'),
 }
+TARGET_NAMES = ('local', 'slurm', 'hosts')
 
 
 class SettingsError(ValueError):
@@ -121,6 +133,8 @@ def _coerce(name, value):
         raise SettingsError(f'setting {name}: {value!r} is not a valid {type(default).__name__}') from None
     if name in CHOICES and value not in CHOICES[name]:
         raise SettingsError(f'setting {name}: {value!r} must be one of {", ".join(CHOICES[name])}')
+    if name == 'compute_targets' and (not value or set(value) - set(TARGET_NAMES)):
+        raise SettingsError(f'setting compute_targets: {value!r} must name some of {", ".join(TARGET_NAMES)}')
     if name == 'port_range' and (len(value) != 2 or not 1024 <= value[0] <= value[1] <= 65535):
         raise SettingsError(f'setting port_range: {value!r} must be two ports FIRST-LAST between 1024 and 65535')
     return value
@@ -188,4 +202,5 @@ def public_view(settings: Settings) -> dict:
         'import_roots': [str(r) for r in settings.all_import_roots],
         'hf_endpoint': settings.hf_endpoint or os.environ.get('HF_ENDPOINT') or '',
         'hf_token_set': bool(settings.hf_token),
+        'compute_targets': list(settings.compute_targets),
     }

@@ -3,7 +3,9 @@
 from .types import ANY, BOOL, INT, NUM, STR, arr, obj, opt, ref
 
 SCHEMAS = {
-    'Resources': obj({'gpus': INT, 'gpu_ids': opt(arr(INT))}),
+    'Resources': obj({'gpus': INT, 'gpu_ids': opt(arr(INT)), 'target': {'type': 'string', 'enum': ['local', 'slurm', 'hosts']},
+                      'nodes': INT, 'slurm': obj({'partition': STR, 'account': STR, 'qos': STR, 'time_limit': STR,
+                                                  'gpus_per_node': INT, 'sbatch_options': arr(STR)})}),
     'GpuRequest': obj({'gpus': INT, 'gpu_ids': arr(INT)}),
     'ProgressBrief': obj({k: opt(NUM) for k in ('step', 'total_steps', 'epoch', 'total_epochs', 'fraction',
                                                  'steps_per_s', 'eta_s')} | {'status': opt(STR), 'phase': opt(STR),
@@ -48,9 +50,10 @@ SCHEMAS = {
     'Lora': obj({'name': STR, 'kind': STR, 'number': INT, 'created_at': NUM,
                  'files': arr(obj({'path': STR, 'size': INT, 'expert': opt(STR)}))}),
     'Artifacts': obj({'loras': arr(ref('Lora')), 'checkpoints': arr(ref('Checkpoint')), 'events': arr(ANY)}),
-    'QueueEntry': obj({'position': INT, 'job_id': STR, 'task_id': STR, 'task_name': opt(STR),
+    'QueueEntry': obj({'position': opt(INT), 'job_id': STR, 'task_id': STR, 'task_name': opt(STR),
                        'request': ref('Resources'), 'queued_at': NUM, 'retries': INT, 'resume_from': opt(STR),
-                       'waiting_reason': STR}),
+                       'waiting_reason': opt(STR), 'target': STR, 'nodes': INT, 'slurm_job_id': opt(STR),
+                       'slurm_state': opt(STR)}),
     'Queue': obj({'policy': STR, 'jobs': arr(ref('QueueEntry'))}),
     'QueueMove': obj({'to': INT, 'by': INT, 'where': {'type': 'string', 'enum': ['up', 'down', 'top', 'bottom']}}),
     'Gpu': obj({'index': INT, 'name': STR, 'memory_total_gib': opt(NUM), 'memory_used_gib': opt(NUM),
@@ -58,4 +61,6 @@ SCHEMAS = {
                 'held_by': opt(obj({'job_id': STR, 'task_id': STR, 'task_name': opt(STR)}))}),
     'Gpus': obj({'mode': {'type': 'string', 'enum': ['gpu', 'cpu']}, 'provider': STR, 'message': STR,
                  'read_at': NUM, 'memory_threshold_gib': opt(NUM), 'devices': arr(ref('Gpu'))}),
+    'Targets': obj({'default': STR, 'targets': arr(obj({'name': STR, 'offers': ANY})),
+                    'shared': arr(obj({'path': STR, 'filesystem': opt(STR), 'network': BOOL, 'warning': opt(STR)}))}),
 }

@@ -66,12 +66,13 @@ class NvidiaSmiProvider:
             raise ProviderUnavailable('nvidia-smi: not found')
 
     @classmethod
-    def _run(cls):
-        cmd = ['nvidia-smi', f'--query-gpu={cls.QUERY}', '--format=csv,noheader,nounits']
+    def _run(cls, prefix=(), timeout=10):
+        """nvidia-smi's CSV; `prefix` runs it elsewhere (e.g. ['ssh', host])."""
+        cmd = [*prefix, 'nvidia-smi', f'--query-gpu={cls.QUERY}', '--format=csv,noheader,nounits']
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
         except (OSError, subprocess.SubprocessError) as e:
-            raise ProviderUnavailable(f'nvidia-smi: {e}') from None
+            raise ProviderUnavailable(f'{prefix[-1] if prefix else "nvidia-smi"}: {e}') from None
 
     def devices(self):
         out = []

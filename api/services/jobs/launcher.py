@@ -52,14 +52,15 @@ class JobKind:
     command: Callable          # (settings, job, mode, devices, port, run_dir, resume_from) -> (argv, env)
     resumable: bool            # a crash or hang is retried from the newest checkpoint
     needs_task: bool = True    # False: the job stands alone (e.g. captioning a dataset), no task record
+    batch: Callable | None = None  # (settings, job, run_dir, resume_from) -> {trainer_args, workdir}: runs on Slurm
 
 
 KINDS = {}
 
 
-def register_kind(kind, command, resumable=False, needs_task=True):
+def register_kind(kind, command, resumable=False, needs_task=True, batch=None):
     """Areas add their job kinds here, e.g. register_kind('infer', module_command('api.jobs.infer'))."""
-    KINDS[kind] = JobKind(command, resumable, needs_task)
+    KINDS[kind] = JobKind(command, resumable, needs_task, batch)
 
 
 def build(settings, job, mode, devices, port, run_dir, resume_from=None):
@@ -68,6 +69,14 @@ def build(settings, job, mode, devices, port, run_dir, resume_from=None):
     if kind not in KINDS:
         raise ValueError(f'unknown job kind {kind!r}; known: {", ".join(sorted(KINDS))}')
     return KINDS[kind].command(settings, job, mode, devices, port, Path(run_dir), resume_from)
+
+
+def batch(settings, job, run_dir, resume_from=None):
+    """What a Slurm batch script runs on every node for this job: {trainer_args, workdir}."""
+    kind = KINDS.get(job.get('kind', 'train'))
+    if not kind or not kind.batch:
+        raise ValueError(f'jobs of kind {job.get("kind")!r} cannot run on Slurm')
+    return kind.batch(settings, job, Path(run_dir), resume_from)
 
 
 def resumable(job):

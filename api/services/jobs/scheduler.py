@@ -16,17 +16,19 @@ import time
 from pathlib import Path
 
 from ..errors import BadRequest, Conflict, Invalid
-from . import launcher, procs
+from . import launcher
 from .runs import newest_checkpoint
+from .slurm import SlurmError
 from .store import ACTIVE, LIVE
 from .supervise import Supervisor
+from .targets import Targets, target_of
 
 log = logging.getLogger(__name__)
 STORAGE_BACKOFF_MAX_S = 30.0        # longest wait between scheduler passes while the data root cannot be written
 
 
 class Scheduler:
-    def __init__(self, settings, paths, jobs, queue, tasks, inventory, monitor, ports, clock=time.time):
+    def __init__(self, settings, paths, jobs, queue, tasks, inventory, monitor, ports, clock=time.time, targets=None):
         self.settings = settings
         self.paths = paths
         self.jobs = jobs
@@ -37,7 +39,8 @@ class Scheduler:
         self.ports = ports
         self.clock = clock
         self.lock = threading.RLock()
-        self.supervisor = Supervisor(settings, paths, jobs, queue, tasks, monitor, clock)
+        self.targets = targets or Targets(settings, inventory)
+        self.supervisor = Supervisor(settings, paths, jobs, queue, tasks, monitor, clock, self.targets)
         self._thread = None
         self._halt = threading.Event()
         self.hooks = []                 # called on every tick, under the lock (e.g. queueing previews)
@@ -142,6 +145,9 @@ class Scheduler:
             if (task is None and launcher.needs_task(job)) or (task and task.get('deleting')):
                 self.cancel(jid, reason='task deleted')
                 continue
+            if target_of(job) == 'slurm':        # Slurm queues it: submitted at once, holds no device here
+                self._launch(job, [], 'slurm')
+                continue
             if blocked and job['request']['gpus']:
                 continue
             got = self.pick(job['request'], usable, existing) if existing or not job['request']['gpus'] else None
@@ -166,21 +172,18 @@ class Scheduler:
             self.jobs.update(job['id'], state='failed', finished_at=self.clock(),
                              message=f'cannot launch: {", ".join(missing)} not found')
             return
+        if mode == 'slurm':
+            return self._submit(job, run_dir)
         if not self.supervisor.starting_up():      # nobody of ours is building: an old build lock is stale
             for lock in launcher.remove_stale_build_locks(s.torch_extensions_dir, s.build_lock_stale_s, self.clock()):
                 log.warning('removed a stale build lock %s (older than %gs, no job starting up)', lock, s.build_lock_stale_s)
         in_use = {j['attempts'][-1].get('port') for j in self.jobs.all(states=LIVE)}
         port = self.ports.allocate(in_use)
         resume = job['resume_from']
+        if target_of(job) == 'hosts':
+            self.targets.hosts.write_hostfile(run_dir, job['request'].get('nodes', 1), job['request']['gpus'])
         command, env = launcher.build(s, job, mode, devices, port, run_dir, resume)
-        events = self.monitor.events_path(job)
-        att = {'n': len(job['attempts']) + 1, 'started_at': self.clock(), 'ended_at': None, 'pid': None,
-               'create_time': None, 'port': port, 'devices': list(devices), 'device_kind': mode,
-               'resume_from': resume, 'command': command, 'exit_code': None, 'outcome': None, 'reason': None,
-               'events_offset': events.stat().st_size if events.exists() else 0,
-               'log_offset': (run_dir / 'log.txt').stat().st_size if (run_dir / 'log.txt').exists() else 0}
-        for f in (run_dir / 'control').glob('*'):       # requests meant for an earlier attempt
-            f.unlink(missing_ok=True)
+        att = self._new_attempt(job, run_dir, port, devices, mode, resume, command)
         job = self.jobs.update(job['id'], state='running', attempts=job['attempts'] + [att], stop=None)
         self.queue.remove(job['id'])
         header = f'job {job["id"]} attempt {att["n"]}' + (f', resuming from {resume}' if resume else '')
@@ -194,9 +197,57 @@ class Scheduler:
         self.supervisor.adopt(job['id'], proc)
         self.jobs.update(job['id'], attempts=job['attempts'][:-1] + [{**att, 'pid': proc.pid, 'create_time': started}])
 
+    def _new_attempt(self, job, run_dir, port, devices, mode, resume, command, fresh=True):
+        """The record of the next attempt; `fresh`: control files meant for an earlier attempt are removed."""
+        events = self.monitor.events_path(job)
+        if fresh:
+            for f in (run_dir / 'control').glob('*'):
+                f.unlink(missing_ok=True)
+        return {'n': len(job['attempts']) + 1, 'started_at': self.clock(), 'ended_at': None, 'pid': None,
+                'create_time': None, 'port': port, 'devices': list(devices), 'device_kind': mode,
+                'resume_from': resume, 'command': command, 'exit_code': None, 'outcome': None, 'reason': None,
+                'events_offset': events.stat().st_size if events.exists() else 0,
+                'log_offset': (run_dir / 'log.txt').stat().st_size if (run_dir / 'log.txt').exists() else 0}
+
+    def _submit(self, job, run_dir):
+        """A Slurm attempt: the next run of a Slurm job that Slurm requeued (preemption, node failure), else a new
+        `sbatch` of `<run>/slurm.sbatch`. The attempt is recorded before sbatch runs; a studio that dies between
+        the two finds the Slurm job by its name (odeo-<job id>) at start and cancels it."""
+        slurm, resume = self.targets.slurm, job['resume_from']
+        in_use = {j['attempts'][-1].get('port') for j in self.jobs.all(states=LIVE)}
+        port = self.ports.allocate(in_use)
+        try:
+            again = slurm.active(job['slurm_job_id']) if job.get('slurm_job_id') else None
+        except SlurmError:
+            again = None
+        script = run_dir / 'slurm.sbatch'
+        att = self._new_attempt(job, run_dir, port, [], 'slurm', resume, ['sbatch', str(script)], fresh=not again)
+        att.update(target='slurm', slurm_job_id=again.id if again else None, slurm_restarts=again.restarts if again else 0,
+                   slurm_state=again.state if again else 'SUBMITTING', slurm_reason=again.reason if again else None)
+        job = self.jobs.update(job['id'], state='running', attempts=job['attempts'] + [att], stop=None)
+        self.queue.remove(job['id'])
+        if again:
+            return
+        try:
+            mode = 'cpu' if self.settings.gpu_backend == 'cpu' else 'gpu'       # the nodes': GPUs unless told not
+            slurm.write_script(self.settings, job, run_dir, port, resume, mode)
+            sid = slurm.cli.submit(script, cwd=run_dir)
+        except (SlurmError, OSError, ValueError) as e:
+            atts = job['attempts'][:-1] + [{**att, 'outcome': 'failed', 'reason': str(e), 'ended_at': self.clock()}]
+            self.jobs.update(job['id'], state='failed', finished_at=self.clock(), attempts=atts,
+                             message=f'cannot submit to Slurm: {e}')
+            return
+        with open(run_dir / 'log.txt', 'a') as f:
+            f.write(f'\n=== {time.strftime("%Y-%m-%d %H:%M:%S")} job {job["id"]} attempt {att["n"]}: Slurm job {sid}\n')
+        self.jobs.update(job['id'], slurm_job_id=sid,
+                         attempts=job['attempts'][:-1] + [{**att, 'slurm_job_id': sid, 'slurm_state': 'PENDING'}])
+
     # ---- requests from users ------------------------------------------------------------------------
     def check_request(self, request):
         """Refuse at once a GPU request this machine can never satisfy."""
+        self.targets.check(request)
+        if target_of(request) != 'local':
+            return
         snap = self.inventory.snapshot()
         existing = {d.index for d in snap.devices}
         if not existing:
@@ -224,8 +275,7 @@ class Scheduler:
             self._ask(job, 'save_quit' if save else 'stop')
             stop = {'requested_at': now, 'mode': 'save_quit' if save else 'stop', 'signal': None, 'signal_at': None}
             if immediate:
-                att = job['attempts'][-1]
-                procs.signal_job(att['pid'], att.get('create_time'), procs.SIGNALS['SIGTERM'])
+                self.targets.of(job).signal(job, 'SIGTERM')
                 stop.update(signal='SIGTERM', signal_at=now)
             return self.jobs.update(job_id, state='stopping', stop=stop, message='stop requested')
 
@@ -265,6 +315,7 @@ class Scheduler:
             request = request or job['request']
             self.check_request(request)
             job = self.jobs.update(job_id, state='queued', queued_at=self.clock(), finished_at=None, retries=0,
+                                   target=target_of(request),
                                    failures_in_row=0, port_retries=0, resume_from=resume, request=request, stop=None, message='resume requested')
             self.queue.add(job_id)
             return job

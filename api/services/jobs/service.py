@@ -8,7 +8,9 @@ inventory and scheduler it was given, and every view of a job (brief, full, queu
 from .logs import read_log
 from .resources import check_resources
 from .runs import file_in_run, list_checkpoints, list_loras
+from .slurm import WAITING
 from .store import LIVE
+from .targets import target_of
 
 BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s',
                   'loss')
@@ -16,6 +18,19 @@ BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epoc
 
 def _ids(indices):
     return ', '.join(str(i) for i in sorted(indices)) or 'none'
+
+
+def slurm_fields(job):
+    """target, nodes and, on Slurm, the job id, its state and why it waits (for the job and queue views)."""
+    out = {'target': target_of(job), 'nodes': job['request'].get('nodes', 1)}
+    if out['target'] == 'slurm':
+        att = job['attempts'][-1] if job['attempts'] else {}
+        waiting = job['state'] in LIVE and att.get('slurm_state') in WAITING
+        reason = att.get('slurm_reason')
+        out.update(slurm_job_id=job.get('slurm_job_id'), slurm_state=att.get('slurm_state'),
+                   waiting_reason=f'Slurm job {job.get("slurm_job_id")} pending' + (f': {reason}' if reason else '')
+                   if waiting else None)
+    return out
 
 
 def _wanted(request, mode):
@@ -49,7 +64,8 @@ class JobService:
         return self.view(self.scheduler.cancel(job_id))
 
     def resume(self, job_id, gpus=None, gpu_ids=None):
-        req = None if gpus is None and gpu_ids is None else check_resources({'gpus': gpus, 'gpu_ids': gpu_ids})
+        base = self.store.get(job_id)['request']
+        req = None if gpus is None and gpu_ids is None else check_resources({**base, 'gpus': gpus, 'gpu_ids': gpu_ids})
         return self.view(self.scheduler.resume(job_id, req))
 
     def move(self, job_id, to=None, by=None):
@@ -65,6 +81,7 @@ class JobService:
         out['failures_in_row'] = job.get('failures_in_row', 0)
         out['attempt'] = len(job['attempts'])
         out['devices'] = job['attempts'][-1]['devices'] if live else []
+        out.update(slurm_fields(job))
         out['progress'] = None
         if job['attempts']:
             p = self.monitor.progress(job, now)
@@ -89,7 +106,9 @@ class JobService:
                 continue
             task = self.tasks.find(job['task_id']) or {}
             got = self.scheduler.pick(job['request'], usable, existing) if existing else None
-            if blocked and self.settings.queue_policy == 'strict':
+            if target_of(job) == 'slurm':
+                why = 'submitted to Slurm on the next scheduler tick'
+            elif blocked and self.settings.queue_policy == 'strict':
                 why = f'behind {blocked} (strict queue order)'
             elif got is None:
                 why = f'waiting for {_wanted(job["request"], snap.mode)}; usable now: {_ids(usable)}'
@@ -102,7 +121,13 @@ class JobService:
                 usable = [d for d in usable if d not in got]
             out.append({'position': pos, 'job_id': jid, 'task_id': job['task_id'], 'task_name': task.get('name'),
                         'request': job['request'], 'queued_at': job['queued_at'], 'retries': job['retries'],
-                        'resume_from': job['resume_from'], 'waiting_reason': why})
+                        'resume_from': job['resume_from'], 'waiting_reason': why, **slurm_fields(job)})
+        for job in self.store.all(states=LIVE):          # submitted to Slurm, waiting in its queue
+            if target_of(job) == 'slurm' and (view := slurm_fields(job))['waiting_reason']:
+                task = self.tasks.find(job['task_id']) or {}
+                out.append({'position': None, 'job_id': job['id'], 'task_id': job['task_id'],
+                            'task_name': task.get('name'), 'request': job['request'], 'queued_at': job['queued_at'],
+                            'retries': job['retries'], 'resume_from': job['resume_from'], **view})
         return {'policy': self.settings.queue_policy, 'jobs': out}
 
     def gpu_view(self):
@@ -119,6 +144,10 @@ class JobService:
                             if job else None, 'busy_outside': outside, 'free': not job and not outside})
         return {'mode': snap.mode, 'provider': snap.provider, 'message': snap.message, 'read_at': snap.read_at,
                 'memory_threshold_gib': limit if snap.mode == 'gpu' else None, 'devices': devices}
+
+    def targets_view(self):
+        """The compute targets tasks may choose and what each offers (sinfo, ssh + nvidia-smi, this machine)."""
+        return self.scheduler.targets.view()
 
     # ---- run contents -------------------------------------------------------------------------------
     def run_dir(self, job):

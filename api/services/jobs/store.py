@@ -1,6 +1,7 @@
 """Job records: <data>/runs/<task-id>/<job-id>/job.json, one per run directory.
 
-States:  queued -> running -> (stopping ->) done | stopped | failed
+States:  queued -> running -> (stopping ->) done | stopped | failed  (a Slurm job is `running` from its
+         submission; its attempt's `slurm_state` says PENDING (+ `slurm_reason`) or RUNNING)
          queued -> cancelled;  running -> queued again (automatic resume after a crash, hang or
          interruption, while retries last);  interrupted: the studio found it dead and will not retry.
 """
@@ -31,7 +32,9 @@ def new_job(job_id, task_id, run_dir_rel, request, origin, resume_from=None, kin
         'queued_at': now,
         'finished_at': None,
         'run_dir': run_dir_rel,
-        'request': request,            # {'gpus': n, 'gpu_ids': [..] or None}
+        'request': request,            # {'gpus': n, 'gpu_ids': [..] or None} (+ target, nodes, slurm off this machine)
+        'target': (request or {}).get('target') or 'local',   # local | slurm | hosts (jobs/targets.py)
+        'slurm_job_id': None,          # the Slurm job of the latest attempt (target slurm)
         'origin': origin,              # {'action': start|restart|continue|copy, 'job_id', 'checkpoint'}
         'resume_from': resume_from,    # what the next attempt resumes from (absolute path) or None
         'attempts': [],

@@ -1,6 +1,11 @@
 """Watching jobs whose process runs: exit, heartbeats, the stop sequence; what an ended attempt means;
 automatic resume of crashed, hung or interrupted training; re-attaching after a studio restart.
 
+Local (and `hosts`) jobs are processes of this machine, known by pid + start time. Slurm jobs are known by
+their Slurm job id (targets.py): their state comes from one squeue reading per tick, signals are scancel, and
+a requeue by Slurm (preemption, node failure) ends the attempt as `interrupted`; the retry policy then decides
+whether that next run of the Slurm job is the job's next attempt or the Slurm job is cancelled.
+
 Used by the scheduler under its lock. Every decision is written to the job record first.
 """
 
@@ -12,7 +17,9 @@ from pathlib import Path
 
 from . import launcher, procs
 from .runs import newest_checkpoint
+from .slurm import SlurmError
 from .store import LIVE
+from .targets import Targets, target_of
 
 log = logging.getLogger(__name__)
 RETRYABLE = ('crashed', 'hung', 'interrupted')
@@ -44,7 +51,7 @@ def _signal_name(code):
 
 
 class Supervisor:
-    def __init__(self, settings, paths, jobs, queue, tasks, monitor, clock=time.time):
+    def __init__(self, settings, paths, jobs, queue, tasks, monitor, clock=time.time, targets=None):
         self.settings = settings
         self.paths = paths
         self.jobs = jobs
@@ -53,21 +60,30 @@ class Supervisor:
         self.monitor = monitor
         self.clock = clock
         self._children = {}            # job id -> Popen of the attempt we launched (None when re-attached)
+        self.targets = targets or Targets(settings, None)
 
     def adopt(self, job_id, proc):
         self._children[job_id] = proc
 
     def watch_all(self):
         now = self.clock()
-        for job in self.jobs.all(states=LIVE):
-            self.watch(job, now)
+        live = self.jobs.all(states=LIVE)
+        on_slurm = [j for j in live if target_of(j) == 'slurm']
+        slurm_read = self.targets.slurm.refresh(on_slurm) if on_slurm else True
+        for job in live:
+            if target_of(job) != 'slurm':
+                self.watch(job, now)
+            elif slurm_read:            # Slurm could not be asked: leave its jobs as they are
+                self.watch_slurm(job, now)
 
     # ---- recovery ------------------------------------------------------------------------------
     def recover(self):
         """After a (re)start: re-attach to jobs whose process still runs; settle the others."""
         for job in self.jobs.all(states=LIVE):
             att = job['attempts'][-1] if job['attempts'] else None
-            if att is None or att.get('pid') is None:
+            if target_of(job) == 'slurm' and att is not None:
+                self._recover_slurm(job, att)
+            elif att is None or att.get('pid') is None:
                 for p in procs.find_by_argument(str(self.paths.root / job['run_dir'])):   # launched just before a crash
                     procs.signal_job(p.pid, p.create_time(), procs.SIGNALS['SIGKILL'])
                 self.finalize(job, None, recovering=True)
@@ -77,6 +93,18 @@ class Supervisor:
             else:
                 procs.signal_job(att['pid'], att.get('create_time'), procs.SIGNALS['SIGKILL'])
                 self.finalize(job, None, recovering=True)
+
+    def _recover_slurm(self, job, att):
+        """Re-attach by Slurm job id (the next tick reads its state, also when it ended meanwhile); an attempt
+        whose id was never recorded: cancel what was submitted under its name, and it is interrupted."""
+        if att.get('slurm_job_id'):
+            log.info('re-attached to job %s (Slurm job %s)', job['id'], att['slurm_job_id'])
+            return
+        try:
+            self.targets.slurm.cancel_orphans(job)
+        except SlurmError as e:        # Slurm unreachable: nothing more to do now
+            log.warning('job %s: cannot look for its Slurm job: %s', job['id'], e)
+        self.finalize(job, None, recovering=True)
 
     # ---- watching running jobs ------------------------------------------------------------------
     def _alive(self, job):
@@ -93,12 +121,50 @@ class Supervisor:
         if not alive:
             self.finalize(job, code)
             return
+        self.watch_running(job, now)
+
+    def watch_slurm(self, job, now):
+        """A Slurm job: ended -> finalize with its exit code; requeued by Slurm -> the attempt was interrupted;
+        pending -> its reason is recorded (no hang check: nothing runs); running -> heartbeats and stops as
+        for a local job, from the moment it started running."""
+        att = job['attempts'][-1]
+        if not att.get('slurm_job_id'):
+            return                      # being submitted (under the scheduler's lock: not seen here)
+        sj = self.targets.slurm.poll(job)
+        if sj is None or not sj.active:
+            code = None if sj is None else (-sj.signal if sj.signal and not sj.exit_code else sj.exit_code)
+            if sj is not None and sj.state not in ('COMPLETED', 'FAILED'):
+                code = None             # cancelled, timed out, node failure ...: the state says it, not the code
+            job = self._note_slurm(job, att, slurm_state=sj.state if sj else 'UNKNOWN')
+            self.finalize(job, code)
+            return
+        if sj.restarts > att.get('slurm_restarts', 0) and sj.state != 'COMPLETING':
+            job = self._note_slurm(job, att, slurm_state=sj.state, slurm_reason=sj.reason or None, slurm_requeued=True)
+            self.finalize(job, None)
+            return
+        if sj.waiting:
+            reason = sj.reason or None
+            if job['stop']:             # nothing runs, nothing to save
+                self.targets.slurm.signal(job, 'SIGKILL')
+            elif (att.get('slurm_state'), att.get('slurm_reason')) != (sj.state, reason):
+                self._note_slurm(job, att, slurm_state=sj.state, slurm_reason=reason)
+            return
+        if att.get('running_at') is None:
+            job = self._note_slurm(job, att, slurm_state=sj.state, slurm_reason=None, running_at=now,
+                                   slurm_nodes=sj.nodes)
+        self.watch_running(job, now)
+
+    def _note_slurm(self, job, att, **fields):
+        return self.jobs.update(job['id'], attempts=job['attempts'][:-1] + [{**att, **fields}])
+
+    def watch_running(self, job, now):
+        """Stops and heartbeats of a job whose processes run (any target)."""
         att = job['attempts'][-1]
         limit, phase = self.silence_limit(job, att)
         if job['stop']:
             self._escalate(job, now)
         elif now - self._last_sign_of_life(job, att) > limit:
-            procs.signal_job(att['pid'], att['create_time'], procs.SIGNALS['SIGKILL'])
+            self.targets.of(job).signal(job, 'SIGKILL')
             why = f'no sign of life for {limit:g}s {phase}'
             atts = job['attempts'][:-1] + [{**att, 'hung_at': now, 'hung_why': why}]
             self.jobs.update(job['id'], attempts=atts, message=f'{why}: killed')
@@ -124,18 +190,18 @@ class Supervisor:
             seen = os.stat(self.monitor.events_path(job)).st_mtime
         except OSError:
             seen = 0.0
-        return max(att['started_at'], seen)
+        return max(att.get('running_at') or att['started_at'], seen)
 
     def _escalate(self, job, now):
         """control file first; after stop_grace_s SIGTERM to the process group; after kill_grace_s SIGKILL."""
-        stop, att = job['stop'], job['attempts'][-1]
+        stop = job['stop']
         if stop['signal'] is None and now - stop['requested_at'] >= self.settings.stop_grace_s:
             sig, since = 'SIGTERM', now
         elif stop['signal'] == 'SIGTERM' and now - stop['signal_at'] >= self.settings.kill_grace_s:
             sig, since = 'SIGKILL', now
         else:
             return
-        procs.signal_job(att['pid'], att['create_time'], procs.SIGNALS[sig])
+        self.targets.of(job).signal(job, sig)
         self.jobs.update(job['id'], stop={**stop, 'signal': sig, 'signal_at': since})
 
     # ---- the end of an attempt --------------------------------------------------------------------
@@ -146,6 +212,8 @@ class Supervisor:
         if job['stop']:
             how = f' (after {job["stop"]["signal"]})' if job['stop'].get('signal') else ''
             return 'stopped', f'stopped on request{how}'
+        if att.get('slurm_requeued'):
+            return 'interrupted', f'Slurm requeued job {att.get("slurm_job_id")} (preemption or node failure)'
         if att.get('hung_at'):
             return 'hung', f'{att.get("hung_why") or f"no heartbeat for {self.settings.heartbeat_timeout_s:g}s"}; killed'
         if final in ('done', 'stopped') and code in (0, None):
@@ -157,6 +225,11 @@ class Supervisor:
         if code not in (0, None) and att.get('log_tail') and any(m in att['log_tail'] for m in PORT_TAKEN):
             return 'port_taken', (f'master port {att.get("port")} was taken by another process before the trainer '
                                   'bound it (EADDRINUSE)')
+        if code is None and att.get('slurm_state') and final not in ('done', 'stopped'):
+            state = att['slurm_state']
+            why = 'Slurm no longer knows it' if state == 'UNKNOWN' else f'it ended {state}'
+            return ('interrupted' if state in ('PREEMPTED', 'NODE_FAIL') else 'crashed'), \
+                f'Slurm job {att.get("slurm_job_id")}: {why}' + (f': {failure}' if failure else '')
         if code is None and recovering:
             return 'interrupted', 'the process was gone when the studio started'
         if code is None:
@@ -171,7 +244,7 @@ class Supervisor:
         best = job.get('best_step') or 0
         if atts:
             att = atts[-1]
-            if att.get('pid'):
+            if att.get('pid') and target_of(job) != 'slurm':
                 procs.signal_job(att['pid'], att.get('create_time'), procs.SIGNALS['SIGKILL'])  # leftover ranks
             att = {**att, 'log_tail': log_tail(self.paths.root / job['run_dir'] / 'log.txt', att.get('log_offset', 0))}
             outcome, reason = self._classify(job, att, code, recovering)
@@ -205,6 +278,8 @@ class Supervisor:
         if retry and limit and not deleting:
             changes['message'] = (f'{outcome}: {reason}; gave up after {limit} automatic retries without progress '
                                   f'(best step {max(step, best)})')
+        if atts and atts[-1].get('slurm_requeued'):       # Slurm would run it again: no more retries
+            self.targets.slurm.signal(job, 'SIGKILL')
         self.jobs.update(job['id'], state=final, finished_at=now, failures_in_row=failures if retry else 0, **changes)
         self._children.pop(job['id'], None)
 

@@ -60,6 +60,10 @@ FIELDS = [
     FormField('seed', 'main', ('seed',), 'seed for shuffling, noise and timesteps'),
     FormField('gpus', 'task', ('resources', 'gpus'), 'how many GPUs (or CPU slots) the job needs'),
     FormField('gpu_ids', 'task', ('resources', 'gpu_ids'), 'exactly these GPUs (optional; overrides gpus)'),
+    FormField('target', 'task', ('resources', 'target'), "where it trains: 'local', 'slurm' or 'hosts' (GET /api/v1/targets)"),
+    FormField('nodes', 'task', ('resources', 'nodes'), 'nodes (machines) it trains on; gpus is per node'),
+    FormField('slurm', 'task', ('resources', 'slurm'), 'Slurm options of this task: partition, account, qos, time_limit, '
+              'gpus_per_node, sbatch_options (the settings give the rest)'),
 ]
 BY_NAME = {f.name: f for f in FIELDS}
 FILES = {'main': 'config.toml', 'dataset': 'dataset.toml'}

@@ -20,7 +20,7 @@ from ..jobs.store import new_job, new_job_id
 from ..models.catalog import model_sources
 from .config_check import check
 from .form import FIELDS, dump
-from .launch import train_command
+from .launch import train_batch, train_command
 
 HEADER = '# Frozen by ODEO Studio for job {job}; the trainer rewrites it with every default filled in.\n'
 
@@ -37,7 +37,7 @@ def freeze(run_dir: Path, job_id, main_doc, dataset_doc, extra_files=None):
 def _request(base, gpus=None, gpu_ids=None):
     if gpus is None and gpu_ids is None:
         return dict(base)
-    return check_resources({'gpus': gpus, 'gpu_ids': gpu_ids})
+    return check_resources({**base, 'gpus': gpus, 'gpu_ids': gpu_ids})
 
 
 class TrainingService:
@@ -48,7 +48,7 @@ class TrainingService:
         self.tasks = tasks
         self.models = models
         self.best_lora = best_lora          # task id -> the LoRA marked best in the Inference studio, or None
-        register_kind('train', train_command, resumable=True)
+        register_kind('train', train_command, resumable=True, batch=train_batch)
 
     # ---- checking and queueing runs ---------------------------------------------------------------
     def _check(self, main_text, dataset_text, task_id, job_dir, world_size):

@@ -6,6 +6,7 @@
 //   container.append(form.el);  form.update(task);  form.showIssues(issues);
 
 import { fill, h } from '../ui.js';
+import { TARGET_FIELDS, TARGET_WIDGETS, offerNote, parseObject } from './targets.js';
 
 // Field name -> how it is edited. type: int | float | text | list | choice | model | dataset.
 const WIDGETS = {
@@ -39,6 +40,7 @@ const WIDGETS = {
   pipeline_stages: { label: 'Pipeline stages', type: 'int', min: 1 },
   activation_checkpointing: { label: 'Activation checkpointing', type: 'choice', choices: [true, false, 'unsloth'] },
   blocks_to_swap: { label: 'Blocks to swap', type: 'int', min: 0 },
+  ...TARGET_WIDGETS,
 };
 
 const GROUPS = [
@@ -49,6 +51,7 @@ const GROUPS = [
   ['Saving and evaluation', ['save_every_n_epochs', 'save_every_n_steps', 'checkpoint_every_n_epochs',
     'checkpoint_every_n_minutes', 'eval_every_n_epochs', 'eval_every_n_steps']],
   ['GPUs and memory', ['gpus', 'gpu_ids', 'pipeline_stages', 'activation_checkpointing', 'blocks_to_swap']],
+  ['Where it trains', TARGET_FIELDS],
 ];
 
 // The config-key description of a form field: its TOML key mapped to GET /schema/config `keys`.
@@ -63,6 +66,7 @@ function keyInfo(field, keys) {
 function show(value) {
   if (value === null || value === undefined) return '';
   if (Array.isArray(value)) return value.every((v) => typeof v === 'number') ? value.join(', ') : JSON.stringify(value);
+  if (typeof value === 'object') return JSON.stringify(value);
   return String(value);
 }
 
@@ -98,6 +102,7 @@ function parseValue(w, raw) {
     return n;
   }
   if (w.type === 'list') return parseList(t);
+  if (w.type === 'json') return parseObject(t);
   if (w.type === 'choice') return JSON.parse(t);          // option values hold JSON (true, "unsloth")
   return t;
 }
@@ -190,6 +195,11 @@ export class ConfigForm {
   // Values from the studio; the field being edited keeps what the user typed.
   update(task) {
     this.task = task;
+    const where = (task.resources && task.resources.target) || 'local';
+    if (where !== this.shownTarget) {        // what the chosen compute target offers, under its field
+      this.shownTarget = where;
+      offerNote(this.fields.get('target'), task.resources);
+    }
     const bad = new Set((task.form_errors || []).map((file) => (file === 'config.toml' ? 'main' : 'dataset')));
     this.fileNote.hidden = !bad.size;
     this.fileNote.textContent = bad.size

@@ -1,0 +1,158 @@
+"""The Slurm batch script that runs train.py on N nodes: one place for the studio (which writes it into a run
+folder as `slurm.sbatch`) and for a shell (`python -m utils.slurm_script ...`, e.g. from tools/slurm.sh).
+
+    text = render(ScriptSpec(job_name='odeo-j1', run_dir='/data/runs/t/j1', nodes=2, gpus_per_node=8,
+                             trainer_args=['train.py', '--deepspeed', '--config', '/data/runs/t/j1/config.toml',
+                                           '--run_dir', '/data/runs/t/j1']))
+
+The script asks Slurm for `nodes` nodes with one task each, checks that every node sees the run folder (each
+touches `<run>/nodes/<node name>`; a node that cannot fails the start with a `failed` status naming it, exit 2),
+writes a DeepSpeed hostfile of the allocation and starts one launcher per node with `srun`:
+
+    deepspeed --hostfile <run>/hostfile --no_ssh --node_rank $SLURM_NODEID --master_addr <first node>
+              --master_port <port> --num_nodes N --num_gpus G train.py ...
+
+Log: `<run>/log.txt` (appended). `--requeue`: after a preemption or a node failure Slurm runs the script again
+(SLURM_RESTART_COUNT > 0), which then resumes from the run folder's newest checkpoint.
+"""
+
+import argparse
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ScriptSpec:
+    job_name: str
+    run_dir: str
+    trainer_args: list                  # train.py and its arguments (without --resume_from_checkpoint)
+    nodes: int = 1
+    gpus_per_node: int = 1              # GPUs (GPU mode) or CPU ranks (cpu mode) per node
+    mode: str = 'gpu'                   # gpu: --gpus-per-node; cpu: CPU ranks, DS_ACCELERATOR=cpu
+    launcher: str = 'deepspeed'         # deepspeed | python (one process, no launcher)
+    deepspeed: str = 'deepspeed'        # the launcher executable
+    python: str = 'python3'
+    master_port: int = 29500
+    resume_from: str | None = None      # the first run's --resume_from_checkpoint (a requeued run: newest checkpoint)
+    partition: str = ''
+    account: str = ''
+    qos: str = ''
+    time_limit: str = ''                # sbatch --time, e.g. 2-00:00:00
+    cpus_per_task: int = 0              # 0: Slurm's default
+    extra_options: list = field(default_factory=list)   # more sbatch options, e.g. ['--constraint=a100']
+    workdir: str = ''                   # where the launcher starts (the repository)
+    env: dict = field(default_factory=dict)             # exported before srun
+    header: str = ''                    # a comment line under the shebang
+
+
+def _q(value):
+    return shlex.quote(str(value))
+
+
+def sbatch_options(spec):
+    opts = [f'--job-name={spec.job_name}', f'--nodes={spec.nodes}', '--ntasks-per-node=1',
+            f'--output={spec.run_dir}/log.txt', '--open-mode=append', '--requeue']
+    if spec.mode == 'gpu' and spec.gpus_per_node:
+        opts.append(f'--gpus-per-node={spec.gpus_per_node}')
+    if spec.cpus_per_task:
+        opts.append(f'--cpus-per-task={spec.cpus_per_task}')
+    for name, value in (('partition', spec.partition), ('account', spec.account), ('qos', spec.qos),
+                        ('time', spec.time_limit), ('chdir', spec.workdir)):
+        if value:
+            opts.append(f'--{name}={value}')
+    return opts + [str(o) for o in spec.extra_options]
+
+
+def node_command(spec):
+    """The command each node runs; $SLURM_NODEID and $MASTER_ADDR are expanded on that node."""
+    args = ' '.join(_q(a) for a in spec.trainer_args)
+    if spec.launcher == 'python':
+        return f'exec {_q(spec.python)} {args} "$@"'
+    return (f'exec {_q(spec.deepspeed)} --hostfile "$RUN/hostfile" --no_ssh --node_rank "$SLURM_NODEID" '
+            f'--master_addr "$MASTER_ADDR" --master_port {int(spec.master_port)} --num_nodes {int(spec.nodes)} '
+            f'--num_gpus {int(spec.gpus_per_node)} {args} "$@"')
+
+
+def render(spec: ScriptSpec) -> str:
+    lines = ['#!/bin/bash']
+    if spec.header:
+        lines.append(f'# {spec.header}')
+    lines.append(f'# Submit again by hand with: sbatch {_q(Path(spec.run_dir) / "slurm.sbatch")}')
+    lines += [f'#SBATCH {o}' for o in sbatch_options(spec)]
+    lines += ['set -uo pipefail', f'export RUN={_q(spec.run_dir)}']
+    lines += [f'export {k}={_q(v)}' for k, v in sorted(spec.env.items())]
+    resume = f'(--resume_from_checkpoint {_q(spec.resume_from)})' if spec.resume_from else '()'
+    lines.append(f"""\
+NODES=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))
+export MASTER_ADDR="${{NODES[0]}}"
+echo "=== $(date '+%Y-%m-%d %H:%M:%S') Slurm job $SLURM_JOB_ID (restart ${{SLURM_RESTART_COUNT:-0}}) on ${{NODES[*]}}"
+
+json_text() {{ local s=${{1//\\\\/\\\\\\\\}}; printf '%s' "${{s//\\"/\\\\\\"}}"; }}
+fail() {{   # fail <message>: a failed status for the studio, on stderr for a person, exit 2
+    echo "$1" >&2
+    printf '{{"time": %s, "type": "status", "state": "failed", "message": "%s"}}\\n' "$(date +%s.%N)" "$(json_text "$1")" >> "$RUN/events.jsonl"
+    exit 2
+}}
+
+# Every node must see the run folder (the data root on a shared filesystem, same path everywhere).
+mkdir -p "$RUN/nodes" && rm -f "$RUN/nodes/"*
+srun --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c 'touch "$1/nodes/$SLURMD_NODENAME"' odeo "$RUN" 2>&1
+missing=()
+for n in "${{NODES[@]}}"; do [ -e "$RUN/nodes/$n" ] || missing+=("$n"); done
+SHARED="the data root and the model folders must be on a filesystem every node mounts at the same path"
+[ ${{#missing[@]}} -eq 0 ] || fail "node(s) ${{missing[*]}} cannot see the run folder $RUN: $SHARED"
+
+: > "$RUN/hostfile.tmp" && for n in "${{NODES[@]}}"; do echo "$n slots={int(spec.gpus_per_node)}" >> "$RUN/hostfile.tmp"; done
+mv "$RUN/hostfile.tmp" "$RUN/hostfile"
+
+RESUME={resume}
+if [ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ] && compgen -G "$RUN/checkpoints/*/trainer_state.json" > /dev/null; then
+    RESUME=(--resume_from_checkpoint "$RUN")   # requeued: the newest checkpoint of this run
+fi
+srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c {_q(node_command(spec))} odeo "${{RESUME[@]}}"
+""")
+    return '\n'.join(lines)
+
+
+def write(spec: ScriptSpec, path=None) -> Path:
+    """Write the script (default `<run>/slurm.sbatch`), executable, by temp file and rename."""
+    path = Path(path or Path(spec.run_dir) / 'slurm.sbatch')
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(render(spec), encoding='utf-8')
+    tmp.chmod(0o755)
+    tmp.replace(path)
+    return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='Write a Slurm batch script that trains on N nodes '
+                                            '(train.py args after --).')
+    p.add_argument('--run_dir', required=True)
+    p.add_argument('--job_name', default='odeo-train')
+    p.add_argument('--nodes', type=int, default=1)
+    p.add_argument('--gpus_per_node', type=int, default=1)
+    p.add_argument('--mode', choices=('gpu', 'cpu'), default='gpu')
+    p.add_argument('--deepspeed', default='deepspeed')
+    p.add_argument('--master_port', type=int, default=29500)
+    p.add_argument('--resume_from', default=None)
+    for name in ('partition', 'account', 'qos', 'time_limit', 'workdir'):
+        p.add_argument(f'--{name}', default='')
+    p.add_argument('--sbatch_option', action='append', default=[], help='another #SBATCH line (repeatable)')
+    p.add_argument('--out', default=None, help='where to write it (default <run_dir>/slurm.sbatch; - prints it)')
+    p.add_argument('trainer_args', nargs='+', help='train.py --deepspeed --config ... (after --)')
+    a = p.parse_args(argv)
+    spec = ScriptSpec(job_name=a.job_name, run_dir=str(Path(a.run_dir).resolve()), trainer_args=a.trainer_args,
+                      nodes=a.nodes, gpus_per_node=a.gpus_per_node, mode=a.mode, deepspeed=a.deepspeed,
+                      master_port=a.master_port, resume_from=a.resume_from, partition=a.partition, account=a.account,
+                      qos=a.qos, time_limit=a.time_limit, workdir=a.workdir, extra_options=a.sbatch_option,
+                      env={'DS_ACCELERATOR': 'cpu', 'OMP_NUM_THREADS': '1'} if a.mode == 'cpu' else {})
+    if a.out == '-':
+        sys.stdout.write(render(spec))
+    else:
+        print(write(spec, a.out))
+
+
+if __name__ == '__main__':
+    main()
