@@ -29,7 +29,7 @@ SCHEMAS = {
                             'lora_rank': INT, 'blocks_to_swap': INT, 'activation_checkpointing': BOOL,
                             'transformer_dtype': STR, 'expert': STR, 'gpus': INT, 'items_per_epoch': INT,
                             'gpu_name': STR}),
-    'Estimate': obj({'variant': STR, 'tokens': INT, 'gpu': opt(STR), 'gpu_memory_gib': opt(NUM),
+    'Estimate': obj({'variant': STR, 'variants': arr(STR), 'tokens': INT, 'gpu': opt(STR), 'gpu_memory_gib': opt(NUM),
                      'memory_gib': obj({k: NUM for k in ('weights', 'activations', 'lora_optimizer', 'overhead', 'total')}),
                      'step_tflop': NUM, 'micro_step_s': opt(NUM), 'epoch_s': opt(NUM), 'micro_steps_per_epoch': opt(INT),
                      'calibrated': BOOL, 'note': STR}),

@@ -124,7 +124,7 @@ def estimate(body, gpu_name=None, calibration=None):
     step_s = max(compute_s, swap_s) if compute_s is not None else None
     micro_steps = -(-items // (mb * gpus)) if items else None
     return {
-        'variant': vid, 'tokens': n, 'gpu': gpu_key,
+        'variant': vid, 'variants': list(ARCH_OF), 'tokens': n, 'gpu': gpu_key,
         'memory_gib': {k: round(v / GIB, 2) for k, v in (('weights', weights), ('activations', activations),
                                                         ('lora_optimizer', lora), ('overhead', overhead),
                                                         ('total', total))},
