@@ -15,8 +15,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
+@dataclass
 class Settings:
+    # One object every service reads its values from. Only the EDITABLE fields below change after start, in place,
+    # through the Settings page (api/services/system/service.py); every other field keeps the value it started with.
     data_root: str = './data'                       # everything the studio owns: runs/, datasets/, models/, queue.json
     host: str = '127.0.0.1'                         # bind address; anything but loopback needs a token
     port: int = 8080                                # HTTP port
@@ -53,6 +55,8 @@ class Settings:
     log_chunk_bytes: int = 256 * 1024               # most bytes one log read returns
     threads: int = 64                               # waitress worker threads (50 pollers and then some)
     gpu_cache_s: float = 2.0                        # GPU inventory is re-read at most this often
+    resource_sample_s: float = 5.0                  # GPU / CPU / RAM sampled this often for the GPUs area's charts (0: off)
+    resource_keep: int = 720                        # samples kept in memory (720 at 5 s: the last hour)
     max_upload_bytes: int = 64 * 1024 ** 3          # largest single file an upload may declare (Data studio)
     upload_chunk_bytes: int = 16 * 1024 * 1024      # bytes the browser sends per upload request
     upload_expiry_s: float = 24 * 3600.0            # an unfinished upload untouched this long is removed
@@ -109,7 +113,9 @@ TARGET_NAMES = ('local', 'slurm', 'hosts')
 
 
 class SettingsError(ValueError):
-    pass
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 def _coerce(name, value):
@@ -130,11 +136,11 @@ def _coerce(name, value):
         else:
             value = str(value)
     except (TypeError, ValueError):
-        raise SettingsError(f'setting {name}: {value!r} is not a valid {type(default).__name__}') from None
+        raise SettingsError(f'setting {name}: {value!r} is not a valid {type(default).__name__}', name) from None
     if name in CHOICES and value not in CHOICES[name]:
-        raise SettingsError(f'setting {name}: {value!r} must be one of {", ".join(CHOICES[name])}')
+        raise SettingsError(f'setting {name}: {value!r} must be one of {", ".join(CHOICES[name])}', name)
     if name == 'compute_targets' and (not value or set(value) - set(TARGET_NAMES)):
-        raise SettingsError(f'setting compute_targets: {value!r} must name some of {", ".join(TARGET_NAMES)}')
+        raise SettingsError(f'setting compute_targets: {value!r} must name some of {", ".join(TARGET_NAMES)}', name)
     if name == 'port_range' and (len(value) != 2 or not 1024 <= value[0] <= value[1] <= 65535):
         raise SettingsError(f'setting port_range: {value!r} must be two ports FIRST-LAST between 1024 and 65535')
     return value
@@ -204,3 +210,83 @@ def public_view(settings: Settings) -> dict:
         'hf_token_set': bool(settings.hf_token),
         'compute_targets': list(settings.compute_targets),
     }
+
+
+# ---- editing the settings file (the Settings page) ---------------------------------------------------
+
+EDITABLE = ('comfyui_mode', 'comfyui_url', 'model_roots', 'import_roots', 'gpu_memory_threshold_gib', 'retry_limit',
+            'heartbeat_timeout_s')
+LIMITS = {'gpu_memory_threshold_gib': (0.0, 1024.0), 'retry_limit': (0, 100), 'heartbeat_timeout_s': (10.0, 86400.0)}
+
+
+def settings_file(settings: Settings, env=None) -> Path:
+    """The file the studio reads its settings from: ODEO_SETTINGS, else <data root>/settings.toml."""
+    env = os.environ if env is None else env
+    return Path(env.get('ODEO_SETTINGS') or (settings.data_path / 'settings.toml'))
+
+
+def locked_fields(env=None) -> dict:
+    """{field: variable} for settings the environment sets: a value written to the file would not apply."""
+    env = os.environ if env is None else env
+    out = {f'{k[5:].lower()}': k for k in env if k.startswith('ODEO_') and k[5:].lower() in Settings.__dataclass_fields__}
+    out.update({name: key for key, name in ENV_ALIASES.items() if key in env and name not in out})
+    return out
+
+
+def check_changes(changes) -> dict:
+    """Editable settings from a request, coerced and checked; SettingsError names the first field at fault."""
+    if not isinstance(changes, dict) or not changes:
+        raise SettingsError('give an object of settings to change', 'settings')
+    out = {}
+    for name, value in changes.items():
+        if name not in EDITABLE:
+            raise SettingsError(f'setting {name} cannot be changed here; editable: {", ".join(EDITABLE)}', name)
+        if name in ('model_roots', 'import_roots') and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise SettingsError(f'setting {name}: give a list of folders', name)
+        if name in LIMITS and (isinstance(value, bool) or not isinstance(value, (int, float, str))
+                               or (name == 'retry_limit' and isinstance(value, float) and not value.is_integer())):
+            raise SettingsError(f'setting {name}: {value!r} is not a {"whole " if name == "retry_limit" else ""}number',
+                                name)
+        value = _coerce(name, [v.strip() for v in value if v.strip()] if isinstance(value, list) else value)
+        if name in LIMITS:
+            lo, hi = LIMITS[name]
+            if not lo <= value <= hi:
+                raise SettingsError(f'setting {name}: {value!r} must be between {lo:g} and {hi:g}', name)
+        if name == 'comfyui_url':
+            _check_url(value)
+        if name in ('model_roots', 'import_roots'):
+            for folder in value:
+                path = Path(folder).expanduser()
+                if not path.is_absolute() or not path.is_dir():
+                    raise SettingsError(f'setting {name}: {folder!r} is not an existing folder (give an absolute path)',
+                                        name)
+        out[name] = value
+    return out
+
+
+def _check_url(url):
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise SettingsError(f'setting comfyui_url: {url!r} is not a URL ({e})', 'comfyui_url') from None
+    if parts.scheme not in ('http', 'https') or not parts.hostname or parts.path not in ('', '/') or parts.query:
+        raise SettingsError(f'setting comfyui_url: {url!r} must look like http://host:port', 'comfyui_url')
+    return port
+
+
+def write_settings_file(path: Path, changes: dict):
+    """Set `changes` in the TOML settings file, keeping its comments, order and other keys; written atomically.
+    An existing file that does not parse, or names unknown settings, is left alone (SettingsError)."""
+    import tomlkit
+
+    from utils.fsutil import atomic_write_text
+    path = Path(path)
+    text = path.read_text(encoding='utf-8') if path.is_file() else (
+        '# ODEO Studio settings (api/settings.py documents every one); ODEO_* variables override them.\n')
+    _from_file(path) if path.is_file() else None              # refuses a broken or unknown file first
+    doc = tomlkit.parse(text)
+    for name, value in changes.items():
+        doc[name] = list(value) if isinstance(value, tuple) else value
+    atomic_write_text(path, tomlkit.dumps(doc))

@@ -220,10 +220,16 @@ def _mask_for(entry, masks, info, probes, default_mask=None):
     return str(mask)
 
 
+def upscale(info, bucket):
+    """How much a file is enlarged to cover a (width, height, frames) bucket (read_media scales to cover,
+    then crops): above 1 it is upscaled, at most 1 it is not."""
+    return max(bucket[0] / info.width, bucket[1] / info.height)
+
+
 def _fitting(entry, info, assignments):
     """Assignments this file is large enough for (at most MAX_UPSCALE per side); raises Drop if none."""
     def scale(a):
-        return max(a.bucket[0] / info.width, a.bucket[1] / info.height)
+        return upscale(info, a.bucket)
 
     ok = [a for a in assignments if scale(a) <= MAX_UPSCALE + 1e-9]
     if not ok:
@@ -292,7 +298,8 @@ def _file_items(entry, d, i, folder, path, probes, sources, masks, plan, spec, c
     out = []
     for a in assignments:
         starts = clip_starts(n_frames, a.bucket[2], clip_mode) if info.kind == 'video' else [0]
-        entry['buckets'].append({'bucket': list(a.bucket), 'resolution': a.resolution, 'clip_starts': starts})
+        entry['buckets'].append({'bucket': list(a.bucket), 'resolution': a.resolution, 'clip_starts': starts,
+                                 'scale': round(upscale(info, a.bucket), 3)})
         for start in starts:
             iid = item_id(i, folder, entry['name'], a.bucket, start, a.resolution)
             out.append(DatasetItem(iid, str(path), captions, a.bucket, start, mask, d['num_repeats'], i, info.kind,

@@ -1,8 +1,9 @@
-"""Health, public settings, the config schema for form hints, the OpenAPI document, and the index page."""
+"""Health, settings (shown, and the editable ones changed), the config schema for form hints, the OpenAPI
+document, and the index page."""
 
 from flask import Blueprint, current_app, render_template
 
-from ..http import doc, studio
+from ..http import body, doc, studio
 from ..openapi.spec import build_spec
 from ..settings import public_view
 
@@ -24,6 +25,36 @@ def health():
 @doc('The settings in force (never the token)', response='Settings')
 def settings():
     return public_view(studio().settings)
+
+
+@bp.get('/api/v1/settings/editable')
+@doc('The settings the Settings page may change, where they are saved, and those the environment fixes',
+     response='EditableSettings')
+def editable_settings():
+    return studio().system.view()
+
+
+@bp.patch('/api/v1/settings')
+@doc('Change editable settings: checked (422 naming the field), written to the settings file keeping its '
+     'comments, in force at once; 409 for one an ODEO_* variable sets', body='SettingsChange', response='EditableSettings')
+def change_settings():
+    return studio().system.update(body())
+
+
+@bp.post('/api/v1/settings/comfyui/test')
+@doc('Try a ComfyUI URL (or managed mode) without saving it', body='ComfyTest', response='ComfyStatus')
+def test_comfyui():
+    data = body()
+    url, mode = data.get('comfyui_url'), data.get('comfyui_mode')
+    changes = {k: v for k, v in (('comfyui_url', url), ('comfyui_mode', mode)) if v is not None}
+    if changes:
+        from ..settings import SettingsError, check_changes
+        from ..services.errors import Invalid
+        try:
+            check_changes(changes)
+        except SettingsError as e:
+            raise Invalid(str(e), field=e.field) from None
+    return studio().inference.comfyui_status(url=url, mode=mode)
 
 
 @bp.get('/api/v1/schema/config')

@@ -28,6 +28,8 @@ from .paths import Paths
 from .models.catalog import ModelCatalog
 from .models.service import ModelService
 from .training.service import TrainingService
+from .system.resources import ResourceSampler
+from .system.service import SettingsService
 from .training.tasks import TaskService
 
 
@@ -62,12 +64,16 @@ class Studio:
         self.scheduler.hooks.append(self.previews.tick)
         self.scheduler.recover()
         self.backups = BackupService(settings, self.paths)
+        self.system = SettingsService(settings, self.models)
+        self.resources = ResourceSampler(self.inventory, settings.resource_sample_s, settings.resource_keep)
 
     def start(self):
         self.scheduler.start()
         self.backups.start()
+        self.resources.start()
 
     def shutdown(self):
+        self.resources.shutdown()
         self.backups.shutdown()
         self.scheduler.shutdown()
 

@@ -116,3 +116,20 @@ def test_dataset_toml_is_validated_before_it_is_written(make_app, data_root):
     assert c.get(f'{API}/datasets/v/config').get_json()['settings']['resolutions'] == [64]
     r = c.post(f'{API}/datasets/v/buckets', json={'options': {'variant': 'wan9'}})
     assert r.status_code == 400 and r.get_json()['error']['field'] == 'variant'
+
+
+def test_the_view_says_how_much_each_file_is_upscaled(make_app, data_root):
+    folder = data_root / 'datasets' / 'up'
+    folder.mkdir(parents=True)
+    mediagen.image(folder / 'small.png', 320, 240)
+    mediagen.image(folder / 'large.png', 1280, 960)
+    for name in ('small.png', 'large.png'):
+        mediagen.caption(folder / name, 'x')
+    c = make_app().test_client()
+    view = c.post(f'{API}/datasets/up/buckets', json={'settings': {'resolutions': [512], 'frame_buckets': [1],
+                                                                    'ar_buckets': [1.25]}}).get_json()
+    files = {f['name']: f for f in view['files']}
+    assert files['small.png']['buckets'] == ['576x464x1']                # 512x512 area at 1.25, sides /16
+    assert files['small.png']['scale'] == round(max(576 / 320, 464 / 240), 3) == 1.933
+    assert files['small.png']['bucket_scales'] == {'576x464x1': 1.933}
+    assert files['large.png']['scale'] == round(max(576 / 1280, 464 / 960), 3) < 1

@@ -261,3 +261,20 @@ def test_templates_against_a_real_comfyui():
         fitted = client.adapt(graph)
         info = {n['class_type']: client.object_info(n['class_type']) for n in fitted.values()}
         assert graphs.problems(fitted, info) == [], variant
+
+
+def test_a_comfyui_run_is_refused_at_submit_while_comfyui_is_down(make_app, tiny_model, fake):
+    c = make_app(comfyui_url=fake.url).test_client()
+    tid = c.post('/api/v1/tasks', json={'form': {'model_path': str(tiny_model)}}).get_json()['id']
+    run = {'base': True, 'prompts': ['a fox'], 'backend': 'comfyui', 'steps': 2, 'frames': 5, 'width': 64, 'height': 48}
+    assert c.post(f'/api/v1/tasks/{tid}/infer', json=run).status_code == 202          # reachable: queued
+    fake.stop()
+    r = c.post(f'/api/v1/tasks/{tid}/infer', json=run)
+    err = r.get_json()['error']
+    assert r.status_code == 503 and r.headers.get('Retry-After'), err
+    assert fake.url in err['message'] and 'not reachable' in err['message'] and err['field'] == 'backend'
+    status = c.get('/api/v1/inference/comfyui').get_json()
+    assert status['error'] and status['error'].split(':')[0] in err['message']          # the client's own reason
+    assert c.post(f'/api/v1/tasks/{tid}/infer', json={**run, 'backend': 'embedded'}).status_code == 202
+    jobs = c.get(f'/api/v1/jobs?task_id={tid}').get_json()['jobs']
+    assert len(jobs) == 2

@@ -2,7 +2,8 @@
 
     view = bucket_view(folder, datasets_root, settings={'resolutions': [512], 'frame_buckets': [1, 33]},
                        options={'variant': 'wan2.1-t2v-1.3b', 'micro_batch_size': 1, 'gpus': 2})
-    view['files'][0]            # {'name', 'status', 'reason', 'buckets': ['512x512x33']}
+    view['files'][0]            # {'name', 'status', 'reason', 'buckets': ['512x512x33'], 'scale': 1.9, ...}
+                                # scale: the largest enlargement to cover its buckets (> 1: upscaled)
     view['steps_per_epoch']     # utils.dataset.steps_per_epoch, as train.py reports it
     save_config(folder, datasets_root, settings, variant)   # -> <folder>/dataset.toml, validated
 
@@ -157,7 +158,9 @@ def bucket_view(folder: Path, datasets_root, settings=None, options=None, defaul
     files = [{'name': f['name'], 'path': f['path'], 'directory': f['directory'], 'kind': f['kind'],
               'status': f['status'], 'reason': f['reason'], 'media': f['media'], 'caption_source': f['caption_source'],
               'buckets': [bucket_label(b['bucket']) for b in f['buckets']],
-              'clips': sum(len(b['clip_starts']) for b in f['buckets']), 'notes': f['notes']}
+              'clips': sum(len(b['clip_starts']) for b in f['buckets']), 'notes': f['notes'],
+              'scale': max((b['scale'] for b in f['buckets']), default=None),
+              'bucket_scales': {bucket_label(b['bucket']): b['scale'] for b in f['buckets']}}
              for f in report['files']]
     spec = report['spec']
     return {**view, 'spec': spec, 'totals': report['totals'], 'buckets': buckets, 'files': files,

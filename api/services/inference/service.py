@@ -16,7 +16,7 @@ from pathlib import Path
 from models.wan.inference import NEGATIVE_PROMPT, SUPPORTED_AREAS
 from models.wan.variants import VARIANTS
 
-from ..errors import BadRequest, Conflict, Invalid, NotFound
+from ..errors import BadRequest, Busy, Conflict, Invalid, NotFound
 from ..filecache import FileCache
 from ..jobs.launcher import module_command, register_kind
 from ..jobs.resources import check_resources
@@ -218,6 +218,7 @@ class InferenceService:
         if task.get('deleting'):
             raise Conflict(f'task {task_id} is being deleted', field='task_id')
         spec, request = self.prepare(task_id, body)
+        self.check_backend(spec['backend'])
         job = self.queue(task_id, spec, request, origin or {'action': 'infer', 'job_id': None, 'checkpoint': None},
                          background)
         return self.job_view(job)
@@ -254,23 +255,36 @@ class InferenceService:
         rec['preview_error'] = self.preview_errors.get(task_id)
         return rec
 
-    def comfyui_status(self):
+    def comfyui_status(self, url=None, mode=None):
+        """Whether the ComfyUI backend can be used: the settings' one, or `url` / `mode` being tried out."""
         from .comfyui.client import ComfyClient, ComfyError
         s = self.settings
-        out = {'mode': s.comfyui_mode, 'url': s.comfyui_url, 'path': s.comfyui_path,
+        mode, url = mode or s.comfyui_mode, url or s.comfyui_url
+        out = {'mode': mode, 'url': url, 'path': s.comfyui_path,
                'checkout': (Path(s.comfyui_path) / 'main.py').is_file(), 'reachable': False, 'version': None,
                'error': None}
-        if s.comfyui_mode == 'managed':
+        if mode == 'managed':
             out['url'] = None
             if not out['checkout']:
                 out['error'] = f'{s.comfyui_path}/main.py not found: run `git submodule update --init`'
             return out
         try:
-            stats = ComfyClient(s.comfyui_url, timeout=3.0).system_stats()
+            stats = ComfyClient(url, timeout=3.0).system_stats()
             out.update(reachable=True, version=(stats.get('system') or {}).get('comfyui_version'))
         except ComfyError as e:
             out['error'] = str(e)
         return out
+
+    def check_backend(self, backend):
+        """Refuse a run whose backend cannot work now (ComfyUI down, or no checkout to start), naming why."""
+        if backend != 'comfyui':
+            return
+        st = self.comfyui_status()
+        if st['mode'] == 'managed' and not st['checkout']:
+            raise Busy(f'ComfyUI cannot be started: {st["error"]} (Settings: ComfyUI)', retry_after=60, field='backend')
+        if st['mode'] == 'external' and not st['reachable']:
+            raise Busy(f'ComfyUI at {st["url"]} is not reachable: {st["error"]}. Start it, or change the ComfyUI '
+                       'URL (or choose managed mode) in Settings', retry_after=30, field='backend')
 
     def patch_settings(self, task_id, body):
         task = self.tasks.get(task_id)

@@ -14,8 +14,9 @@ import data from './data.js';
 import inference from './inference.js';
 import gpus from './gpus.js';
 import models from './models.js';
+import settings from './settings.js';
 
-const AREAS = [training, data, inference, models, gpus];
+const AREAS = [training, data, inference, models, gpus, settings];
 let cleanup = null;
 let generation = 0;          // renders started; a render that a newer one overtook cleans up after itself
 
@@ -53,6 +54,26 @@ async function render(route) {
     view.append(h('p.error', `This view could not be shown: ${e.message || e}`));
   }
 }
+
+// Theme: the system's (prefers-color-scheme) until the user picks one with the toggle; the pick is kept in
+// localStorage. CSS variables in app.css do the rest; charts hear 'odeo:theme' and redraw their colours.
+const THEME_KEY = 'odeo.theme';
+const systemDark = window.matchMedia('(prefers-color-scheme: dark)');
+function applyTheme() {
+  const theme = localStorage.getItem(THEME_KEY) || (systemDark.matches ? 'dark' : 'light');
+  document.documentElement.dataset.theme = theme;
+  const toggle = document.getElementById('theme-toggle');
+  if (toggle) {
+    toggle.textContent = theme === 'dark' ? 'Light theme' : 'Dark theme';
+    toggle.setAttribute('aria-pressed', theme === 'dark' ? 'true' : 'false');
+  }
+  document.dispatchEvent(new CustomEvent('odeo:theme', { detail: theme }));
+}
+applyTheme();
+systemDark.addEventListener('change', applyTheme);
+document.querySelector('.topbar').append(h('button.theme-toggle#theme-toggle', { type: 'button', title: 'Switch between light and dark',
+  onclick: () => { localStorage.setItem(THEME_KEY, document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark'); applyTheme(); } }));
+applyTheme();
 
 document.addEventListener('odeo:unauthorized', () => {
   const status = document.getElementById('status');

@@ -18,6 +18,12 @@ const EVAL_COLOURS = [ORANGE, '197,48,48', '128,64,192', '0,140,150'];
 
 function rgba(rgb, a) { return `rgba(${rgb},${a})`; }
 
+// Axis and grid colours of the current theme (CSS variables of app.css).
+export function themeColours() {
+  const css = getComputedStyle(document.documentElement);
+  return { axis: css.getPropertyValue('--chart-axis').trim() || '#687385', grid: css.getPropertyValue('--chart-grid').trim() || '#eef0f4' };
+}
+
 // Exponential moving average, debiased like TensorBoard's smoothing (null where the input is null).
 function smooth(values, weight) {
   let last = 0, n = 0;
@@ -49,6 +55,8 @@ export class LossChart {
     fill(container, h('div.chart-tools', this.quantileToggle, this.smoothSelect), this.empty, this.box);
     this.resizer = new ResizeObserver(() => this.resize());
     this.resizer.observe(container);
+    this.onTheme = () => { if (this.plot) this.redraw(true); };
+    document.addEventListener('odeo:theme', this.onTheme);
     this.publish();
   }
 
@@ -129,13 +137,14 @@ export class LossChart {
       }
     }
     const hasLr = layout.some((l) => l.scale === 'lr');
+    const { axis, grid } = themeColours();
     return {
       width: this.width(),
       height: this.height,
       scales: { x: { time: false }, loss: { auto: true }, lr: { auto: true } },
       axes: [
-        { label: 'step', stroke: '#687385', grid: { stroke: '#eef0f4' } },
-        { scale: 'loss', label: 'loss', stroke: '#687385', grid: { stroke: '#eef0f4' }, size: 56 },
+        { label: 'step', stroke: axis, grid: { stroke: grid } },
+        { scale: 'loss', label: 'loss', stroke: axis, grid: { stroke: grid }, size: 56 },
         ...(hasLr ? [{ scale: 'lr', side: 1, label: 'learning rate', stroke: rgba(GREEN, 1), grid: { show: false }, size: 64,
           values: (u, ticks) => ticks.map((t) => (t === 0 ? '0' : t.toExponential(0))) }] : []),
       ],
@@ -216,6 +225,60 @@ export class LossChart {
 
   destroy() {
     this.resizer.disconnect();
+    document.removeEventListener('odeo:theme', this.onTheme);
     this.destroyPlot();
+  }
+}
+
+// A time series chart (the GPUs area's resource history): x is unix seconds, each series {label, values,
+// colour}, on one y scale with its unit. set(times, series) redraws; the theme's colours follow toggles.
+export class TimeChart {
+  constructor(container, { title, unit, height = 160, max = null } = {}) {
+    this.container = container;
+    this.unit = unit;
+    this.height = height;
+    this.max = max;
+    this.plot = null;
+    this.key = '';
+    this.box = h('div.chart-plot');
+    fill(container, h('div.time-chart-title.small.muted', title), this.box);
+    this.resizer = new ResizeObserver(() => { if (this.plot && container.clientWidth) this.plot.setSize({ width: this.width(), height }); });
+    this.resizer.observe(container);
+    this.onTheme = () => { this.key = ''; if (this.last) this.set(...this.last); };
+    document.addEventListener('odeo:theme', this.onTheme);
+  }
+
+  width() { return Math.max(240, this.container.clientWidth - 2); }
+
+  set(times, series) {
+    this.last = [times, series];
+    this.container.dataset.points = times.length;
+    if (typeof uPlot === 'undefined') return;
+    const key = series.map((s) => s.label).join('|');
+    const data = [times, ...series.map((s) => s.values)];
+    if (this.plot && key === this.key) { this.plot.setData(data); return; }
+    if (this.plot) this.plot.destroy();
+    clear(this.box);
+    this.key = key;
+    const { axis, grid } = themeColours();
+    const unit = this.unit;
+    this.plot = new uPlot({
+      width: this.width(), height: this.height,
+      // at least the last 5 minutes on x, so a few samples do not stretch over years; y from 0
+      scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, hi - 300), hi] },
+        y: { range: (u, lo, hi) => [0, this.max === null ? Math.max(1, hi * 1.1) : this.max] } },
+      axes: [{ stroke: axis, grid: { stroke: grid } },
+        { stroke: axis, grid: { stroke: grid }, size: 52, values: (u, ticks) => ticks.map((t) => `${t}${unit}`) }],
+      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 1.5, spanGaps: false,
+        value: (u, v) => (v === null || v === undefined ? '–' : `${Number(v.toFixed(1))}${unit}`) }))],
+      legend: { live: true },
+    }, data, this.box);
+  }
+
+  destroy() {
+    this.resizer.disconnect();
+    document.removeEventListener('odeo:theme', this.onTheme);
+    if (this.plot) this.plot.destroy();
+    this.plot = null;
   }
 }

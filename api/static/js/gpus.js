@@ -1,9 +1,54 @@
 // GPUs area, #/gpus: one card per GPU (memory, load, temperature, which run holds it, busy outside the
 // studio), or, on a machine with no GPU, the CPU slots jobs run in. Refreshed every 2 s while shown.
+// Below: the recent history of each GPU (or of the CPU and RAM), which the studio samples every few seconds
+// into memory, and the estimate of a run's GPU memory and time per epoch.
 
 import { api } from './api.js';
 import { backupCard } from './backups.js';
+import { TimeChart } from './chart.js';
+import { estimateCard } from './estimate.js';
 import { fill, formatNumber, formatShortTime, h, scope as makeScope } from './ui.js';
+
+const COLOURS = ['#2f6fde', '#e07b00', '#1f8a4c', '#c53030', '#8040c0', '#008c96', '#b7791f', '#d53f8c'];
+
+// Utilisation, memory and temperature of every GPU over time (CPU % and RAM without GPUs), polled every 5 s.
+function historyCard(scope) {
+  const note = h('p.muted.small');
+  const charts = h('div.resource-charts');
+  const card = h('section.card.resource-card', h('h2', 'History'), note, charts);
+  let made = null, after = null;
+  const times = [], rows = [];
+  scope.poll(async () => {
+    const r = await api('resources', { query: { after }, signal: scope.signal });
+    for (const s of r.samples) { times.push(s.t); rows.push(s); }
+    const drop = Math.max(0, times.length - r.keep);
+    times.splice(0, drop); rows.splice(0, drop);
+    if (r.samples.length) after = r.samples[r.samples.length - 1].t;
+    note.textContent = `Sampled every ${r.interval_s} s and kept in the studio's memory (the last ${Math.round(r.keep * r.interval_s / 60)} min; a restart clears it).`;
+    const gpus = rows.length ? rows[rows.length - 1].gpus.map((g) => g.index) : [];
+    const gpuSeries = (key) => gpus.map((i, n) => ({ label: `GPU ${i}`, colour: COLOURS[n % COLOURS.length],
+      values: rows.map((s) => { const g = s.gpus.find((x) => x.index === i); return g ? g[key] : null; }) }));
+    const specs = gpus.length
+      ? [['util', 'Utilisation', '%', 100, () => gpuSeries('utilization_pct')], ['mem', 'Memory used', ' GiB', null, () => gpuSeries('memory_used_gib')],
+        ['temp', 'Temperature', '°C', null, () => gpuSeries('temperature_c')]]
+      : [['cpu', 'CPU', '%', 100, () => [{ label: 'CPU', colour: COLOURS[0], values: rows.map((s) => s.cpu_pct) }]],
+        ['ram', `RAM (of ${rows.length ? rows[rows.length - 1].ram_total_gib : '?'} GiB)`, ' GiB', null,
+          () => [{ label: 'RAM used', colour: COLOURS[1], values: rows.map((s) => s.ram_used_gib) }]]];
+    const key = specs.map((x) => x[0]).join() + gpus.join();
+    if (!made || made.key !== key) {
+      if (made) made.charts.forEach((c) => c.destroy());
+      fill(charts);
+      made = { key, charts: specs.map(([id, title, unit, max]) => {
+        const box = h('div.resource-chart', { dataset: { chart: id } });
+        charts.append(box);
+        return new TimeChart(box, { title, unit, max });
+      }) };
+    }
+    specs.forEach((spec, i) => made.charts[i].set(times, spec[4]()));
+  }, 5000);
+  scope.add(() => { if (made) made.charts.forEach((c) => c.destroy()); });
+  return card;
+}
 
 const gib = (v) => (v === null || v === undefined ? '–' : `${formatNumber(v, 3)} GiB`);
 
@@ -49,7 +94,8 @@ export default {
     const summary = h('p.muted.gpu-summary');
     const notice = h('div.notice', { hidden: true });
     const grid = h('div.gpu-grid');
-    container.append(h('div.area-header', h('h1', 'GPUs'), h('span.grow'), summary), notice, grid, backupCard(scope));
+    container.append(h('div.area-header', h('h1', 'GPUs'), h('span.grow'), summary), notice, grid, historyCard(scope),
+      estimateCard(scope), backupCard(scope));
     let sig = '';
     scope.poll(async () => {
       const inv = await api('gpus', { signal: scope.signal });

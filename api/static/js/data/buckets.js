@@ -27,8 +27,8 @@ export default async function bucketsTab(container, dataset) {
     resolutions: h('input', { type: 'text', 'aria-label': 'Resolutions' }),
     frame_buckets: h('input', { type: 'text', 'aria-label': 'Frame buckets' }),
     enable_ar_bucket: h('input', { type: 'checkbox' }),
-    min_ar: h('input', { type: 'number', step: '0.01', 'aria-label': 'Smallest aspect ratio' }),
-    max_ar: h('input', { type: 'number', step: '0.01', 'aria-label': 'Largest aspect ratio' }),
+    min_ar: h('input', { type: 'number', step: 'any', min: 0.01, 'aria-label': 'Smallest aspect ratio' }),
+    max_ar: h('input', { type: 'number', step: 'any', min: 0.01, 'aria-label': 'Largest aspect ratio' }),
     num_ar_buckets: h('input', { type: 'number', min: 1, 'aria-label': 'Aspect-ratio buckets' }),
     ar_buckets: h('input', { type: 'text', placeholder: 'from min/max above', 'aria-label': 'Explicit aspect ratios' }),
     num_repeats: h('input', { type: 'number', min: 1, 'aria-label': 'Repeats' }),
@@ -99,6 +99,7 @@ export default async function bucketsTab(container, dataset) {
         h('tbody', view.buckets.length ? view.buckets.map((b) => h('tr', h('td', b.label), h('td', String(b.files)), h('td', String(b.items)),
           h('td', String(b.items_per_epoch)), h('td', String(b.global_batch)), h('td', String(b.steps)), h('td', String(b.dropped))))
           : h('tr', h('td', { colSpan: 7, class: 'muted' }, 'Nothing trains with these settings.')))),
+      upscaled(view.files.filter((x) => x.status === 'used' && x.scale > 1.001)),
       suggestions(view.suggestions),
       dropped(view.files.filter((x) => x.status === 'dropped')),
       view.problems.length ? h('div.card', h('h3', 'Problems'), h('ul', view.problems.map((p) => h('li', p)))) : null]);
@@ -111,6 +112,19 @@ export default async function bucketsTab(container, dataset) {
       s.ar_buckets.length ? h('div.row', h('span', `Aspect-ratio buckets: ${listText(s.ar_buckets)} (your files span ${s.min_ar}–${s.max_ar})`), use('ar_buckets', s.ar_buckets)) : null,
       s.frame_buckets.length ? h('div.row', h('span', `Frame buckets: ${listText(s.frame_buckets)}`), use('frame_buckets', s.frame_buckets)) : null,
       s.notes.length ? h('ul.muted', s.notes.map((n) => h('li', n))) : null);
+  }
+
+  // Files smaller than their bucket are enlarged to cover it (then cropped): say so, and by how much.
+  function upscaled(files) {
+    if (!files.length) return null;
+    const size = (x) => (x.media ? `${x.media.width}×${x.media.height}` : '');
+    return h('div.card.upscaled-files', h('h3', `${files.length} file(s) will be upscaled`),
+      h('p.muted.small', 'Smaller than their bucket, so they are enlarged to cover it before training; over 2× they look soft.'),
+      h('table', h('tbody', files.sort((a, b) => b.scale - a.scale).map((x) => h('tr', { dataset: { file: x.name } },
+        h('td', h('a', { href: `#/data/${encodeURIComponent(dataset)}?file=${encodeURIComponent(x.name)}` }, x.name)),
+        h('td.num', size(x)),
+        h('td', Object.entries(x.bucket_scales).filter(([, v]) => v > 1.001).map(([label]) => label).join(', ')),
+        h(`td.num${x.scale >= 2 ? '.warn-text' : ''}`, `upscaled ${x.scale.toFixed(1)}x`))))));
   }
 
   function dropped(files) {

@@ -1,7 +1,7 @@
 // Small pieces the Inference views share: labels, the ComfyUI status badge, number parsing, job progress.
 
 import { api, fileUrl } from '../api.js';
-import { h, poll, showError, formatDuration } from '../ui.js';
+import { fill, h, poll, showError, formatDuration } from '../ui.js';
 
 export function loraLabel(l) {
   if (!l) return 'base model';
@@ -32,13 +32,21 @@ export function lines(text) {
   return String(text || '').split('\n').map((s) => s.trim()).filter(Boolean);
 }
 
+// The ComfyUI backend's state in the page head: quiet when usable, a visible warning with the reason and a
+// link to Settings when not (a ComfyUI test is then refused at submit with the same reason).
 export function comfyStatus() {
   const el = h('span.inf-comfy.muted', { title: 'ComfyUI backend' }, 'ComfyUI: …');
   api('inference/comfyui').then((s) => {
-    el.textContent = s.reachable ? `ComfyUI ${s.version || ''} at ${s.url}`.trim()
-      : s.mode === 'managed' ? `ComfyUI: started per job${s.checkout ? '' : ' (checkout missing)'}` : 'ComfyUI: not reachable';
-    el.classList.toggle('ok', Boolean(s.reachable || (s.mode === 'managed' && s.checkout)));
-    if (s.error) el.title = s.error;
+    const ok = Boolean(s.reachable || (s.mode === 'managed' && s.checkout));
+    el.classList.toggle('ok', ok);
+    el.classList.toggle('down', !ok);
+    el.classList.toggle('muted', false);
+    if (ok) {
+      el.textContent = s.reachable ? `ComfyUI ${s.version || ''} at ${s.url}`.replace('  ', ' ') : 'ComfyUI: started per job';
+      return;
+    }
+    fill(el, h('strong', s.mode === 'managed' ? 'ComfyUI cannot be started' : `ComfyUI not reachable at ${s.url}`),
+      s.error ? `: ${s.error}. ` : '. ', h('a', { href: '#/settings' }, 'Settings'));
   }).catch(() => { el.textContent = 'ComfyUI: unknown'; });
   return el;
 }

@@ -55,9 +55,10 @@ export async function runView(container, ctx) {
     strengths: h('input', { name: 'strengths', value: '1.0' }),
     seed: num('seed', 42, { min: 0 }),
     steps: num('steps', d.steps, { min: 1, max: 200 }),
-    guidance: num('guidance', d.guidance, { step: 0.1, min: 0 }),
-    guidance_low: num('guidance_low', d.guidance_low, { step: 0.1, min: 0 }),
-    shift: num('shift', d.shift, { step: 0.1, min: 0.05 }),
+    // step counts from min: shift's min 0.05 with step 0.05 accepts 5, 12, 3.5 (the variants' defaults)
+    guidance: num('guidance', d.guidance, { step: 0.05, min: 0, max: 30 }),
+    guidance_low: num('guidance_low', d.guidance_low, { step: 0.05, min: 0, max: 30 }),
+    shift: num('shift', d.shift, { step: 0.05, min: 0.05, max: 50 }),
     frames: num('frames', d.frames, { min: 1, step: 4 }),
     width: num('width', '', { step: d.size_multiple, min: d.size_multiple, placeholder: 'auto' }),
     height: num('height', '', { step: d.size_multiple, min: d.size_multiple, placeholder: 'auto' }),
