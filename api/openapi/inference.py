@@ -29,7 +29,7 @@ SCHEMAS = {
     'GalleryImages': obj({'name': STR, 'variant': opt(STR), 'images': arr(ref('GalleryImage'))}),
     'GalleryUpload': obj({'added': arr(ref('GalleryImage')), 'rejected': arr(obj({'file': STR, 'message': STR}))}),
     'LoraFile': obj({'path': STR, 'size': INT, 'expert': STR, 'variant': opt(STR)}),
-    'TaskLora': obj({'id': STR, 'job_id': STR, 'task_id': STR, 'name': STR, 'kind': STR, 'number': INT,
+    'TaskLora': obj({'id': STR, 'job_id': STR, 'task_id': STR, 'run': opt(INT), 'name': STR, 'kind': STR, 'number': INT,
                      'epoch': opt(INT), 'step': opt(INT), 'saved_at': NUM, 'created_at': NUM, 'variant': opt(STR),
                      'best': BOOL, 'files': arr(ref('LoraFile'))}),
     'TaskLoras': obj({'task_id': STR, 'best': BEST, 'loras': arr(ref('TaskLora'))}),

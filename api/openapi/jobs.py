@@ -15,7 +15,8 @@ SCHEMAS = {
                      'finished_at': opt(NUM), 'request': ref('Resources'), 'retries': INT, 'failures_in_row': INT,
                      'message': opt(STR),
                      'origin': ANY, 'attempt': INT, 'devices': arr(INT), 'progress': ref('ProgressBrief'),
-                     'kind': STR}),                  # train | infer | caption
+                     'kind': STR,                    # train | infer | caption
+                     'run': opt(INT)}),              # a training run's number within its task (1 = first)
     'Attempt': obj({'n': INT, 'started_at': NUM, 'ended_at': opt(NUM), 'pid': opt(INT), 'create_time': opt(NUM),
                     'port': INT, 'devices': arr(INT), 'device_kind': STR, 'resume_from': opt(STR),
                     'command': arr(STR), 'exit_code': opt(INT), 'hung_at': opt(NUM),
@@ -44,7 +45,7 @@ SCHEMAS = {
     'Metrics': obj({'names': arr(STR), 'series': {'type': 'object', 'additionalProperties': ref('Series')},
                     'last_step': opt(INT)}),
     'LogChunk': obj({'offset': INT, 'next_offset': INT, 'size': INT, 'reset': BOOL, 'text': STR, 'partial': STR,
-                     'eof': BOOL}),
+                     'eof': BOOL, 'start': BOOL}),     # start: a backwards read (before=) reached the file's start
     'Checkpoint': obj({'tag': STR, 'path': STR, 'step': opt(INT), 'epoch': opt(INT), 'created_at': NUM}),
     'CheckpointList': obj({'checkpoints': arr(ref('Checkpoint'))}),
     'Lora': obj({'name': STR, 'kind': STR, 'number': INT, 'created_at': NUM,

@@ -12,6 +12,7 @@ SCHEMAS = {
                                             'description': 'form field -> value; null or "" removes the key'},
                       'toml': ref('TomlPair'), 'if_revision': INT}),
     'TaskCopy': obj({'name': STR}),
+    'TaskImport': obj({'main': STR, 'dataset': STR, 'name': STR}, ['main']),
     'TaskSummary': obj({'id': STR, 'name': STR, 'created_at': NUM, 'updated_at': NUM, 'revision': INT,
                         'resources': ref('Resources'), 'state': STR, 'latest_job': opt(ref('JobBrief')),
                         'best_lora': BEST}),             # marked in the Inference studio

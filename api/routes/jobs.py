@@ -93,11 +93,12 @@ def job_metrics(job_id):
 
 
 @bp.get('/jobs/<job_id>/log')
-@doc('Log text from a byte offset; returns next_offset; unfinished last line as partial', response='LogChunk',
-     query={'offset': 'integer', 'max_bytes': 'integer', 'tail': 'integer'})
+@doc('Log text from a byte offset (or, with before=<offset>, the lines ending there); returns next_offset; '
+     'unfinished last line as partial', response='LogChunk',
+     query={'offset': 'integer', 'max_bytes': 'integer', 'tail': 'integer', 'before': 'integer'})
 def job_log(job_id):
     return studio().job_service.log(_job(job_id), query_int('offset', 0, 0), query_int('max_bytes', None, 1),
-                                    query_int('tail', None, 0))
+                                    query_int('tail', None, 0), query_int('before', None, 0))
 
 
 @bp.get('/jobs/<job_id>/artifacts')
@@ -114,11 +115,14 @@ def job_checkpoints(job_id):
 
 @bp.get('/jobs/<job_id>/files/<path:rel>')
 @doc('Download a file of the run directory (LoRA, config, report, log, video); ?token= works here; '
-     '?download=<name> saves it under that name', binary=True, query={'download': 'string'})
+     '?download=<name> saves it under that name; a saved LoRA downloads as <task>-run<N>-epoch<N>[-<expert>].safetensors',
+     binary=True, query={'download': 'string'})
 def job_file(job_id, rel):
-    path = studio().job_service.file(_job(job_id), rel)
+    jobs, job = studio().job_service, _job(job_id)
+    path = jobs.file(job, rel)
     name = Path(request.args.get('download') or '').name
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise BadRequest('download must be a file name without control characters (CR, LF, ...)', field='download')
+    name = name or jobs.download_name(job, rel)
     return send_file(path, as_attachment=bool(name) or path.suffix in ('.safetensors', '.pt', '.bin'),
                      conditional=True, download_name=name or path.name)

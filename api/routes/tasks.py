@@ -2,9 +2,10 @@
 
 import time
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from ..http import body, doc, field, gpu_request, query_bool, studio
+from ..services.training.toml_io import export_text, import_texts
 
 bp = Blueprint('tasks', __name__, url_prefix='/api/v1')
 
@@ -26,6 +27,27 @@ def create_task():
     if field(d, 'form', dict):
         task = s.tasks.patch(task['id'], form=d['form'])
     return s.training.view(task), 201
+
+
+@bp.post('/tasks/import')
+@doc("Create a task from a diffusion-pipe config: its main TOML text and, optionally, its dataset TOML text "
+     "(output_dir and dataset are left out; without a dataset TOML the default dataset draft is used)",
+     body='TaskImport', response='Task', status=201)
+def import_task():
+    d, s = body(), studio()
+    main, dataset = import_texts(field(d, 'main', str, required=True), field(d, 'dataset', str))
+    task = s.tasks.create(name=field(d, 'name', str))
+    task = s.tasks.patch(task['id'], toml={'main': main, **({'dataset': dataset} if dataset else {})})
+    return s.training.view(task), 201
+
+
+@bp.get('/tasks/<task_id>/toml/<which>')
+@doc("Download one file of a task's draft: which = main (<task>-config.toml, naming the dataset file) or "
+     'dataset (<task>-dataset.toml)', binary=True)
+def export_toml(task_id, which):
+    name, text = export_text(studio().tasks.get(task_id), which)
+    return Response(text, mimetype='application/toml',
+                    headers={'Content-Disposition': f'attachment; filename="{name}"'})
 
 
 @bp.get('/tasks/<task_id>')

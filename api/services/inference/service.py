@@ -89,7 +89,7 @@ class InferenceService:
             ev = next((events[f['path']] for f in save['files'] if f['path'] in events), {})
             epoch = ev.get('epoch') if ev else (save['number'] if save['kind'] == 'epoch' else None)
             out.append({'id': f'{job["id"]}/{save["name"]}', 'job_id': job['id'], 'task_id': job['task_id'],
-                        'name': save['name'], 'kind': save['kind'], 'number': save['number'], 'epoch': epoch,
+                        'run': self.jobs.run_number(job), 'name': save['name'], 'kind': save['kind'], 'number': save['number'], 'epoch': epoch,
                         'step': ev.get('step'), 'saved_at': ev.get('time') or save['created_at'],
                         'created_at': save['created_at'], 'variant': files[0]['variant'], 'files': files})
         return out

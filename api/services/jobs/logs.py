@@ -3,6 +3,10 @@
 Complete lines only advance the offset; the unfinished last line comes back as `partial` (a progress
 bar's current state) and is read again next time. Carriage-return progress bars collapse to their
 last state. A read never returns more than `max_bytes` of the file.
+
+Reading backwards (`read_log_before`): the complete lines that end at byte `before` (a line start an
+earlier read returned as `offset`), at most `max_bytes` of them, for a viewer that shows the end first
+and loads earlier lines as the user scrolls up.
 """
 
 import os
@@ -53,3 +57,28 @@ def _line_start(path, pos):
         head = f.read(65536)
     nl = head.find(b'\n')
     return pos + nl + 1 if nl >= 0 else pos
+
+
+def read_log_before(path, before, max_bytes=65536):
+    """Complete lines ending at byte `before` (clamped to the file size), starting at a line start;
+    `offset` is where they start (0: nothing earlier is left)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    end = max(0, min(before, size))
+    start = max(0, end - max_bytes)
+    chunk = b''
+    if end > start:
+        with open(path, 'rb') as f:
+            f.seek(start)
+            chunk = f.read(end - start)
+    if start > 0:                       # drop the part of a line that began before the window
+        nl = chunk.find(b'\n')
+        if 0 <= nl < len(chunk) - 1:
+            chunk = chunk[nl + 1:]
+            start = end - len(chunk)
+        # one line longer than the window: returned cut, so the viewer still moves back
+    return {'offset': start, 'next_offset': end, 'size': size, 'reset': False,
+            'text': collapse_cr(chunk.decode('utf-8', 'replace')), 'partial': '', 'eof': False,
+            'start': start == 0}

@@ -5,9 +5,11 @@ inventory and scheduler it was given, and every view of a job (brief, full, queu
     jobs.stop('j20261123-101500-ab12', save=True)     # actions return the job's view, as the routes send it
 """
 
-from .logs import read_log
+import re
+
+from .logs import read_log, read_log_before
 from .resources import check_resources
-from .runs import file_in_run, list_checkpoints, list_loras
+from .runs import SAVE_DIR_RE, expert_from_name, file_in_run, list_checkpoints, list_loras
 from .slurm import WAITING
 from .store import LIVE
 from .targets import target_of
@@ -78,6 +80,7 @@ class JobService:
         out = {k: job[k] for k in ('id', 'task_id', 'state', 'created_at', 'updated_at', 'finished_at', 'request',
                                    'retries', 'message', 'origin')}
         out['kind'] = job.get('kind', 'train')
+        out['run'] = self.store.run_number(job)
         out['failures_in_row'] = job.get('failures_in_row', 0)
         out['attempt'] = len(job['attempts'])
         out['devices'] = job['attempts'][-1]['devices'] if live else []
@@ -159,9 +162,29 @@ class JobService:
         return {'loras': list_loras(run, state.artifacts), 'checkpoints': list_checkpoints(run),
                 'events': list(state.artifacts.values())}
 
-    def log(self, job, offset=0, max_bytes=None, tail=None):
+    def log(self, job, offset=0, max_bytes=None, tail=None, before=None):
         limit = min(max_bytes or self.settings.log_chunk_bytes, self.settings.log_chunk_bytes)
+        if before is not None:
+            return read_log_before(self.run_dir(job) / 'log.txt', before, limit)
         return read_log(self.run_dir(job) / 'log.txt', offset, limit, tail)
 
     def file(self, job, rel):
         return file_in_run(self.run_dir(job), rel)
+
+    def download_name(self, job, rel):
+        """The name a saved LoRA downloads under: <task>-run<N>-epoch<N>[-<expert>].safetensors (the file on
+        disk keeps its own name); None for other files."""
+        parts = rel.split('/')
+        if len(parts) < 2 or not SAVE_DIR_RE.match(parts[0]) or not rel.endswith('.safetensors'):
+            return None
+        task = self.tasks.find(job['task_id']) or {}
+        run = self.store.run_number(job)
+        expert = expert_from_name(rel)
+        bits = [task.get('name') or job['task_id'], f'run{run}' if run else job['id'], parts[0], expert]
+        return safe_file_name('-'.join(b for b in bits if b) + '.safetensors')
+
+
+def safe_file_name(name):
+    """A file name every system saves as is: letters, digits, '.', '_' and '-' (others become '_')."""
+    clean = re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('._') or 'download'
+    return clean[:200]

@@ -76,6 +76,12 @@ class JobStore(RecordIndex):
             jobs = [j for j in jobs if j.get('kind', 'train') == kind]
         return sorted(jobs, key=lambda j: j['created_at'])
 
+    def run_number(self, job):
+        """A training run's number within its task (1 = its first run), as the UI says "Run 3"; None for
+        other kinds."""
+        ids = [j['id'] for j in self.all(job['task_id'], kind='train')]
+        return ids.index(job['id']) + 1 if job['id'] in ids else None
+
     def latest(self, task_id, kind=None):
         jobs = self.all(task_id, kind=kind)
         return jobs[-1] if jobs else None

@@ -58,6 +58,12 @@ FIELDS = [
     FormField('activation_checkpointing', 'main', ('activation_checkpointing',), "true, false or 'unsloth'"),
     FormField('blocks_to_swap', 'main', ('blocks_to_swap',), 'transformer blocks kept in CPU memory'),
     FormField('seed', 'main', ('seed',), 'seed for shuffling, noise and timesteps'),
+    FormField('lora_alpha', 'main', ('adapter', 'alpha'), 'LoRA alpha (scale = alpha / rank; default: the rank)'),
+    FormField('timestep_sample_method', 'main', ('model', 'timestep_sample_method'), 'how training timesteps are drawn'),
+    FormField('shift', 'main', ('model', 'shift'), 'timestep shift'),
+    FormField('min_t', 'main', ('model', 'min_t'), 'lowest training timestep'),
+    FormField('max_t', 'main', ('model', 'max_t'), 'highest training timestep'),
+    FormField('expert_sampling', 'main', ('model', 'expert_sampling'), 'which expert each sample trains (Wan2.2 A14B, both experts)'),
     FormField('gpus', 'task', ('resources', 'gpus'), 'how many GPUs (or CPU slots) the job needs'),
     FormField('gpu_ids', 'task', ('resources', 'gpu_ids'), 'exactly these GPUs (optional; overrides gpus)'),
     FormField('target', 'task', ('resources', 'target'), "where it trains: 'local', 'slurm' or 'hosts' (GET /api/v1/targets)"),
@@ -276,7 +282,7 @@ def apply_form(main_text, dataset_text, resources, changes, *, datasets_root, mo
         if name == 'dataset' and value is not None:
             value = str(inside(datasets_root, str(value), 'dataset'))
         if name == 'model_path' and value is not None and not within_any(str(value), model_roots):
-            raise PathRefused(f'model_path {value!r} is not inside a model root', field=name)
+            raise PathRefused(f'the model checkpoint {value!r} is not inside a model folder', field=name)
         if f.file == 'task':
             resources[f.key[-1]] = value
         elif get_at(docs[f.file], f.key) != value:          # an unchanged value keeps how it was written

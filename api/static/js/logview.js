@@ -1,7 +1,8 @@
 // An incremental log viewer over GET .../log?offset= (see docs/api.md, "Polling cheaply"): starts with
 // the last `tail` bytes, then asks for what follows `next_offset`. Complete lines are appended; the
 // unfinished last line (a progress bar's current state) is shown apart and replaced on every read.
-// Follows the end while the user is at the bottom; keeps at most `maxChars` in the page.
+// Follows the end while the user is at the bottom; keeps at most `maxChars` in the page. Scrolling to the
+// top loads the lines before the first one shown (GET .../log?before=<offset>), a chunk at a time.
 //
 //   const log = new LogView({ read: (query) => api(`jobs/${id}/log`, { query }), downloadUrl });
 //   container.append(log.el);  await log.update();     // call update() from a poll
@@ -10,7 +11,7 @@
 import { h, clear } from './ui.js';
 
 export class LogView {
-  constructor({ read, downloadUrl = null, tail = 65536, maxChars = 400000, maxReads = 8 }) {
+  constructor({ read, downloadUrl = null, tail = 16384, maxChars = 400000, maxReads = 8 }) {
     this.read = read;
     this.tail = tail;
     this.maxChars = maxChars;
@@ -31,12 +32,14 @@ export class LogView {
     this.pre.addEventListener('scroll', () => {
       const atEnd = this.pre.scrollHeight - this.pre.scrollTop - this.pre.clientHeight < 24;
       if (this.follow.checked !== atEnd) this.follow.checked = atEnd;
+      if (this.pre.scrollTop < 40) this.loadEarlier();
     });
     this.reset();
   }
 
   reset() {
     this.offset = null;        // null: nothing read yet (the first read takes the tail)
+    this.first = null;         // byte offset of the first line shown (0: the file's start)
     this.chars = 0;
     this.dropped = false;
     this.size = 0;
@@ -50,7 +53,7 @@ export class LogView {
       const query = this.offset === null ? { offset: 0, tail: this.tail } : { offset: this.offset };
       const chunk = await this.read(query);
       if (chunk.reset) this.reset();
-      if (this.offset === null && chunk.offset > 0) this.dropped = true;
+      if (this.offset === null) this.first = chunk.offset;
       this.offset = chunk.next_offset;
       this.size = chunk.size;
       if (chunk.text) this.append(chunk.text);
@@ -59,6 +62,25 @@ export class LogView {
     }
     this.showNote();
     if (this.follow.checked) this.scrollToEnd();
+  }
+
+  // The lines before the first one shown, kept in view where the user was reading.
+  async loadEarlier() {
+    if (this.loading || !this.first || this.dropped) return;
+    this.loading = true;
+    try {
+      const chunk = await this.read({ before: this.first });
+      if (chunk.text && chunk.next_offset === this.first) {
+        const height = this.pre.scrollHeight;
+        this.text.prepend(document.createTextNode(chunk.text));
+        this.chars += chunk.text.length;
+        this.pre.scrollTop += this.pre.scrollHeight - height;
+      }
+      this.first = chunk.offset;
+      this.showNote();
+    } finally {
+      this.loading = false;
+    }
   }
 
   append(text) {
@@ -75,7 +97,8 @@ export class LogView {
     const empty = !this.chars && !this.partial.textContent;
     if (this.full) this.full.hidden = !this.size;
     this.note.textContent = empty ? 'Nothing logged yet.'
-      : this.dropped ? 'Earlier lines are not shown here; open the full log to see them.' : '';
+      : this.dropped ? 'Earlier lines are not shown here; open the full log to see them.'
+        : this.first ? 'Scroll up for earlier lines.' : '';
   }
 
   scrollToEnd() {

@@ -1,12 +1,13 @@
 // Training area. Views (the URL holds them, so refresh and back keep the place):
-//   #/training                                  task list (create, copy, rename, delete)
+//   #/training                                  task list (create, import, copy, rename, delete)
+//   #/training?new=1[&dataset=<name>]           a new draft task (on that dataset), then its form
 //   #/training/queue                            queued runs: order, why they wait, move, cancel
 //   #/training/<task-id>?tab=config|toml|monitor[&job=<job-id>]   one task: form, TOML, monitor
 // Task ids always contain a '-' (<prefix>-<yyyymmdd>-<nn>), so 'queue' never names a task.
 
 import { api } from './api.js';
 import { h, scope as makeScope } from './ui.js';
-import { renderList } from './training/list.js';
+import { createFromLink, renderList } from './training/list.js';
 import { renderQueue } from './training/queue.js';
 import { renderTask } from './training/task.js';
 
@@ -31,7 +32,9 @@ export default {
     const scope = makeScope();
     try {
       const sub = route.parts[0];
-      if (sub && sub !== 'queue') {
+      if (!sub && route.query.get('new') === '1') {
+        await createFromLink(route.query.get('dataset'));
+      } else if (sub && sub !== 'queue') {
         await renderTask(container, route, scope);
       } else {
         const { actions, setCount } = areaHeader(container, sub === 'queue' ? 'queue' : 'tasks', scope);

@@ -30,7 +30,8 @@ export async function runView(container, ctx) {
     const runs = new Map();
     for (const l of loras) runs.set(l.job_id, [...(runs.get(l.job_id) || []), l]);
     return [...runs].map(([job, ls]) => h('div.inf-run-loras', { dataset: { job } },
-      h('span.muted', `run ${job} · ${formatTime(ls[0].created_at)}`), h('div.row', ls.map(loraBox))));
+      h('span.muted.inf-run-label', { title: job }, `Run ${ls[0].run ?? job} · ${formatTime(ls[0].created_at)}`),
+      h('div.row', ls.map(loraBox))));
   };
   const others = all.tasks.filter((t) => t.task_id !== ctx.taskId)
     .map((t) => ({ ...t, loras: t.loras.filter((l) => !l.variant || l.variant === settings.variant) }))

@@ -1,4 +1,4 @@
-// Task actions the list and the task page share: create, copy, rename, delete, start (with its GPU dialog).
+// Task actions the list and the task page share: create, import, copy, rename, delete, start (with its GPU dialog).
 // Each asks what it needs, shows errors as toasts, and resolves to the result or null when nothing happened.
 
 import { api } from '../api.js';
@@ -92,5 +92,47 @@ export async function askDevices(resources) {
     document.body.append(dialog);
     dialog.showModal();
     clear(error);
+  });
+}
+
+// Import a diffusion-pipe config (its main TOML and, optionally, its dataset TOML) as a new task;
+// resolves to the task, or null when cancelled or refused (the dialog then says why).
+export function importTask() {
+  return new Promise((resolve) => {
+    let made = null;
+    const main = h('input#import-main', { type: 'file', accept: '.toml,text/plain', required: true });
+    const dataset = h('input#import-dataset', { type: 'file', accept: '.toml,text/plain' });
+    const name = h('input#import-name', { type: 'text', placeholder: 'automatic', autocomplete: 'off' });
+    const error = h('p.error', { role: 'alert' });
+    const submit = h('button.primary', { type: 'submit' }, 'Import');
+    const form = h('form', { method: 'dialog' },
+      h('h2', 'Import a training config'),
+      h('p.muted', "A diffusion-pipe config: the main TOML and, if you have it, the dataset TOML it names. "
+        + 'output_dir and dataset are left out: the studio sets them when a run starts.'),
+      h('label.field', h('span', 'Main config (TOML)'), main),
+      h('label.field', h('span', 'Dataset config (TOML, optional)'), dataset),
+      h('label.field', h('span', 'Task name'), name),
+      error,
+      h('div.actions', h('button', { type: 'button', onclick: () => dialog.close() }, 'Cancel'), submit));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!main.files.length) { error.textContent = 'Choose the main config file.'; return; }
+      submit.disabled = true;
+      try {
+        const body = { main: await main.files[0].text() };
+        if (dataset.files.length) body.dataset = await dataset.files[0].text();
+        if (name.value.trim()) body.name = name.value.trim();
+        made = await api('tasks/import', { method: 'POST', body });
+        toast(`Imported as "${made.name}".`, 'ok');
+        dialog.close();
+      } catch (err) {
+        error.textContent = err.message;
+        submit.disabled = false;
+      }
+    });
+    const dialog = h('dialog.confirm.import-dialog', {}, form);
+    dialog.addEventListener('close', () => { dialog.remove(); resolve(made); });
+    document.body.append(dialog);
+    dialog.showModal();
   });
 }

@@ -2,8 +2,13 @@
 // and the doc of its TOML key as hints. Edits go to the Draft (saved as you type); validation issues
 // are shown next to the field they name, issues with no field in a list above the form.
 //
-//   const form = new ConfigForm({ schema, models, datasets, draft });
+//   const form = new ConfigForm({ schema, models, datasets, draft, onProblems });
 //   container.append(form.el);  form.update(task);  form.showIssues(issues);
+//   form.problems()            // fields with a problem: typed here (never saved) or found by the studio
+//
+// A value that cannot be saved as typed (not a number, below the minimum) stays in its field, marked,
+// and counts as a problem (onProblems() is called when that set changes); the draft keeps its last value
+// and the task page does not start while any problem is shown.
 
 import { fill, h } from '../ui.js';
 import { TARGET_FIELDS, TARGET_WIDGETS, offerNote, parseObject } from './targets.js';
@@ -25,10 +30,12 @@ const WIDGETS = {
   seed: { label: 'Seed', type: 'int', min: 0 },
   optimizer: { label: 'Optimizer', type: 'text',
     suggestions: ['adamw', 'adamw_optimi', 'adamw8bit', 'AdamW8bitKahan', 'prodigy', 'sgd'] },
-  learning_rate: { label: 'Learning rate', type: 'float', placeholder: 'e.g. 2e-5' },
+  learning_rate: { label: 'Learning rate', type: 'float', placeholder: 'e.g. 2e-5',
+    help: 'how far each optimizer step moves the LoRA weights; 1e-4 to 2e-5 is usual, lower is slower and safer' },
   lr_scheduler: { label: 'LR schedule', type: 'choice' },
   warmup_steps: { label: 'Warm-up steps', type: 'int', min: 0 },
-  lora_rank: { label: 'LoRA rank', type: 'int', min: 1 },
+  lora_rank: { label: 'LoRA rank', type: 'int', min: 1,
+    help: 'size of the low-rank matrices: higher learns more detail and makes bigger files (16-64 is usual)' },
   save_every_n_epochs: { label: 'Save LoRA every n epochs', type: 'int', min: 1 },
   save_every_n_steps: { label: 'Save LoRA every n steps', type: 'int', min: 1 },
   checkpoint_every_n_epochs: { label: 'Checkpoint every n epochs', type: 'int', min: 1 },
@@ -41,7 +48,20 @@ const WIDGETS = {
   activation_checkpointing: { label: 'Activation checkpointing', type: 'choice', choices: [true, false, 'unsloth'] },
   blocks_to_swap: { label: 'Blocks to swap', type: 'int', min: 0 },
   ...TARGET_WIDGETS,
+  lora_alpha: { label: 'LoRA alpha', type: 'float', min: 0, exclusiveMin: true, placeholder: 'the rank',
+    help: 'scales the LoRA by alpha / rank; empty: equal to the rank (scale 1)' },
+  timestep_sample_method: { label: 'Timestep sampling', type: 'choice',
+    help: 'logit_normal favours middle timesteps; uniform draws every timestep equally often' },
+  shift: { label: 'Timestep shift', type: 'float', min: 0, exclusiveMin: true, placeholder: 'none',
+    help: 'moves training timesteps towards noise (t·s / (1 + (s−1)·t)); empty: no shift' },
+  min_t: { label: 'Lowest timestep', type: 'float', min: 0, max: 1, help: '0 = clean image; raise it to train only noisier steps' },
+  expert_sampling: { label: 'Expert sampling (Wan2.2 A14B)', type: 'choice',
+    help: "timestep: each sample trains the expert its timestep falls to (the high-noise one gets few); balanced: each expert half the samples" },
+  max_t: { label: 'Highest timestep', type: 'float', min: 0, max: 1, help: '1 = pure noise; lower it to train only cleaner steps' },
 };
+
+// Settings most runs leave alone: shown folded under "Advanced".
+const ADVANCED = ['Advanced', ['lora_alpha', 'timestep_sample_method', 'shift', 'min_t', 'max_t', 'expert_sampling']];
 
 const GROUPS = [
   ['Model', ['model_path', 'transformer_path', 'expert', 'transformer_dtype']],
@@ -87,18 +107,45 @@ function parseList(text) {
   });
 }
 
+function checkRange(w, n) {
+  if (w.min !== undefined && (w.exclusiveMin ? n <= w.min : n < w.min)) {
+    throw new Error(w.exclusiveMin ? `must be more than ${w.min}` : `must be at least ${w.min}`);
+  }
+  if (w.max !== undefined && n > w.max) throw new Error(`must be at most ${w.max}`);
+}
+
+// The help under a field: its own text, else the config key's doc unless that only repeats the label.
+function helpText(w, doc) {
+  if (w.help) return w.help;
+  const norm = (t) => String(t || '').toLowerCase().replace(/[^a-z0-9]+/g, ' ').trim();
+  return doc && norm(doc) !== norm(w.label) ? doc : '';
+}
+
+// Messages name fields by their label on screen, not by API field or TOML key names.
+function labelled(message, fields) {
+  let out = String(message || '');
+  for (const [name, f] of fields) {
+    const key = f.key ? f.key.split('.').pop() : null;
+    for (const word of new Set([name, key].filter((k) => k && k.includes('_')))) {
+      out = out.replace(new RegExp(`\\b${word}\\b`, 'g'), `"${f.w.label}"`);
+    }
+  }
+  return out;
+}
+
 function parseValue(w, raw) {
   const t = typeof raw === 'string' ? raw.trim() : raw;
   if (t === '' || t === null) return null;
   if (w.type === 'int') {
     const n = Number(t);
     if (!Number.isInteger(n)) throw new Error('must be a whole number');
-    if (w.min !== undefined && n < w.min) throw new Error(`must be at least ${w.min}`);
+    checkRange(w, n);
     return n;
   }
   if (w.type === 'float') {
     const n = Number(t);
     if (!Number.isFinite(n)) throw new Error('must be a number, e.g. 2e-5');
+    checkRange(w, n);
     return n;
   }
   if (w.type === 'list') return parseList(t);
@@ -108,8 +155,10 @@ function parseValue(w, raw) {
 }
 
 export class ConfigForm {
-  constructor({ schema, models, datasets, draft }) {
+  constructor({ schema, models, datasets, draft, onProblems = () => {} }) {
     this.schema = schema;
+    this.local = new Map();         // name -> message of a value typed here that cannot be saved
+    this.onProblems = onProblems;
     this.models = models;
     this.datasets = datasets;
     this.draft = draft;
@@ -122,12 +171,22 @@ export class ConfigForm {
 
   groups() {
     const known = new Map(this.schema.form_fields.map((f) => [f.name, f]));
-    const placed = new Set(GROUPS.flatMap(([, names]) => names));
+    const placed = new Set([...GROUPS, ADVANCED].flatMap(([, names]) => names));
     const extra = this.schema.form_fields.map((f) => f.name).filter((n) => !placed.has(n));
     const groups = extra.length ? [...GROUPS, ['Other', extra]] : GROUPS;
-    return groups.map(([title, names]) => h('fieldset.form-group', {},
+    return [...groups.map(([title, names]) => h('fieldset.form-group', {},
       h('legend', title),
-      h('div.form-grid', names.filter((n) => known.has(n)).map((n) => this.field(known.get(n))))));
+      h('div.form-grid', names.filter((n) => known.has(n)).map((n) => this.field(known.get(n)))))),
+    this.advancedGroup(known)];
+  }
+
+  advancedGroup(known) {
+    const [title, names] = ADVANCED;
+    const here = names.filter((n) => known.has(n));
+    if (!here.length) return null;
+    this.advanced = h('details.form-group.advanced', {}, h('summary', title),
+      h('div.form-grid', here.map((n) => this.field(known.get(n)))));
+    return this.advanced;
   }
 
   field(f) {
@@ -135,7 +194,7 @@ export class ConfigForm {
     const info = keyInfo(f, this.schema.keys);
     const id = `f-${f.name}`;
     const input = this.input(f, w, info, id);
-    const hintText = [info && info.doc ? info.doc : f.doc,
+    const hintText = [helpText(w, info && info.doc ? info.doc : f.doc),
       info && info.default !== null && info.default !== undefined && info.default !== 'required' && w.type !== 'choice'
         ? `default ${show(info.default)}` : null].filter(Boolean).join('; ');
     const hint = h('div.hint', { id: `${id}-hint` }, hintText);
@@ -144,7 +203,7 @@ export class ConfigForm {
     input.setAttribute('aria-describedby', `${id}-hint ${id}-issue`);
     const wrap = h('label.field', { dataset: { field: f.name } }, h('span', w.label), input, extra, hint, issue);
     if (w.type === 'model' || w.type === 'dataset' || f.name === 'transformer_path') wrap.classList.add('wide');
-    this.fields.set(f.name, { wrap, input, issue, hint, w, file: f.file, extra });
+    this.fields.set(f.name, { wrap, input, issue, hint, w, file: f.file, key: f.key, extra });
     const send = () => this.changed(f.name);
     input.addEventListener(w.type === 'choice' || w.type === 'model' || w.type === 'dataset' ? 'change' : 'input', send);
     return wrap;
@@ -184,10 +243,10 @@ export class ConfigForm {
     try {
       value = parseValue(f.w, this.control(name).value);
     } catch (e) {
-      this.setIssue(name, e.message);
+      this.setLocal(name, e.message);
       return;
     }
-    this.setIssue(name, this.serverIssue(name));
+    this.setLocal(name, null);
     this.draft.setForm(name, value);
     if (name === 'model_path') this.showVariant(this.task, value);
   }
@@ -210,7 +269,7 @@ export class ConfigForm {
       control.disabled = bad.has(f.file);
       if (f.w.type === 'model') this.fillModels(control, task.form[name]);
       else if (f.w.type === 'dataset') this.fillDatasets(control, task.form[name]);
-      if (document.activeElement === control) continue;
+      if (document.activeElement === control || this.local.has(name)) continue;     // never replace what was typed
       control.value = f.w.type === 'choice'
         ? (task.form[name] === null || task.form[name] === undefined ? '' : JSON.stringify(task.form[name]))
         : show(task.form[name]);
@@ -252,7 +311,33 @@ export class ConfigForm {
   }
 
   serverIssue(name) {
-    return (this.issues || []).filter((i) => i.field === name).map((i) => i.message).join('; ');
+    return labelled((this.issues || []).filter((i) => i.field === name).map((i) => i.message).join('; '), this.fields);
+  }
+
+  // A value typed here that cannot be saved (message), or that now can (null).
+  setLocal(name, message) {
+    const had = this.local.get(name) || null;
+    if (message) this.local.set(name, message);
+    else this.local.delete(name);
+    this.setIssue(name, message || this.serverIssue(name));
+    if (had !== (message || null)) this.onProblems();
+  }
+
+  // Names of the fields that show a problem (typed here, or found by the studio's validation).
+  problems() {
+    const names = new Set(this.local.keys());
+    for (const i of this.issues || []) if (i.field && this.fields.has(i.field)) names.add(i.field);
+    return [...names];
+  }
+
+  // The first field with a problem: shown (its group unfolded) and focused.
+  revealProblem() {
+    const name = this.problems()[0];
+    const f = name && this.fields.get(name);
+    if (!f) return;
+    if (this.advanced && this.advanced.contains(f.wrap)) this.advanced.open = true;
+    f.wrap.scrollIntoView({ block: 'center' });
+    this.control(name).focus();
   }
 
   setIssue(name, message) {
@@ -265,17 +350,17 @@ export class ConfigForm {
 
   showIssues(issues) {
     this.issues = issues;
-    for (const name of this.fields.keys()) this.setIssue(name, this.serverIssue(name));
+    for (const name of this.fields.keys()) this.setIssue(name, this.local.get(name) || this.serverIssue(name));
     const general = issues.filter((i) => !i.field || !this.fields.has(i.field));
     fill(this.general, general.length ? h('div.notice.bad',
       h('strong', `${general.length} problem${general.length > 1 ? 's' : ''} outside the form:`),
-      h('ul', general.map((i) => h('li', `${i.file}: ${i.key === '(syntax)' ? '' : `${i.key}: `}${i.message} `,
+      h('ul', general.map((i) => h('li', `${i.file}: ${i.key === '(syntax)' ? '' : `${i.key}: `}${labelled(i.message, this.fields)} `,
         h('a', { href: `#/training/${encodeURIComponent(this.task.id)}?tab=toml` }, 'show in the TOML editor'))))) : '');
   }
 
   // A refused save (400 with a field): shown next to that field, else above the form.
   showError(err) {
-    if (err.field && this.setIssue(err.field, err.message)) return true;
+    if (err.field && this.setIssue(err.field, labelled(err.message, this.fields))) return true;
     return false;
   }
 }

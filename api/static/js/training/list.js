@@ -4,10 +4,17 @@
 import { api } from '../api.js';
 import { navigate } from '../router.js';
 import { badge, fill, formatDuration, formatNumber, formatShortTime, h, showError } from '../ui.js';
-import { copyTask, createTask, deleteTask, renameTask } from './actions.js';
+import { copyTask, createTask, deleteTask, importTask, renameTask } from './actions.js';
 import { ACTIVE } from './monitor.js';
 
 const taskHref = (t, tab) => `#/training/${encodeURIComponent(t.id)}${tab ? `?tab=${tab}` : ''}`;
+
+// #/training?new=1&dataset=<name> (the Data area's "Train on this dataset"): a draft task on that dataset,
+// opened on its form; the link is replaced in the history, so going back does not create another.
+export async function createFromLink(dataset) {
+  const t = await createTask(dataset ? { dataset } : {});
+  navigate(t ? taskHref(t, 'config') : '#/training', { replace: true });
+}
 
 export async function renderList(container, scope, header) {
   const [gpus, datasets, models] = await Promise.all([api('gpus', { signal: scope.signal }),
@@ -24,7 +31,12 @@ export async function renderList(container, scope, header) {
     const t = await createTask(body);
     if (t) navigate(taskHref(t, 'config'));
   };
-  header.append(h('button.primary#new-task', { type: 'button', onclick: () => create({}) }, 'New task'));
+  const importOne = async () => {
+    const t = await importTask();
+    if (t) navigate(taskHref(t, 'config'));
+  };
+  header.append(h('button#import-task', { type: 'button', onclick: importOne, title: 'A new task from a diffusion-pipe config (TOML files)' },
+    'Import TOML…'), h('button.primary#new-task', { type: 'button', onclick: () => create({}) }, 'New task'));
   fill(empty,
     h('h2', 'No training tasks yet'),
     h('p.muted', 'A task holds a LoRA training configuration and the runs made from it.'),
@@ -101,7 +113,7 @@ function progressCell(job, p) {
   }
   const bits = [`${p.step} / ${p.total_steps ?? '?'}`];
   if (p.epoch !== null) bits.push(`epoch ${p.epoch}/${p.total_epochs ?? '?'}`);
-  if (ACTIVE.includes(job.state) && p.eta_s !== null) bits.push(`ETA ${formatDuration(p.eta_s)}`);
+  if (job.state === 'running' && p.eta_s !== null) bits.push(`ETA ${formatDuration(p.eta_s)}`);
   return [h('div.progressbar', { role: 'progressbar', 'aria-valuenow': Math.round((p.fraction || 0) * 100), 'aria-valuemin': 0, 'aria-valuemax': 100 },
     h('div', { style: { width: `${Math.round((p.fraction || 0) * 100)}%` } })), h('div.small', bits.join(' · '))];
 }

@@ -17,6 +17,17 @@ const CONTINUABLE = ['done', 'stopped'];
 
 const jobPath = (id, rest = '') => `jobs/${encodeURIComponent(id)}${rest}`;
 
+// A task's training runs (its `jobs` also hold the inference jobs of its previews and tests).
+export const trainJobs = (task) => task.jobs.filter((j) => (j.kind || 'train') === 'train');
+
+// The line of a failed attempt's log tail that says why (an error or exception), when its reason does not.
+function failedLine(a) {
+  if (!a.log_tail || ['done', 'stopped'].includes(a.outcome)) return null;
+  const lines = a.log_tail.split('\n').map((l) => l.trim()).filter(Boolean);
+  const why = [...lines].reverse().find((l) => /(Error|Exception|error:|Killed|Traceback)/.test(l)) || lines.at(-1);
+  return why && !(a.reason || '').includes(why) ? why : null;
+}
+
 export class Monitor {
   constructor({ task, jobId, scope, onJob, onState = () => {} }) {
     this.task = task;
@@ -37,6 +48,7 @@ export class Monitor {
     this.progressCard = h('section.card.progress-card', { 'aria-live': 'polite' });
     this.controls = this.buildControls();
     this.attempts = h('details.attempts');
+    this.inferBox = h('details.inference-box', { hidden: true });
     this.chartBox = h('div.loss-chart');
     this.chart = new LossChart(this.chartBox);
     this.scope.add(() => this.chart.destroy());
@@ -45,7 +57,7 @@ export class Monitor {
       downloadUrl: fileUrl(jobPath(this.jobId, '/files/log.txt')) });
     this.el = h('div.monitor',
       h('div.row.run-bar', h('label.inline', { for: 'run-select' }, 'Run'), this.runSelect, h('span.muted.run-origin')),
-      this.progressCard, this.controls.el, this.attempts,
+      this.progressCard, this.controls.el, this.attempts, this.inferBox,
       h('div.monitor-grid',
         h('section.card.chart-card', h('h2', 'Loss'), this.chartBox),
         h('section.card.artifact-card', this.list.el)),
@@ -78,19 +90,35 @@ export class Monitor {
 
   setTask(task) {
     this.task = task;
-    const jobs = [...task.jobs].reverse();
+    const jobs = [...trainJobs(task)].reverse();
     const sig = jobs.map((j) => `${j.id}:${j.state}`).join(',');
     if (sig !== this.runSig) {
       this.runSig = sig;
       fill(this.runSelect, ...jobs.map((j, i) => h('option', { value: j.id, selected: j.id === this.jobId },
-        `Run ${jobs.length - i} · ${j.state} · ${formatShortTime(j.created_at)} · ${j.id}`)));
+        `Run ${j.run ?? jobs.length - i} · ${j.state} · ${formatShortTime(j.created_at)} · ${j.id}`)));
     }
+    this.renderInferenceJobs(task);
     if (this.job) this.renderControls();
   }
 
   // Another run of this task is queued or running (then nothing new can start).
   otherActive() {
-    return this.task.jobs.some((j) => j.id !== this.jobId && ACTIVE.includes(j.state));
+    return trainJobs(this.task).some((j) => j.id !== this.jobId && ACTIVE.includes(j.state));
+  }
+
+  // The task's inference jobs (previews, tests): listed apart from its training runs, opened in Inference.
+  renderInferenceJobs(task) {
+    const jobs = task.jobs.filter((j) => (j.kind || 'train') === 'infer').reverse();
+    const sig = jobs.map((j) => `${j.id}:${j.state}`).join(',');
+    if (sig === this.inferSig) return;
+    this.inferSig = sig;
+    const what = (j) => (j.origin && j.origin.action === 'preview' ? `preview of ${j.origin.checkpoint || 'a save'}` : 'test run');
+    this.inferBox.hidden = !jobs.length;
+    fill(this.inferBox, jobs.length ? [
+      h('summary', `Inference jobs of this task (${jobs.length})`, h('span.muted', ' · previews and tests, not training runs')),
+      h('ul.inference-jobs', jobs.slice(0, 20).map((j) => h('li', { dataset: { job: j.id } }, badge(j.state),
+        ` ${what(j)} · ${formatShortTime(j.created_at)} `, h('span.muted.small', j.id)))),
+      h('a', { href: `#/inference/${encodeURIComponent(task.id)}` }, 'Open them in Inference')] : []);
   }
 
   start() {
@@ -157,20 +185,22 @@ export class Monitor {
 
   renderProgress() {
     const p = this.progress, job = this.job;
-    const total = p.total_steps, step = p.step;
-    const frac = p.fraction ?? (p.phase === 'cache' && p.cache && p.cache.total ? p.cache.done / p.cache.total : null);
+    const total = p.total_steps, step = this.shownStep();
+    const frac = (step !== null && total ? Math.min(1, step / total) : null)
+      ?? (p.phase === 'cache' && p.cache && p.cache.total ? p.cache.done / p.cache.total : null);
     const stats = [];
     if (p.phase === 'train' && step !== null) {
       stats.push(`Step ${step} / ${total ?? '?'}`);
       if (p.epoch !== null) stats.push(`epoch ${p.epoch} / ${p.total_epochs ?? '?'}`);
       if (p.steps_per_s) stats.push(`${formatNumber(p.steps_per_s, 3)} it/s`);
-      if (ACTIVE.includes(job.state) && p.eta_s !== null) stats.push(`ETA ${formatDuration(p.eta_s)}`);
+      if (job.state === 'running' && p.eta_s !== null) stats.push(`ETA ${formatDuration(p.eta_s)}`);   // not while queued
       if (p.loss) stats.push(`loss ${formatNumber(p.loss.value)}`);
     } else if (p.phase === 'cache' && p.cache) {
       stats.push(`Caching latents and captions: ${p.cache.done} / ${p.cache.total}`);
     }
     if (job.attempts.length > 1) stats.push(`attempt ${job.attempts.length}`);
-    const stale = job.state === 'running' && p.heartbeat_age_s !== null && p.heartbeat_age_s > 60;
+    const stale = this.staleNote();
+    const phase = this.phaseText();
     const queued = job.state === 'queued' && this.queueInfo;
     const trainer = p.status && p.status !== job.state ? p.status : null;
     const message = p.message && p.message !== p.status ? p.message : job.message || '';
@@ -178,7 +208,7 @@ export class Monitor {
     this.progressCard.dataset.step = step ?? '';
     fill(this.progressCard,
       h('div.row',
-        badge(job.state), trainer ? h('span.muted', `trainer: ${trainer}`) : null,
+        badge(job.state), phase ? h('span.phase', phase) : trainer ? h('span.muted', `trainer: ${trainer}`) : null,
         h('span.grow.progress-message', message),
         h('span.muted.small', job.attempts.length ? `started ${formatShortTime(job.attempts[0].started_at)}`
           : `queued ${formatShortTime(job.queued_at)}`)),
@@ -188,9 +218,48 @@ export class Monitor {
       h('div.row.stats', stats.map((s) => h('span', s))),
       queued ? h('p.muted', `Waiting in the queue (position ${this.queueInfo.position + 1}): ${this.queueInfo.waiting_reason}. `,
         h('a', { href: '#/training/queue' }, 'Open the queue')) : null,
-      job.message && job.message !== message && job.state !== 'done' ? h('p.small', job.message) : null,
-      p.failure && job.state !== 'done' ? h('pre.failure', p.failure) : null,
-      stale ? h('p.error', `No sign of life from the trainer for ${formatDuration(p.heartbeat_age_s)}.`) : null);
+      ...this.banners(message),
+      stale);
+  }
+
+  // The step to show: while the run lives, the trainer's latest progress; once it ended, also what it
+  // wrote last (progress events are thinned, the final checkpoint and loss point are not).
+  shownStep() {
+    const p = this.progress;
+    if (!this.job || ACTIVE.includes(this.job.state) || p.phase !== 'train') return p.step;
+    const ckpt = this.artifacts.checkpoints.at(-1);
+    const seen = [p.step, ckpt && ckpt.step, p.loss && p.loss.step].filter((x) => Number.isInteger(x));
+    return seen.length ? Math.max(...seen) : p.step;
+  }
+
+  // What the running attempt is doing, from its latest status: starting, loading, caching, training ...
+  phaseText() {
+    const job = this.job, p = this.progress;
+    if (job.state !== 'running') return null;
+    const words = { starting: 'starting up', loading: 'loading the model', caching: 'caching latents and captions',
+      training: 'training', evaluating: 'evaluating', saving: 'saving' };
+    return p.status ? `phase: ${words[p.status] || p.status}` : 'phase: starting up (no word from the trainer yet)';
+  }
+
+  // Messages about the past (a crash, a retry) only while they still hold: not once the run trains again.
+  banners(message) {
+    const job = this.job, p = this.progress;
+    const live = ['running', 'stopping'].includes(job.state);
+    const over = live && ['training', 'evaluating', 'saving'].includes(p.status);
+    const note = job.message && job.message !== message && job.state !== 'done' && !over ? h('p.small.job-message', job.message) : null;
+    const failure = p.failure && !live && job.state !== 'done' ? h('pre.failure', p.failure) : null;
+    return [note, failure];
+  }
+
+  // Silence is only alarming once the trainer trains: starting up (DeepSpeed builds, model loading,
+  // caching) may take many minutes without a heartbeat.
+  staleNote() {
+    const job = this.job, p = this.progress;
+    if (job.state !== 'running' || p.heartbeat_age_s === null || p.heartbeat_age_s <= 60) return null;
+    if (!p.status || ['starting', 'loading', 'caching'].includes(p.status)) {
+      return h('p.muted.small', `Still starting up: last word from the trainer ${formatDuration(p.heartbeat_age_s)} ago.`);
+    }
+    return h('p.error', `No sign of life from the trainer for ${formatDuration(p.heartbeat_age_s)}.`);
   }
 
   renderAttempts() {
@@ -207,6 +276,7 @@ export class Monitor {
           h('td', `${a.device_kind === 'cpu' ? 'CPU slot' : 'GPU'} ${a.devices.join(', ')}`),
           h('td', a.outcome ? badge(a.outcome) : ''),
           h('td.reason', a.reason || (a.resume_from ? `resumed from ${a.resume_from}` : ''),
+            failedLine(a) ? h('div.small.failed-line', failedLine(a)) : '',
             a.log_tail && !['done', 'stopped'].includes(a.outcome)
               ? h('details', h('summary.small', 'last lines of the log'), h('pre.failure', a.log_tail)) : ''),
           h('td', a.exit_code ?? '')))))

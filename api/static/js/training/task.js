@@ -2,17 +2,25 @@
 // actions, the configuration form, the raw TOML editors, and the monitor of one run.
 // Form and TOML edit the same draft (draft.js); validation issues show in both.
 
-import { api } from '../api.js';
+import { api, fileUrl } from '../api.js';
 import { navigate, setQuery } from '../router.js';
 import { badge, fill, h, scope as makeScope, showError, toast } from '../ui.js';
 import { askDevices, copyTask, deleteTask, renameTask } from './actions.js';
 import { Draft } from './draft.js';
 import { ConfigForm } from './form.js';
-import { ACTIVE, Monitor } from './monitor.js';
+import { ACTIVE, Monitor, trainJobs } from './monitor.js';
 import { TomlEditor } from './toml.js';
 
 const TABS = [['config', 'Configuration'], ['toml', 'TOML'], ['monitor', 'Monitor']];
 let schemaCache = null;
+
+// Where a run just queued stands: starting at once, or why it waits.
+async function startedToast(jobId) {
+  let entry = null;
+  try { entry = (await api('queue')).jobs.find((j) => j.job_id === jobId); } catch (_) { /* the monitor shows the state */ }
+  const waits = entry && !entry.waiting_reason.startsWith('starts on the next');
+  toast(waits ? `Queued: ${entry.waiting_reason}.` : 'Starting the run.', 'ok');
+}
 
 export async function renderTask(container, route, scope) {
   const id = route.parts[0];
@@ -21,7 +29,7 @@ export async function renderTask(container, route, scope) {
     schemaCache || api('schema/config').then((s) => { schemaCache = s; return s; }),
     api('models', { signal: scope.signal }), api('datasets', { signal: scope.signal })]);
   const page = new TaskPage(container, { task, schema, models: models.models, datasets: datasets.datasets, scope });
-  page.show(route.query.get('tab') || (task.jobs.length ? 'monitor' : 'config'), route.query.get('job'));
+  page.show(route.query.get('tab') || (trainJobs(task).length ? 'monitor' : 'config'), route.query.get('job'));
   page.draft.validate();
   scope.poll(() => page.refresh(), 3000);
 }
@@ -69,7 +77,7 @@ class TaskPage {
     const variant = t.model && t.model.variant ? t.model.variant.id : null;
     fill(this.stateBox, badge(t.state), t.name !== t.id ? h('span.muted', t.id) : null,
       variant ? h('span.chip', variant) : null);
-    const active = t.jobs.some((j) => ACTIVE.includes(j.state));
+    const active = trainJobs(t).some((j) => ACTIVE.includes(j.state));
     this.startBtn.disabled = active || t.deleting;
     this.startBtn.title = active ? 'This task already has a queued or running run' : 'Queue a training run of this configuration';
   }
@@ -100,7 +108,8 @@ class TaskPage {
   }
 
   buildForm() {
-    this.form = new ConfigForm({ schema: this.schema, models: this.models, datasets: this.datasets, draft: this.draft });
+    this.form = new ConfigForm({ schema: this.schema, models: this.models, datasets: this.datasets, draft: this.draft,
+      onProblems: () => this.refreshPanels() });
     this.form.update(this.task);
     this.form.showIssues(this.issues);
     return h('div.tab-panel', { role: 'tabpanel', 'aria-labelledby': 'tab-config' }, this.form.el);
@@ -113,11 +122,20 @@ class TaskPage {
     for (const e of Object.values(this.editors)) e.setIssues(this.issues);
     return h('div.tab-panel', { role: 'tabpanel', 'aria-labelledby': 'tab-toml' },
       h('p.muted', 'The draft as the trainer reads it. Edits here and in the form are the same draft; output_dir and the dataset path are set when a run starts.'),
+      this.exportLinks(),
       h('div.toml-grid', this.editors.main.el, this.editors.dataset.el));
   }
 
+  // The draft as two files (diffusion-pipe's dialect): the main config names the dataset file beside it.
+  exportLinks() {
+    const link = (which, label) => h('a.button.small.export-toml', { href: fileUrl(`tasks/${encodeURIComponent(this.task.id)}/toml/${which}`),
+      download: '', dataset: { which } }, label);
+    return h('div.row.export-links', h('span.muted', 'Export (saved draft):'),
+      link('main', 'Download config.toml'), link('dataset', 'Download dataset.toml'));
+  }
+
   openMonitor(jobId) {
-    const jobs = this.task.jobs;
+    const jobs = trainJobs(this.task);        // inference jobs are listed apart, in the monitor
     const id = jobId && jobs.some((j) => j.id === jobId) ? jobId : jobs.length ? jobs[jobs.length - 1].id : null;
     if (this.monitor && this.monitor.jobId === id) {
       this.panels.monitor.hidden = false;
@@ -156,7 +174,8 @@ class TaskPage {
   }
 
   refreshPanels() {
-    const counts = { config: this.issues.filter((i) => i.field).length, toml: this.issues.length };
+    const counts = { config: this.form ? this.form.problems().length : this.issues.filter((i) => i.field).length,
+      toml: this.issues.length };
     for (const b of this.tabBar.children) {
       const n = counts[b.dataset.tab];
       b.textContent = TABS.find(([k]) => k === b.dataset.tab)[1];
@@ -200,23 +219,25 @@ class TaskPage {
       this.renderHeader();
       if (this.monitor) this.monitor.setTask(this.task);
     }
-    const latest = task.jobs[task.jobs.length - 1];
+    const latest = trainJobs(task).at(-1);
     if (this.tab === 'monitor' && !this.monitor && latest) this.openMonitor(latest.id);
   }
 
   async start() {
     try {
       await this.draft.flush();
+      await this.draft.validate();
     } catch (e) {
       showError(e);
       return;
     }
+    if (this.blockStart()) return;
     const devices = await askDevices(this.task.resources);
     if (!devices) return;
     try {
       const job = await api(`tasks/${encodeURIComponent(this.task.id)}/start`, { method: 'POST', body: devices });
-      toast('Queued: it starts as soon as the devices are free.', 'ok');
       await this.selectJob(job.id, true);
+      startedToast(job.id);
     } catch (e) {
       if (e.details && e.details.issues) {
         this.showIssues(e.details.issues);
@@ -226,6 +247,18 @@ class TaskPage {
         showError(e, 'Not started');
       }
     }
+  }
+
+  // Problems in the form or the TOML: shown where they are, and nothing starts (the dialog stays closed).
+  blockStart() {
+    const local = this.form ? this.form.problems().filter((n) => !this.issues.some((i) => i.field === n)).length : 0;
+    const n = this.issues.length + local;
+    if (!n) return false;
+    const inForm = local > 0 || this.issues.some((i) => i.field);
+    this.show(inForm ? 'config' : 'toml');
+    if (inForm && this.form) this.form.revealProblem();
+    showError(`Not started: the configuration has ${n} problem${n > 1 ? 's' : ''}, marked ${inForm ? 'next to the fields' : 'in the TOML'}.`);
+    return true;
   }
 
   async rename() {
