@@ -67,6 +67,7 @@ class TAEHVTrainer:
         self.step, self.epoch, self.batch_in_epoch, self.examples = 0, 1, 0, 0
         self.stop_requested = False
         self.last_checkpoint_time = time.time()
+        self.saved_step = None        # the step of the last saved taehv.pth
         self.references = {}          # eval item id -> the reference VAE's reconstruction (computed once)
         self.tb = None
 
@@ -199,6 +200,7 @@ class TAEHVTrainer:
             path = self.run_dir / name / 'taehv.pth'
             atomic_save(path, lambda tmp: save_taehv(self.engine.module.taehv, tmp))
             self.events.artifact('model', path.relative_to(self.run_dir), epoch=self.epoch, step=self.step)
+        self.saved_step = self.step
         self.dist.barrier()
 
     def state_dict(self):
@@ -293,7 +295,7 @@ class TAEHVTrainer:
                 self.end_epoch()
         if not (self.run_dir / 'checkpoints' / f'step{self.step}' / 'trainer_state.json').is_file():
             self.save_checkpoint()
-        if not (self.run_dir / f'epoch{self.epoch - 1}').exists() and not (self.run_dir / f'step{self.step}').exists():
+        if self.saved_step != self.step:
             self.save_model(f'step{self.step}')       # max_steps ended the run inside an epoch
         self.events.status('done', f'finished: {self.step} steps')
         return self.close()

@@ -57,7 +57,7 @@ class Distill(nn.Module):
         out = dict.fromkeys(('encoder', 'decoder', 'adversarial', 'discriminator'), zero)
         if self.w_enc:
             out['encoder'] = F.mse_loss(self.taehv.encode(pixels), latents)
-        decoded = self.taehv.decode(latents)
+        decoded = self.taehv.decode(latents) if self.w_dec or self.disc is not None else None
         if self.w_dec:
             out['decoder'] = F.mse_loss(decoded, pixels)
         total = self.w_enc * out['encoder'] + self.w_dec * out['decoder']
