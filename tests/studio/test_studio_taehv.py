@@ -7,18 +7,19 @@ from pathlib import Path
 from tests.support.studio import train_form, write_dataset
 
 
-def _task(make_app, data_root, tiny_model):
+def _task(make_app, data_root):
+    """A task on a dataset and a model folder (queueing reads neither's weights: the trainer checks the files)."""
     write_dataset(data_root / 'datasets' / 'demo')
     app = make_app()
     c = app.test_client()
-    task = c.post('/api/v1/tasks', json={'form': train_form(tiny_model, 'demo')}).get_json()['id']
+    task = c.post('/api/v1/tasks', json={'form': train_form(data_root / 'models' / 'wan', 'demo')}).get_json()['id']
     return app, c, task
 
 
-def test_taehv_job_is_queued_with_a_config_the_trainer_accepts(make_app, data_root, tiny_model):
+def test_taehv_job_is_queued_with_a_config_the_trainer_accepts(make_app, data_root):
     from api.services.jobs.launcher import build, resumable
     from models.taehv.config import load_taehv_config
-    app, c, task = _task(make_app, data_root, tiny_model)
+    app, c, task = _task(make_app, data_root)
     studio = app.extensions['odeo']
     r = c.post(f'/api/v1/tasks/{task}/taehv', json={'taehv': {'preset': 'tiny-taew2_1', 'adversarial_weight': 0.1},
                                                      'settings': {'max_steps': 20}})
@@ -28,7 +29,7 @@ def test_taehv_job_is_queued_with_a_config_the_trainer_accepts(make_app, data_ro
     run = studio.run_dir(job)
     cfg = load_taehv_config(run / 'config.toml', world_size=1)
     assert cfg['dataset'] == str(run / 'dataset.toml') and (run / 'dataset.toml').is_file()
-    assert cfg['wan']['ckpt_path'] == str(tiny_model) and cfg['taehv']['adversarial_weight'] == 0.1
+    assert cfg['wan']['ckpt_path'] == str(data_root / 'models' / 'wan') and cfg['taehv']['adversarial_weight'] == 0.1
     assert cfg['max_steps'] == 20 and cfg['epochs'] == 3                 # the task's epochs, the request's max_steps
     cmd, _ = build(studio.settings, job, 'cpu', [0], 29500, run, resume_from=str(run / 'checkpoints' / 'step8'))
     i = next(k for k, a in enumerate(cmd) if a.endswith('.py'))
@@ -38,8 +39,8 @@ def test_taehv_job_is_queued_with_a_config_the_trainer_accepts(make_app, data_ro
     assert c.get(f'/api/v1/tasks/{task}').get_json()['state'] == 'draft'     # a taehv job does not make the task busy
 
 
-def test_a_bad_taehv_key_is_refused_naming_it(make_app, data_root, tiny_model):
-    app, c, task = _task(make_app, data_root, tiny_model)
+def test_a_bad_taehv_key_is_refused_naming_it(make_app, data_root):
+    app, c, task = _task(make_app, data_root)
     r = c.post(f'/api/v1/tasks/{task}/taehv', json={'taehv': {'preset': 'tiny-taew2_1', 'adversarial_wieght': 1}})
     assert r.status_code == 422
     err = r.get_json()['error']

@@ -14,7 +14,8 @@ from tests.support.studio import free_port
 pytestmark = pytest.mark.slow
 
 STEPS = 12           # 4 epochs x 3 steps (12 clip items / (2 ranks x 2 accumulation))
-RESUME_AT = 4        # inside epoch 2
+CHECKPOINT_EVERY = 4
+RESUME_AT = 8        # inside epoch 3 (its second step)
 
 
 def launch_taehv(config, run_dir, extra=(), timeout=600):
@@ -45,7 +46,7 @@ def taehv_setup(tmp_path_factory):
         gradient_accumulation_steps = 2
         eval_before_first_step = true
         eval_videos = 1
-        checkpoint_every_n_steps = {RESUME_AT}
+        checkpoint_every_n_steps = {CHECKPOINT_EVERY}
         caching_batch_size = 2
         [wan]
         type = 'wan'
@@ -104,7 +105,7 @@ def test_resume_from_a_mid_epoch_checkpoint_equals_the_uninterrupted_run(taehv_s
     root, config, run = taehv_setup
     ckpt = run / 'checkpoints' / f'step{RESUME_AT}'
     state = json.loads((ckpt / 'trainer_state.json').read_text())
-    assert state['batch_in_epoch'] == 1 and state['epoch'] == 2
+    assert state['batch_in_epoch'] == 2 and state['epoch'] == 3
     resumed = root / 'resumed'
     proc = launch_taehv(config, resumed, extra=('--resume_from_checkpoint', str(ckpt)))
     assert proc.returncode == 0, log_of(resumed)[-3000:]
