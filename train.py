@@ -29,8 +29,8 @@ CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint')
 POLL_SECONDS = 1.0            # how often, roughly, control files and signals are looked at
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None, description=__doc__):
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--config', required=True, help='main TOML config')
     p.add_argument('--local_rank', type=int, default=-1, help='set by the deepspeed launcher')
     p.add_argument('--run_dir', help='write into this run directory instead of a new one under output_dir')
@@ -538,6 +538,13 @@ def main(argv=None):
                             out_dir)
         return 0
 
+    resume_ckpt, run_dir = resume_and_run_dir(args, config, world_size, rank)
+    return run_distributed(args, config, run_dir, lambda run_dir, events: Trainer(
+        args, config, adapter, dataset_config, eval_configs, run_dir, events, resume_ckpt))
+
+
+def resume_and_run_dir(args, config, world_size, rank):
+    """(checkpoint to resume or None, run directory) from the command line; refuses (exit 2) a resume that cannot be."""
     resume_ckpt = None
     if args.resume_from_checkpoint:
         try:
@@ -547,8 +554,12 @@ def main(argv=None):
         problem = resume_problem(resume_ckpt, config, world_size)
         if problem:
             refuse(problem, args.run_dir, rank)
-    run_dir = choose_run_dir(args, config, resume_ckpt)
+    return resume_ckpt, choose_run_dir(args, config, resume_ckpt)
 
+
+def run_distributed(args, config, run_dir, make_trainer):
+    """Join the process group, agree on the run directory, write its files, then make_trainer(run_dir, events).run()
+    with heartbeats; a failure is reported as a `failed` status and raised."""
     if args.master_port is not None:
         os.environ['MASTER_PORT'] = str(args.master_port)
     import deepspeed
@@ -568,9 +579,8 @@ def main(argv=None):
     from utils.events import EventWriter
     events = EventWriter(run_dir, enabled=dist.get_rank() == 0)
     events.start_heartbeat()
-    trainer = Trainer(args, config, adapter, dataset_config, eval_configs, run_dir, events, resume_ckpt)
     try:
-        trainer.run()
+        make_trainer(run_dir, events).run()
     except Exception as e:
         events.status('failed', f'{type(e).__name__}: {e}')
         raise

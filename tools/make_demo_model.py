@@ -1,4 +1,5 @@
-"""Write tiny random-weight Wan models in the official, Diffusers and ComfyUI layouts (no download).
+"""Write tiny random-weight Wan models in the official, Diffusers and ComfyUI layouts (no download), and
+tiny TAEHVs in the published taew2_1 / taew2_2 layout (<out>/taehv/tiny-taew2_1.pth, tiny-taew2_2.pth).
 
     python tools/make_demo_model.py                               # all variants and layouts -> data/models/tiny
     python tools/make_demo_model.py --variant wan2.1-t2v-1.3b --layout official --out /tmp/tiny
@@ -39,6 +40,9 @@ def main(argv=None):
         paths = write_tiny_model(args.out, variant, tuple(args.layout or LAYOUTS), seed=args.seed)
         for layout, path in paths.items():
             print(f'{variant:18s} {layout:9s} {path}')
+    from models.taehv.model import write_tiny_taehv
+    for name, path in write_tiny_taehv(args.out, seed=args.seed).items():
+        print(f'{name:18s} {"taehv":9s} {path}')
     print(f'done in {time.time() - start:.1f}s')
     return 0
 

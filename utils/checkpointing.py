@@ -78,10 +78,11 @@ class Saver:
         self.ctx = ctx                  # utils.run_context.RunContext
         self.adapter = adapter
         self.pipe = pipe                # this stage's layers (StudioPipelineModule)
-        self.engine = engine            # the DeepSpeed pipeline engine
+        self.engine = engine            # the DeepSpeed pipeline engine (or a plain engine: checkpoints only)
         self.lora = lora                # False: a full fine-tune, saved as a model folder
-        self.dp_rank = engine.grid.get_data_parallel_rank()
-        self.stage_id = engine.stage_id
+        grid = getattr(engine, 'grid', None)
+        self.dp_rank = grid.get_data_parallel_rank() if grid is not None else ctx.rank
+        self.stage_id = getattr(engine, 'stage_id', 0)
 
     def save_adapter(self, name, epoch, step):
         """Write epochN/ or stepN/: every stage contributes its layers' trained weights, rank 0 merges."""

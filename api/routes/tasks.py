@@ -95,6 +95,15 @@ def start_task(task_id):
     return studio().training.start(task_id, *gpu_request(body())), 202
 
 
+@bp.post('/tasks/<task_id>/taehv')
+@doc("Queue a `taehv` job: a TAEHV trained on the task's dataset against its Wan model's VAE (docs/taehv.md)",
+     body='TaehvStart', response='Job', status=202)
+def start_taehv(task_id):
+    d = body()
+    return studio().training.start_taehv(task_id, field(d, 'taehv', dict), field(d, 'settings', dict),
+                                         *gpu_request(d)), 202
+
+
 @bp.get('/tasks/<task_id>/jobs')
 @doc("A task's jobs, oldest first", response='JobList')
 def task_jobs(task_id):

@@ -1,4 +1,4 @@
-"""The trainer's command line: `train.py --deepspeed --config <run>/config.toml --run_dir <run>` through a
+"""The trainer's command line (and train_taehv.py's, for `taehv` jobs): `train.py --deepspeed --config <run>/config.toml --run_dir <run>` through a
 launcher. Launchers are a registry: `deepspeed` (the real path: GPUs by --include, CPU ranks by
 --num_gpus, or the hosts of `<run>/hostfile` for the `hosts` target) and `python` (one process, no launcher:
 the tests' fake trainer, or a quick single-device run). On Slurm, `train_batch` gives the batch script
@@ -35,9 +35,9 @@ def python_command(settings, mode, devices, port, trainer_args, hostfile=None):
 LAUNCHERS = {'deepspeed': deepspeed_command, 'python': python_command}
 
 
-def train_command(settings, job, mode, devices, port, run_dir, resume_from=None):
+def train_command(settings, job, mode, devices, port, run_dir, resume_from=None, script=None):
     run_dir = Path(run_dir)
-    args = _trainer_args(settings.trainer_script, run_dir / 'config.toml', run_dir, resume_from)
+    args = _trainer_args(script or settings.trainer_script, run_dir / 'config.toml', run_dir, resume_from)
     hostfile = None
     if job.get('target') == 'hosts':
         first = (run_dir / 'hostfile').read_text().split()[0]
@@ -51,3 +51,9 @@ def train_batch(settings, job, run_dir, resume_from=None):
     run_dir = Path(run_dir)
     return {'trainer_args': _trainer_args(settings.trainer_script, run_dir / 'config.toml', run_dir, None),
             'workdir': str(Path(settings.trainer_script).parent)}
+
+
+def taehv_command(settings, job, mode, devices, port, run_dir, resume_from=None):
+    """A `taehv` job: train_taehv.py (next to the trainer script) through the same launcher and flags."""
+    script = Path(settings.trainer_script).with_name('train_taehv.py')
+    return train_command(settings, job, mode, devices, port, run_dir, resume_from, script=script)

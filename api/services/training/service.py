@@ -20,7 +20,8 @@ from ..jobs.store import new_job, new_job_id
 from ..models.catalog import model_sources
 from .config_check import check
 from .form import FIELDS, dump
-from .launch import train_batch, train_command
+from .launch import taehv_command, train_batch, train_command
+from .taehv import taehv_config
 
 HEADER = '# Frozen by ODEO Studio for job {job}; the trainer rewrites it with every default filled in.\n'
 
@@ -49,6 +50,7 @@ class TrainingService:
         self.models = models
         self.best_lora = best_lora          # task id -> the LoRA marked best in the Inference studio, or None
         register_kind('train', train_command, resumable=True, batch=train_batch)
+        register_kind('taehv', taehv_command, resumable=True)
 
     # ---- checking and queueing runs ---------------------------------------------------------------
     def _check(self, main_text, dataset_text, task_id, job_dir, world_size):
@@ -132,6 +134,31 @@ class TrainingService:
         main.pop('max_steps', None)
         return self._new_run(src['task_id'], dump(main), dataset_text, _request(src['request'], gpus, gpu_ids),
                              {'action': 'continue', 'job_id': job_id, 'checkpoint': Path(ckpt).name}, ckpt)
+
+    def start_taehv(self, task_id, taehv=None, settings=None, gpus=None, gpu_ids=None):
+        """Queue a `taehv` job beside the task's LoRA runs: a TAEHV trained on the task's dataset against its
+        model's VAE (config built by training/taehv.py; `taehv` = the [taehv] table, `settings` = top-level keys)."""
+        task = self.tasks.get(task_id)
+        if task.get('deleting'):
+            raise Conflict(f'task {task_id} is being deleted', field='task_id')
+        request = _request(task['resources'], gpus, gpu_ids)
+        scheduler = self.jobs.scheduler
+        scheduler.check_request(request)
+        job_id = new_job_id()
+        job_dir = self.paths.job_dir(task_id, job_id)
+        text, issues = taehv_config(task['toml']['main'], taehv or {}, settings or {}, job_dir,
+                                    self.paths.task_dir(task_id), request['gpus'])
+        if issues:
+            raise Invalid(f'the TAEHV configuration has {len(issues)} problem(s); first: {issues[0]}',
+                          field='taehv', issues=[i.to_dict() for i in issues])
+        with scheduler.lock:
+            job_dir.mkdir(parents=True)
+            atomic_write_text(job_dir / 'dataset.toml', HEADER.format(job=job_id) + task['toml']['dataset'])
+            atomic_write_text(job_dir / 'config.toml', HEADER.format(job=job_id) + text)
+            job = new_job(job_id, task_id, self.paths.relative(job_dir), request,
+                          {'action': 'taehv', 'job_id': None, 'checkpoint': None}, kind='taehv')
+            scheduler.enqueue(job)
+        return self.jobs.view(job)
 
     def delete(self, task_id, confirm):
         deleted = self.jobs.scheduler.delete_task(task_id, confirm)
