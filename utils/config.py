@@ -149,7 +149,7 @@ MAIN_KEYS = {
     'warmup_steps': Key(0, INT, 'linear learning-rate warm-up steps', check=_non_negative),
     'lr_scheduler': Key('constant', STR, 'learning-rate schedule after warm-up', choices=('constant', 'linear', 'cosine')),
     'force_constant_lr': Key(None, NUM, 'force this learning rate, also when resuming', check=_positive),
-    'blocks_to_swap': Key(0, INT, 'transformer blocks kept in CPU memory (LoRA, pipeline_stages = 1)', check=_non_negative),
+    'blocks_to_swap': Key(0, INT, 'transformer blocks kept in CPU memory, shared among pipeline stages (LoRA)', check=_non_negative),
     'pseudo_huber_c': Key(None, NUM, 'use pseudo-Huber loss with this c instead of MSE', check=_positive),
     'uncond_fraction': Key(0.0, NUM, 'fraction of samples trained with an empty caption', check=_unit_interval),
     'eval_every_n_epochs': Key(None, INT, 'evaluate every n epochs', check=_positive),
@@ -380,8 +380,6 @@ def validate_main(raw: dict, file: str = 'config.toml', base_dir: str | None = N
     if 'min_t' in model and 'max_t' in model and model['min_t'] >= model['max_t']:
         issues.append(ConfigIssue(file, 'model.max_t', model['max_t'], f'must be greater than min_t ({model["min_t"]})'))
     if cfg.get('blocks_to_swap'):
-        if stages and stages > 1:
-            issues.append(ConfigIssue(file, 'blocks_to_swap', cfg['blocks_to_swap'], 'block swapping needs pipeline_stages = 1'))
         if cfg.get('adapter') is None and 'adapter' not in raw:
             issues.append(ConfigIssue(file, 'blocks_to_swap', cfg['blocks_to_swap'], 'block swapping works for LoRA training only'))
     mon = cfg.get('monitoring') or {}
