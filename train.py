@@ -116,20 +116,18 @@ class Trainer:
         self.adapter.build_diffusion_model(seed=self.seed)
         layers = self.adapter.to_layers()
         ac = cfg['activation_checkpointing']
-        if cfg['blocks_to_swap'] and not ac:
-            print('blocks_to_swap needs activation checkpointing; switching it on', flush=True)
-            ac = True
         self.pipe = StudioPipelineModule(
             layers=layers,
             num_stages=self.stages,
             loss_fn=self.adapter.loss,
             partition_method=cfg['partition_method'],
             partition_split=cfg.get('partition_split'),
-            activation_checkpoint_interval=1 if ac else 0,
-            activation_checkpoint_func=checkpoint_function(ac, cfg['reentrant_activation_checkpointing']),
+            activation_checkpoint_interval=1 if ac or cfg['blocks_to_swap'] else 0,
+            activation_checkpoint_func=checkpoint_function(ac or True, cfg['reentrant_activation_checkpointing']),
             checkpointable_layers=self.adapter.checkpointable_layers,
         )
         release_other_stages(layers, self.pipe.forward_funcs)
+        self.swapper = self.build_swapper(layers, checkpoint_all=bool(ac)) if cfg['blocks_to_swap'] else None
         if cfg['compile']:
             for layer in self.pipe.forward_funcs:
                 layer.compile()
@@ -154,11 +152,10 @@ class Trainer:
         }
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=self.pipe, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
-        self.swapper = None
-        if cfg['blocks_to_swap']:
-            from utils.offload import BlockSwapper
-            blocks = [m for m in self.pipe.forward_funcs if type(m).__name__ in self.adapter.checkpointable_layers]
-            self.swapper = BlockSwapper(blocks[:cfg['blocks_to_swap']], self.device)
+        if self.swapper is not None:
+            print(f'[rank {self.rank}] block swap: {len(self.swapper.layers)} blocks, '
+                  f'{self.swapper.swapped_bytes() / 2 ** 30:.2f} GiB of frozen weights in CPU memory, '
+                  f'{self.swapper.device_bytes(self.pipe) / 2 ** 30:.2f} GiB of the stage on {self.device}', flush=True)
         self.engine.zero_grad = self.clipper.zero_grad
         self.dp_rank = self.engine.grid.get_data_parallel_rank()
         if self.dp_world == 1:
@@ -168,6 +165,21 @@ class Trainer:
         trainable = sum(p.numel() for p in params)
         print(f'[rank {self.rank}] stage {self.stage_id}, data-parallel rank {self.dp_rank}: '
               f'{len(self.pipe.forward_funcs)} layers, {trainable:,} trainable parameters', flush=True)
+
+    def build_swapper(self, layers, checkpoint_all):
+        """Before deepspeed.initialize moves the stage to the device: the swapped blocks' frozen weights
+        stay in CPU memory from the start. Without activation_checkpointing, only the swapped blocks
+        are checkpointed."""
+        from utils.offload import BlockSwapper, swap_share
+        kinds = self.adapter.checkpointable_layers
+        parts = self.pipe.parts
+        stage_blocks = [sum(type(m).__name__ in kinds for m in layers[a:b]) for a, b in zip(parts, parts[1:])]
+        share = swap_share(self.config['blocks_to_swap'], stage_blocks, self.pipe.stage_id)
+        blocks = [m for m in self.pipe.forward_funcs if type(m).__name__ in kinds]
+        swapper = BlockSwapper(blocks[:share], self.device)
+        if not checkpoint_all:
+            self.pipe.checkpoint_swapped_only()
+        return swapper
 
     def planned_steps(self):
         per_epoch = self.data.steps_per_epoch

@@ -172,7 +172,7 @@ MAIN_KEYS = {
     'lr_min': Key(1e-6, NUM, "learning rate the cosine schedule ends at (diffusion-pipe's 1e-6; 0 = decay to zero)",
                   check=_non_negative),
     'force_constant_lr': Key(None, NUM, 'force this learning rate, also when resuming', check=_positive),
-    'blocks_to_swap': Key(0, INT, 'transformer blocks kept in CPU memory (LoRA, pipeline_stages = 1)', check=_non_negative),
+    'blocks_to_swap': Key(0, INT, 'transformer blocks kept in CPU memory, shared among pipeline stages (LoRA)', check=_non_negative),
     'pseudo_huber_c': Key(None, NUM, 'use pseudo-Huber loss with this c instead of MSE', check=_positive),
     'huber_delta': Key(None, NUM, 'use Huber loss with this delta instead of MSE (torch huber_loss)', check=_positive),
     'smooth_l1_beta': Key(None, NUM, 'use smooth L1 loss with this beta instead of MSE (torch smooth_l1_loss)', check=_positive),
@@ -441,8 +441,6 @@ def validate_main(raw: dict, file: str = 'config.toml', base_dir: str | None = N
     if 'min_t' in model and 'max_t' in model and model['min_t'] >= model['max_t']:
         issues.append(ConfigIssue(file, 'model.max_t', model['max_t'], f'must be greater than min_t ({model["min_t"]})'))
     if cfg.get('blocks_to_swap'):
-        if stages and stages > 1:
-            issues.append(ConfigIssue(file, 'blocks_to_swap', cfg['blocks_to_swap'], 'block swapping needs pipeline_stages = 1'))
         if cfg.get('adapter') is None and 'adapter' not in raw:
             issues.append(ConfigIssue(file, 'blocks_to_swap', cfg['blocks_to_swap'], 'block swapping works for LoRA training only'))
     mon = cfg.get('monitoring') or {}

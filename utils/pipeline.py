@@ -27,6 +27,13 @@ class StudioPipelineModule(PipelineModule):
         self._training_mode = mode
         return super().train(mode)
 
+    def checkpoint_swapped_only(self):
+        """Activation checkpointing for the swapped blocks only (blocks_to_swap without
+        activation_checkpointing): the block swapper needs its blocks checkpointed, the rest need not be."""
+        self._is_checkpointable = lambda funcs: all(getattr(f, 'swapped', False) for f in funcs)
+        self.is_checkpointable_results_interval = None
+        self._precompute_checkpointable_values()
+
     def _partition_layers(self, method='uniform'):
         if method != 'manual':
             return super()._partition_layers(method=method)

@@ -126,28 +126,189 @@ def test_checkpointing_flavours_give_the_gradients_of_no_checkpointing(tiny_mode
         torch.testing.assert_close(grads[1][name], g, rtol=0, atol=0, msg=name)
 
 
-def test_block_swap_gives_the_same_gradients_and_frees_swapped_weights(tiny_models, tmp_path):
-    """Swapped blocks run with their weights brought in and sent back around each call; the math is unchanged."""
+class SwapWatch:
+    """Watches a training step through every aten op it runs, forward and backward (a dispatch mode,
+    which the autograd engine carries into backward): which swapped blocks are resident (their frozen
+    weights are device copies, not the CPU masters) at that moment, and any op that reads a master copy
+    (a block computing with weights that are not on the compute device). The swapper's own copies
+    (`transferring`) are not computation."""
+
+    def __init__(self, swappers):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        self.swappers = swappers
+        self.frozen = [[[p for p in layer.parameters() if not p.requires_grad] for layer in s.layers] for s in swappers]
+        self.masters = {s._cpu[p].untyped_storage().data_ptr(): (k, i)
+                        for k, s in enumerate(swappers) for i, ps in enumerate(self.frozen[k]) for p in ps}
+        self.peak = [0] * len(swappers)
+        self.reads_of_masters = []
+        watch = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                watch.look(func, args, kwargs or {})
+                return func(*args, **(kwargs or {}))
+        self.mode = Mode()
+
+    def resident(self, k):
+        s = self.swappers[k]
+        return {i for i, ps in enumerate(self.frozen[k]) if any(p.data_ptr() != s._cpu[p].data_ptr() for p in ps)}
+
+    def look(self, func, args, kwargs):
+        from torch.utils._pytree import tree_leaves
+        if any(getattr(s, 'transferring', False) for s in self.swappers):
+            return
+        for k, s in enumerate(self.swappers):
+            resident = self.resident(k)
+            self.peak[k] = max(self.peak[k], len(resident))
+            if hasattr(s, 'resident'):
+                assert resident == s.resident, (func, resident, s.resident)     # the swapper's ledger is true
+        for t in tree_leaves((args, kwargs)):
+            if torch.is_tensor(t) and t.device.type == 'cpu' and t.untyped_storage().data_ptr() in self.masters:
+                self.reads_of_masters.append((str(func), self.masters[t.untyped_storage().data_ptr()]))
+
+
+def swap_step(adapter, mode, stages, swap, prefetch):
+    """One LoRA training step through the pipeline layers, called as DeepSpeed's pipeline calls them:
+    checkpointed blocks through activation_checkpoint_func with the layer's tuple unpacked; with two
+    stages, the first stage's last layer sends leaves that ask for grad and each stage runs its own
+    backward. `mode` is the config's activation_checkpointing (False: only swapped blocks checkpointed,
+    as the trainer does), or 'reentrant'. Returns (LoRA gradients, swappers, watch)."""
     from utils.offload import BlockSwapper
     from utils.pipeline import checkpoint_function
-    grads = []
-    for swap in (False, True):
-        adapter = make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b')
-        adapter.build_diffusion_model(seed=0)
-        layers = adapter.to_layers()
-        if swap:
-            swapper = BlockSwapper(layers[1:3], 'cpu')
-        x, labels = adapter.prepare_inputs(adapter.collate(items(adapter, 1)), torch.Generator().manual_seed(0))
-        ckpt = checkpoint_function(True)
-        for layer in layers:
-            x = ckpt(layer, x) if type(layer).__name__ == 'BlockLayer' else layer(x)
+    transformers = adapter.build_diffusion_model(seed=0)
+    trained_lora(transformers)
+    layers = adapter.to_layers()
+    split = len(layers) // 2 if stages == 2 else len(layers)
+    stage_layers = [layers[:split], layers[split:]] if stages == 2 else [layers]
+    if stages == 2:
+        layers[split - 1].sends_to_next_stage = True
+    swappers = []
+    if swap:
+        for local in stage_layers:
+            blocks = [m for m in local if type(m).__name__ == 'BlockLayer']
+            s = BlockSwapper(blocks, 'cpu')
+            s.prefetch, s.record = prefetch, True
+            swappers.append(s)
+    ckpt = checkpoint_function('unsloth' if mode == 'unsloth' else True, reentrant=mode == 'reentrant')
+    watch = SwapWatch(swappers)
+    x, labels = adapter.prepare_inputs(adapter.collate(items(adapter, 2)), torch.Generator().manual_seed(0))
+    if mode in ('unsloth', 'reentrant'):     # DeepSpeed's engine does this for any checkpoint function but its own
+        x = tuple(t.requires_grad_(t.is_floating_point()) for t in x)
+    torch.manual_seed(7)
+    with watch.mode:
+        sent, received = (), ()
+        for n, local in enumerate(stage_layers):
+            if n == 1:
+                sent = x
+                x = received = tuple(t.detach().requires_grad_(t.requires_grad) for t in x)
+            for layer in local:
+                is_block = type(layer).__name__ == 'BlockLayer'
+                checkpointed = is_block and (mode is not False or getattr(layer, 'swapped', False))
+                x = ckpt(lambda *inputs, layer=layer: layer(inputs), *x) if checkpointed else layer(x)
         adapter.loss(x, labels).backward()
-        if swap:     # after the step the swapped blocks' frozen weights are the CPU copies again
-            assert all(p.data_ptr() == swapper._cpu[p].data_ptr() for layer in layers[1:3] for p in layer.parameters() if not p.requires_grad)
-        grads.append({n: p.grad.clone() for n, p in adapter.transformers[0].named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys() and grads[0]
-    for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=0)
+        pairs = [(s, r.grad) for s, r in zip(sent, received) if r.grad is not None]
+        if pairs:     # the first stage's backward, from the gradients the second stage sends back
+            torch.autograd.backward([s for s, _ in pairs], [g for _, g in pairs])
+    grads = {n: p.grad.clone() for n, p in transformers[0].named_parameters() if p.grad is not None}
+    return grads, swappers, watch
+
+
+@pytest.mark.parametrize('stages,prefetch', [(1, True), (1, False), (2, False)])
+@pytest.mark.parametrize('mode', [False, True, 'reentrant', 'unsloth'])
+def test_block_swap_keeps_only_the_running_block_resident_and_gives_the_same_gradients(tiny_models, tmp_path,
+                                                                                      mode, stages, prefetch):
+    """Every block of every stage swapped. At every op of the step, forward and backward: no op reads a
+    CPU master (each block computes with its device copies, in its checkpoint recompute and backward too,
+    RMSNorm's saved weight included), at most one swapped block per stage is resident, plus the
+    prefetched one, the swapper's ledger says exactly that, and after the step nothing is resident.
+    Gradients equal those of the same step without swapping, bit for bit."""
+    reference, _, _ = swap_step(make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b', adapter=LORA),
+                                mode, stages, swap=False, prefetch=prefetch)
+    grads, swappers, watch = swap_step(make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b', adapter=LORA),
+                                       mode, stages, swap=True, prefetch=prefetch)
+    bound = 2 if prefetch else 1
+    assert watch.reads_of_masters == [], watch.reads_of_masters[:5]
+    assert all(len(s.layers) > bound for s in swappers)         # the bound means something
+    assert max(watch.peak) == bound, watch.peak
+    for s in swappers:
+        assert max(len(resident) for _, _, resident in s.ledger) == bound
+        events = {(event, i) for event, i, _ in s.ledger}
+        assert all(('forward', i) in events and ('recompute', i) in events for i in range(len(s.layers)))
+        assert s.resident == set() and watch.resident(swappers.index(s)) == set()
+    assert grads.keys() == reference.keys() and grads
+    for name in grads:
+        torch.testing.assert_close(grads[name], reference[name], rtol=0, atol=0, msg=name)
+
+
+def test_block_swap_leaves_swapped_frozen_weights_in_cpu_memory_when_the_stage_moves(tiny_models, tmp_path):
+    """deepspeed.initialize moves the stage with module.to(device). With the swapper built first, the
+    swapped blocks' frozen weights stay the CPU masters and never count among the bytes on the device;
+    everything else moves, the swapped blocks' LoRA weights included. The `meta` device stands in for a GPU."""
+    from utils.offload import BlockSwapper, tensor_bytes
+    adapter = make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b', adapter=LORA)
+    adapter.build_diffusion_model(seed=0)
+    layers = adapter.to_layers()
+    stage = torch.nn.ModuleList(layers)
+    total = tensor_bytes(list(stage.parameters()) + list(stage.buffers()))
+    swapper = BlockSwapper(layers[1:4], 'meta')
+    masters = {p: p.data_ptr() for p in swapper._cpu}
+    stage.to('meta')
+    assert all(p.device.type == 'cpu' and p.data_ptr() == ptr for p, ptr in masters.items())
+    assert all(p.device.type == 'meta' for p in stage.parameters() if p not in swapper._cpu)
+    assert any(p.requires_grad for layer in layers[1:4] for p in layer.parameters())
+    assert swapper.swapped_bytes() > 0
+    assert swapper.device_bytes(stage) == total - swapper.swapped_bytes()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='measures CUDA memory; this machine has no CUDA device')
+@pytest.mark.parametrize('mode', [False, True, 'unsloth'])
+def test_block_swap_peak_cuda_memory_matches_the_ledger(mode):
+    """On a GPU: the bytes on the device after placement are the swapper's device_bytes, and the peak of
+    a swapped step is the peak without swapping, less the swapped blocks' frozen weights, plus as many
+    blocks as the ledger's peak residency (one block of slack for the allocator's rounding)."""
+    from diffusers import WanTransformer3DModel
+    from peft import LoraConfig
+
+    from models.wan.adapter import lora_target_modules
+    from models.wan.layers import BlockLayer, EmbedLayer, OutputLayer
+    from utils.offload import BlockSwapper, tensor_bytes
+    from utils.pipeline import checkpoint_function
+    cfg = dict(patch_size=(1, 2, 2), num_attention_heads=8, attention_head_dim=64, in_channels=16, out_channels=16,
+               text_dim=64, freq_dim=256, ffn_dim=2048, num_layers=8, cross_attn_norm=True)
+    peaks = []
+    for swap in (False, True):
+        torch.manual_seed(0)
+        t = WanTransformer3DModel(**cfg).to(torch.bfloat16)
+        t.requires_grad_(False)
+        t.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=lora_target_modules(t)))
+        for name, p in t.named_parameters():
+            p.requires_grad_('.lora_' in name)
+        layers = [EmbedLayer([t], False, False, torch.bfloat16)] + \
+                 [BlockLayer([b], t.config) for b in t.blocks] + [OutputLayer([t])]
+        stage = torch.nn.ModuleList(layers)
+        swapper = BlockSwapper(layers[1:7], 'cuda') if swap else None
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated()
+        stage.to('cuda')
+        if swap:
+            assert torch.cuda.memory_allocated() - before == swapper.device_bytes(stage)
+        torch.cuda.reset_peak_memory_stats()
+        g = torch.Generator().manual_seed(0)
+        x = (torch.randn(1, 16, 3, 16, 16, generator=g).cuda(), torch.tensor([500.0]).cuda(),
+             torch.randn(1, 512, 64, generator=g).cuda(), torch.zeros(1, dtype=torch.long).cuda())
+        ckpt = checkpoint_function('unsloth' if mode == 'unsloth' else True)
+        for layer in layers:
+            checkpointed = type(layer).__name__ == 'BlockLayer' and (mode is not False or swap)
+            x = ckpt(lambda *inputs, layer=layer: layer(inputs), *x) if checkpointed else layer(x)
+        x.float().square().mean().backward()
+        torch.cuda.synchronize()
+        peaks.append(torch.cuda.max_memory_allocated() - before)
+        if swap:
+            block = tensor_bytes(swapper._cpu[p] for p in swapper._frozen[0])
+            predicted = peaks[0] - swapper.swapped_bytes() + swapper.peak_resident * block
+            assert swapper.peak_resident <= 2
+            assert peaks[1] <= predicted + block, (peaks, predicted)
+        del stage, layers, t, x, swapper
 
 
 def test_uncond_fraction_trains_on_the_empty_prompt_as_the_pipeline_encodes_it(tiny_models, tmp_path):
