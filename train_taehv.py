@@ -46,6 +46,9 @@ class CacheView:
     def encode_text(self, captions):
         raise RuntimeError('the TAEHV trainer reads no captions')
 
+    def expert_shares(self, buckets=()):
+        return None                         # one network trains here, whatever experts the Wan model has
+
     def unload_encoders(self):
         self.wan.unload_encoders()
 

@@ -8,7 +8,8 @@ import tomllib
 
 import pytest
 
-from tests.support.studio import FAKE_TRAINER, free_port, wait_until
+from tests.fakes.comfyui import FakeComfyUI
+from tests.support.studio import FAKE_TRAINER, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -69,28 +70,32 @@ def test_an_invalid_field_blocks_start_and_keeps_what_was_typed(start_studio, pa
     assert frozen['adapter']['rank'] == 8 and frozen['optimizer']['lr'] == 1e-4
 
 
-def test_inference_jobs_are_listed_apart_from_training_runs(start_studio, page, shot):
-    studio = start_studio(comfyui_url=f'http://127.0.0.1:{free_port()}', **FAKE)   # no ComfyUI there: the test fails
-    status, task = studio.api('POST', 'tasks', {'dataset': 'demo', 'form': {'epochs': 1, 'lora_rank': 4}})
-    assert status == 201, task
-    status, train = studio.api('POST', f'tasks/{task["id"]}/start', {})
-    assert status == 202, train
-    wait_until(lambda: studio.api('GET', f'jobs/{train["id"]}')[1]['state'] in FINAL, 60, every=0.3, what='training')
-    status, infer = studio.api('POST', f'tasks/{task["id"]}/infer', {'base': True, 'backend': 'comfyui', 'prompts': ['a fox']})
-    assert status == 202, infer
-    wait_until(lambda: studio.api('GET', f'jobs/{infer["id"]}')[1]['state'] in FINAL, 90, every=0.3, what='the test run')
+def test_inference_jobs_are_listed_apart_from_training_runs(start_studio, page, shot, tmp_path):
+    comfy = FakeComfyUI(tmp_path / 'comfy').start()     # reachable, but holds no model files: the test run fails
+    try:
+        studio = start_studio(comfyui_url=comfy.url, **FAKE)
+        status, task = studio.api('POST', 'tasks', {'dataset': 'demo', 'form': {'epochs': 1, 'lora_rank': 4}})
+        assert status == 201, task
+        status, train = studio.api('POST', f'tasks/{task["id"]}/start', {})
+        assert status == 202, train
+        wait_until(lambda: studio.api('GET', f'jobs/{train["id"]}')[1]['state'] in FINAL, 60, every=0.3, what='training')
+        status, infer = studio.api('POST', f'tasks/{task["id"]}/infer', {'base': True, 'backend': 'comfyui', 'prompts': ['a fox']})
+        assert status == 202, infer
+        wait_until(lambda: studio.api('GET', f'jobs/{infer["id"]}')[1]['state'] in FINAL, 90, every=0.3, what='the test run')
 
-    page.goto(studio.url + f'#/training/{task["id"]}')
-    page.wait_for_function("document.querySelector('.progress-card')?.dataset.state === 'done'")
-    assert f'job={train["id"]}' in page.url
-    options = page.locator('#run-select option')
-    assert options.count() == 1 and options.first.inner_text().startswith('Run 1 · done')
-    box = page.locator('details.inference-box')
-    assert box.is_visible() and 'Inference jobs of this task (1)' in box.inner_text()
-    box.locator('summary').click()
-    assert box.locator(f'li[data-job="{infer["id"]}"]').is_visible()
-    assert page.get_by_role('button', name='Resume').is_hidden()
-    shot('training-monitor-inference-apart')
+        page.goto(studio.url + f'#/training/{task["id"]}')
+        page.wait_for_function("document.querySelector('.progress-card')?.dataset.state === 'done'")
+        assert f'job={train["id"]}' in page.url
+        options = page.locator('#run-select option')
+        assert options.count() == 1 and options.first.inner_text().startswith('Run 1 · done')
+        box = page.locator('details.inference-box')
+        assert box.is_visible() and 'Inference jobs of this task (1)' in box.inner_text()
+        box.locator('summary').click()
+        assert box.locator(f'li[data-job="{infer["id"]}"]').is_visible()
+        assert page.get_by_role('button', name='Resume').is_hidden()
+        shot('training-monitor-inference-apart')
+    finally:
+        comfy.stop()
 
 
 def test_train_on_this_dataset_makes_a_draft_task_and_opens_it(studio_server, page, shot):

@@ -17,7 +17,9 @@ SPEC = MediaSpec(framerate=16, size_multiple=16)
 
 
 def cfg_for(folder, **extra):
-    cfg, issues = validate_dataset({'resolutions': [32], 'frame_buckets': [1, 17], 'directory': [{'path': str(folder), **extra}]},
+    # aspect-ratio buckets (not diffusion-pipe's square default): the expected buckets below keep each file's shape
+    cfg, issues = validate_dataset({'resolutions': [32], 'frame_buckets': [1, 17], 'enable_ar_bucket': True,
+                                    'directory': [{'path': str(folder), **extra}]},
                                    str(folder / 'dataset.toml'))
     assert not issues, issues
     return cfg
@@ -92,7 +94,7 @@ def test_the_rest_of_the_dataset_still_builds(bad_folder, report):
     # the CSV row with a quoted comma and newline is good.mp4's caption (metadata beats the sidecar)
     ds = build_dataset(cfg_for(bad_folder), SPEC, 'single_beginning')
     good = [it for it in ds.items if it.path.endswith('good.mp4')]
-    assert good[0].captions == ['a clip, with a comma\nand a second line']
+    assert good[0].captions == ['a clip, with a comma and a second line']     # cleaned as Wan cleans prompts
     assert files['good.mp4']['caption_source'] == 'metadata.csv'
     text = format_report(report)
     for name, f in files.items():

@@ -79,7 +79,9 @@ def test_submit_pending_running_restart_stop_with_save_and_resume(cluster, studi
     sid = rec['slurm_job_id']
     assert rec['state'] == 'running' and rec['attempts'][-1]['slurm_state'] == 'PENDING'
     entry = next(e for e in s.call('GET', '/queue')[1]['jobs'] if e['job_id'] == job)
-    assert entry['slurm_job_id'] == sid and entry['waiting_reason'] == f'Slurm job {sid} pending: Resources'
+    # behind a job that holds the node Slurm says Resources, or Priority when its scheduler has not looked yet
+    assert entry['slurm_job_id'] == sid and entry['waiting_reason'] in (f'Slurm job {sid} pending: Resources',
+                                                                         f'Slurm job {sid} pending: Priority')
     script = (data_root / rec['run_dir'] / 'slurm.sbatch').read_text()
     assert '#SBATCH --job-name=odeo-' + job in script and '#SBATCH --requeue' in script
 

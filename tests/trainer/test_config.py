@@ -212,6 +212,10 @@ def test_example_configs_are_valid(name):
     if 'directory' in raw:
         multiple = 32 if '5b' in name else 16
         load_dataset_config(path, size_multiple=multiple)
+    elif 'taehv' in raw:                          # train_taehv.py's config: its own schema
+        from models.taehv.config import load_taehv_config
+        cfg = load_taehv_config(path, world_size=4)
+        assert Path(cfg['dataset']).is_absolute()
     else:
         cfg = load_main_config(path, world_size=4)
         assert Path(cfg['dataset']).is_absolute()

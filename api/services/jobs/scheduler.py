@@ -214,12 +214,13 @@ class Scheduler:
         `sbatch` of `<run>/slurm.sbatch`. The attempt is recorded before sbatch runs; a studio that dies between
         the two finds the Slurm job by its name (odeo-<job id>) at start and cancels it."""
         slurm, resume = self.targets.slurm, job['resume_from']
-        in_use = {j['attempts'][-1].get('port') for j in self.jobs.all(states=LIVE)}
-        port = self.ports.allocate(in_use)
         try:
             again = slurm.active(job['slurm_job_id']) if job.get('slurm_job_id') else None
-        except SlurmError:
-            again = None
+        except SlurmError as e:     # Slurm may still run the requeued job: a new sbatch could run it twice
+            log.warning('job %s stays queued: cannot ask Slurm about job %s: %s', job['id'], job['slurm_job_id'], e)
+            return
+        in_use = {j['attempts'][-1].get('port') for j in self.jobs.all(states=LIVE)}
+        port = self.ports.allocate(in_use)
         script = run_dir / 'slurm.sbatch'
         att = self._new_attempt(job, run_dir, port, [], 'slurm', resume, ['sbatch', str(script)], fresh=not again)
         att.update(target='slurm', slurm_job_id=again.id if again else None, slurm_restarts=again.restarts if again else 0,

@@ -114,6 +114,9 @@ class SlurmCli:
     def show(self, sid):
         """`scontrol show job -o`, or None when the controller no longer knows the job."""
         r = self.run('scontrol', 'show', 'job', '-o', str(sid), check=False)
+        if r.returncode != 0 and 'invalid job id' not in r.stderr.lower():
+            # a busy controller ("Socket timed out ...") says nothing about the job: never read that as "gone"
+            raise SlurmError(f'scontrol show job {sid}: {r.stderr.strip() or f"exit code {r.returncode}"}')
         if r.returncode != 0 or not r.stdout.strip():
             return None
         kv = dict(part.split('=', 1) for part in r.stdout.split() if '=' in part)
