@@ -14,6 +14,7 @@ import data from './data.js';
 import inference from './inference.js';
 import gpus from './gpus.js';
 import models from './models.js';
+import { startNotifier } from './notify.js';
 
 const AREAS = [training, data, inference, models, gpus];
 let cleanup = null;
@@ -73,4 +74,5 @@ async function checkHealth() {
 }
 checkHealth();
 setInterval(checkHealth, 15000);
+startNotifier();
 startRouter(render, { defaultArea: AREAS[0].id });

@@ -7,6 +7,7 @@
 
 import { fill, h } from '../ui.js';
 import { TARGET_FIELDS, TARGET_WIDGETS, offerNote, parseObject } from './targets.js';
+import { EVAL_FIELDS, EVAL_WIDGETS, fillEvalDatasets, showEvalWarning } from './evalform.js';
 
 // Field name -> how it is edited. type: int | float | text | list | choice | model | dataset.
 const WIDGETS = {
@@ -41,6 +42,7 @@ const WIDGETS = {
   activation_checkpointing: { label: 'Activation checkpointing', type: 'choice', choices: [true, false, 'unsloth'] },
   blocks_to_swap: { label: 'Blocks to swap', type: 'int', min: 0 },
   ...TARGET_WIDGETS,
+  ...EVAL_WIDGETS,
 };
 
 const GROUPS = [
@@ -49,7 +51,7 @@ const GROUPS = [
   ['Training', ['epochs', 'max_steps', 'micro_batch_size', 'gradient_accumulation_steps', 'seed']],
   ['Optimizer', ['optimizer', 'learning_rate', 'lr_scheduler', 'warmup_steps', 'lora_rank']],
   ['Saving and evaluation', ['save_every_n_epochs', 'save_every_n_steps', 'checkpoint_every_n_epochs',
-    'checkpoint_every_n_minutes', 'eval_every_n_epochs', 'eval_every_n_steps']],
+    'checkpoint_every_n_minutes', 'eval_every_n_epochs', 'eval_every_n_steps', ...EVAL_FIELDS]],
   ['GPUs and memory', ['gpus', 'gpu_ids', 'pipeline_stages', 'activation_checkpointing', 'blocks_to_swap']],
   ['Where it trains', TARGET_FIELDS],
 ];
@@ -146,7 +148,7 @@ export class ConfigForm {
     if (w.type === 'model' || w.type === 'dataset' || f.name === 'transformer_path') wrap.classList.add('wide');
     this.fields.set(f.name, { wrap, input, issue, hint, w, file: f.file, extra });
     const send = () => this.changed(f.name);
-    input.addEventListener(w.type === 'choice' || w.type === 'model' || w.type === 'dataset' ? 'change' : 'input', send);
+    input.addEventListener(['choice', 'model', 'dataset', 'evaldataset'].includes(w.type) ? 'change' : 'input', send);
     return wrap;
   }
 
@@ -159,7 +161,7 @@ export class ConfigForm {
         choices.map((c) => h('option', { value: JSON.stringify(c) }, String(c))));
     }
     if (w.type === 'model') return h('select', { id, name: f.name });
-    if (w.type === 'dataset') return h('select', { id, name: f.name });
+    if (w.type === 'dataset' || w.type === 'evaldataset') return h('select', { id, name: f.name });
     const attrs = { id, name: f.name, type: 'text', autocomplete: 'off', spellcheck: false,
       placeholder: w.placeholder || (info && info.default !== null && info.default !== undefined && info.default !== 'required'
         ? show(info.default) : '') };
@@ -190,6 +192,7 @@ export class ConfigForm {
     this.setIssue(name, this.serverIssue(name));
     this.draft.setForm(name, value);
     if (name === 'model_path') this.showVariant(this.task, value);
+    showEvalWarning(this);
   }
 
   // Values from the studio; the field being edited keeps what the user typed.
@@ -210,12 +213,14 @@ export class ConfigForm {
       control.disabled = bad.has(f.file);
       if (f.w.type === 'model') this.fillModels(control, task.form[name]);
       else if (f.w.type === 'dataset') this.fillDatasets(control, task.form[name]);
+      else if (f.w.type === 'evaldataset') fillEvalDatasets(control, task.form[name], this.datasets);
       if (document.activeElement === control) continue;
       control.value = f.w.type === 'choice'
         ? (task.form[name] === null || task.form[name] === undefined ? '' : JSON.stringify(task.form[name]))
         : show(task.form[name]);
     }
     this.showVariant(task, task.form.model_path);
+    showEvalWarning(this);
   }
 
   fillModels(select, current) {
