@@ -63,3 +63,10 @@ def test_eval_split_must_leave_something_to_train(folder):
     for bad in (0, 1, 1.5):
         _, issues = validate_dataset({'eval_split': bad, 'directory': [{'path': str(folder)}]}, 'dataset.toml')
         assert [i.key for i in issues] == ['eval_split'], issues
+
+
+def test_the_trainer_warns_when_asked_to_evaluate_with_nothing_to_evaluate():
+    from train import nothing_to_evaluate
+    assert 'nothing to evaluate' in nothing_to_evaluate({'eval_every_n_epochs': 1}, {})
+    assert nothing_to_evaluate({'eval_every_n_epochs': 1}, {HELDOUT: {}}) is None
+    assert nothing_to_evaluate({'eval_every_n_epochs': None}, {}) is None

@@ -6,6 +6,7 @@
 import { api, fileUrl } from '../api.js';
 import { clear, fieldRow, fill, formatTime, h } from '../ui.js';
 import { jobProgress, loraLabel, num, parseNumbers } from './common.js';
+import { notifyButton } from '../notify.js';
 
 const PLACEHOLDER = 'One prompt per line, or CSV with a header:\nimage,prompt\nportraits/anna.png,"anna smiles, slowly turning"';
 
@@ -119,7 +120,7 @@ export async function batchView(container, ctx) {
       fieldRow(gpus && gpus.mode === 'cpu' ? 'Workers (CPU slots)' : 'Workers (GPUs)', inputs.gpus, 'one process per device; rows are split between them'),
       fieldRow('Strengths', inputs.strengths), fieldRow('Seed', inputs.seed), fieldRow('Steps', inputs.steps),
       fieldRow('Frames', inputs.frames, `4n+1, at ${d.fps} fps`), fieldRow('Width', inputs.width), fieldRow('Height', inputs.height))),
-    h('div.row', submit, count), error, progress, results));
+    h('div.row', submit, count, notifyButton()), error, progress, results));
   summary();
   await showResults(null);
   return () => { stops.forEach((s) => s()); clear(container); };

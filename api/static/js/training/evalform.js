@@ -1,5 +1,5 @@
 // The configuration form's evaluation fields: which data the eval loss is measured on (a dataset of the Data
-// area, evaluated with its own dataset.toml, or a held-out share of the training set: the dataset key
+// area, evaluated with its own dataset.toml: one without is named as a problem of the field when validated, or a held-out share of the training set: the dataset key
 // eval_split), and a warning when "Evaluate every n ..." is set with nothing to evaluate.
 //
 //   WIDGETS gets ...EVAL_WIDGETS;  fillEvalDatasets(select, current, datasets);  showEvalWarning(form)
@@ -17,8 +17,8 @@ const EVERY = ['eval_every_n_epochs', 'eval_every_n_steps'];
 
 export function fillEvalDatasets(select, current, datasets) {
   const options = [h('option', { value: '' }, 'none (or the held-out share below)'),
-    ...datasets.map((d) => h('option', { value: d.name, disabled: !d.has_config && d.name !== current },
-      `${d.name} (${d.videos} videos, ${d.images} images)${d.has_config ? '' : ': give it buckets in the Data area first'}`))];
+    ...datasets.map((d) => h('option', { value: d.name, disabled: d.has_config === false && d.name !== current },
+      `${d.name} (${d.videos} videos, ${d.images} images)${d.has_config === false ? ': give it buckets in the Data area first' : ''}`))];
   if (current && !datasets.some((d) => d.name === current)) options.push(h('option', { value: current }, `${current} (not found)`));
   fill(select, ...options);
   select.value = current || '';
