@@ -42,13 +42,18 @@ def test_the_form_chooses_eval_data_and_warns_when_there_is_none(studio_server, 
     assert page.is_hidden(warning)
     page.fill('input[name=eval_every_n_epochs]', '1')
     page.wait_for_selector(warning, state='visible')
+    page.wait_for_selector('.save-status:has-text("All changes saved")')
     assert 'Nothing to evaluate' in page.inner_text(warning)
     shot('form-eval-warning')
     page.fill('input[name=eval_split]', '0.1')
     page.wait_for_selector(warning, state='hidden')
     page.wait_for_function(f"""async () => (await (await fetch('/api/v1/tasks/{task["id"]}')).json())
         .toml.dataset.includes('eval_split = 0.1')""")
+    page.wait_for_selector('.save-status:has-text("All changes saved")')
     page.fill('input[name=eval_split]', '')
+    page.wait_for_function(f"""async () => !(await (await fetch('/api/v1/tasks/{task["id"]}')).json())
+        .toml.dataset.includes('eval_split')""")
+    page.wait_for_selector('.save-status:has-text("All changes saved")')
     page.select_option('select[name=eval_dataset]', 'demo')
     page.wait_for_function(f"""async () => {{
         const t = await (await fetch('/api/v1/tasks/{task["id"]}')).json();
@@ -60,7 +65,8 @@ def test_the_form_chooses_eval_data_and_warns_when_there_is_none(studio_server, 
         toml = studio_server.api('GET', f'tasks/{task["id"]}')[1]['toml']
         return re.search(r'name = "demo"\nconfig = ".*/datasets/demo/dataset.toml"', toml['main']) and \
             'eval_split' not in toml['dataset'] and 'eval_every_n_epochs = 1' in toml['main']
-    wait_until(saved, 10, every=0.2, what='the eval dataset in config.toml')
+    # (waiting through the page, so that Playwright keeps serving it meanwhile)
+    wait_until(lambda: page.wait_for_timeout(200) or saved(), 10, what='the eval dataset in config.toml')
     # sample prompts of the form are the task's preview settings
     page.fill('textarea[name=sample_prompts]', 'a red fox in snow\na hare')
     page.check('input[name=samples_enabled]')

@@ -88,7 +88,7 @@ export function notifyButton() {
   const btn = h('button.plain.notify-me', { type: 'button', title: 'A browser notification when a run ends or needs attention' });
   const show = () => {
     const on = wanted();
-    btn.textContent = on ? '🔔 Notifications on' : 'Notify me';
+    btn.textContent = on ? 'Notifications on ✓' : 'Notify me';
     btn.setAttribute('aria-pressed', on);
   };
   btn.onclick = async () => {
