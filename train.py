@@ -22,6 +22,7 @@ import torch
 
 from utils.checkpointing import find_resume_checkpoint, resume_problem
 from utils.config import ConfigError, ConfigIssue, load_dataset_config, load_main_config
+from utils.dataset import HELDOUT, heldout_config
 from utils.run_context import RunContext
 
 EVAL_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -358,6 +359,10 @@ class Trainer:
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
         self.events.status('training', 'training')
+        warning = nothing_to_evaluate(cfg, self.eval_configs)
+        if warning and self.rank == 0:
+            print(f'warning: {warning}', flush=True)
+            self.events.warning(warning)
         if cfg['eval_before_first_step'] and self.step == 0:
             self.evaluate()
         bar = self._progress_bar()
@@ -481,7 +486,24 @@ def load_everything(args, world_size):
                                        f'this model has {blocks} blocks; at most {blocks - 2} can be swapped')])
     dataset_config = load_dataset_config(config['dataset'], spec.size_multiple)
     eval_configs = {e['name']: load_dataset_config(e['config'], spec.size_multiple) for e in config['eval_datasets']}
+    if dataset_config.get('eval_split'):
+        if HELDOUT in eval_configs:
+            raise ConfigError([ConfigIssue(args.config, 'eval_datasets', HELDOUT,
+                                           f"eval_split makes the eval dataset '{HELDOUT}': name this one otherwise")])
+        eval_configs[HELDOUT] = heldout_config(dataset_config)
     return config, adapter, dataset_config, eval_configs
+
+
+EVAL_KEYS = ('eval_every_n_epochs', 'eval_every_n_steps', 'eval_every_n_examples')
+
+
+def nothing_to_evaluate(config, eval_configs):
+    """The warning for a run asked to evaluate with no eval dataset (None when that is not the case)."""
+    asked = [k for k in EVAL_KEYS if config.get(k)]
+    if not asked or eval_configs:
+        return None
+    return (f'{asked[0]} = {config[asked[0]]} but there is nothing to evaluate: add eval_datasets to the config '
+            f'or eval_split to the dataset')
 
 
 def refuse(message, run_dir, rank):

@@ -135,6 +135,10 @@ def _fraction(v):
     return None if 0 < v <= 1 else 'must be more than 0 and at most 1'
 
 
+def _share(v):
+    return None if 0 < v < 1 else 'must be more than 0 and less than 1 (e.g. 0.1)'
+
+
 def _exclude_modules(v):
     if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
         return None
@@ -294,6 +298,8 @@ DATASET_TOP_KEYS = {
     'directory': Key(MISSING, LIST, '[[directory]] entries'),
     'subsample_ratio': Key(None, NUM, 'train each epoch on this fraction of its global batches (the first ones of '
                            'the epoch\'s shuffled order)', check=_fraction),
+    'eval_split': Key(None, NUM, "hold this share of the files out of training (chosen by seed and file name, the same "
+                      "every run) and evaluate on them as the eval dataset 'heldout'", check=_share),
 }
 
 DIRECTORY_KEYS = {

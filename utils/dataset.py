@@ -248,9 +248,45 @@ def _media_summary(info: MediaInfo, fps):
             'frames_at_model_fps': frames_at_fps(info, fps)}
 
 
+HELDOUT = 'heldout'                # the eval dataset eval_split makes
+
+
+def heldout_files(names, share, seed):
+    """The file names eval_split takes out of training: round(share * files) of them, at least one (when there
+    are two or more files; never all), ranked by a hash of the seed and the name: the same choice every run,
+    and a file keeps its side when others are added or removed (unless the count changes at the boundary)."""
+    names = sorted(set(names))
+    if not share or len(names) < 2:
+        return set()
+    k = min(len(names) - 1, max(1, int(math.floor(share * len(names) + 0.5))))
+    ranked = sorted(names, key=lambda n: hashlib.sha256(f'{seed}|eval_split|{n}'.encode('utf-8')).hexdigest())
+    return set(ranked[:k])
+
+
+def heldout_config(dataset_cfg):
+    """The eval dataset eval_split makes of a dataset config: the same config, building only the held-out files."""
+    return {**dataset_cfg, 'eval_split_side': HELDOUT}
+
+
+def _apply_eval_split(report, items, share, seed, side):
+    """Keep the items of one side of the split (side 'train' or HELDOUT); the report notes the other side's files."""
+    used = [f for f in report['files'] if f['status'] == 'used']
+    held = heldout_files([f'{f["directory"]}/{f["name"]}' for f in used], share, seed)
+    out_paths = set()
+    for f in used:
+        if (f'{f["directory"]}/{f["name"]}' in held) != (side == HELDOUT):
+            f['status'], f['reason'] = 'split_off', ('held out for evaluation (eval_split)' if side != HELDOUT
+                                                     else 'a training file, not held out (eval_split)')
+            out_paths.add(f['path'])
+            f['item_ids'] = []
+    report['eval_split'] = {'share': share, 'side': side, 'heldout_files': len(held)}
+    return [it for it in items if it.path not in out_paths]
+
+
 def build_dataset(dataset_cfg, spec: MediaSpec, video_clip_mode='single_beginning', seed=0, probe_workers=None,
                   probe_cache=True) -> Dataset:
-    """Items and report for a validated dataset config (utils.config.load_dataset_config)."""
+    """Items and report for a validated dataset config (utils.config.load_dataset_config). With eval_split the
+    held-out files are left out (their report entries say so), or, for heldout_config(cfg), only they are kept."""
     report = {'version': REPORT_VERSION, 'spec': {'framerate': spec.framerate, 'size_multiple': spec.size_multiple,
                                                   'needs_video': getattr(spec, 'needs_video', False)},
               'video_clip_mode': video_clip_mode, 'seed': seed, 'subsample_ratio': dataset_cfg.get('subsample_ratio'),
@@ -278,6 +314,9 @@ def build_dataset(dataset_cfg, spec: MediaSpec, video_clip_mode='single_beginnin
         report['directories'].append({'index': i, 'path': str(folder), 'num_repeats': d['num_repeats'],
                                       'mask_path': d.get('mask_path'),
                                       'caption_sources': [label for label, _ in sources.tables] if sources else []})
+    if dataset_cfg.get('eval_split'):
+        items = _apply_eval_split(report, items, dataset_cfg['eval_split'], seed,
+                                  dataset_cfg.get('eval_split_side', 'train'))
     _summarize(report, items)
     return Dataset(items, report, spec)
 
@@ -342,6 +381,7 @@ def _summarize(report, items):
         'used': sum(1 for f in files if f['status'] == 'used'),
         'dropped': sum(1 for f in files if f['status'] == 'dropped'),
         'ignored': sum(1 for f in files if f['status'] == 'ignored'),
+        'split_off': sum(1 for f in files if f['status'] == 'split_off'),
         'items': len(items),
         'items_per_epoch': sum(it.repeats for it in items),
         'caption_dropout_files': len({it.path for it in items if it.captions == ['']}),
@@ -461,6 +501,10 @@ def format_report(report) -> str:
              f"{t['dropped']} dropped; {t['items']} items, {t['items_per_epoch']} per epoch with repeats"]
     if t['caption_dropout_files']:
         lines.append(f"  {t['caption_dropout_files']} file(s) train with the empty caption")
+    if report.get('eval_split'):
+        sp = report['eval_split']
+        lines.append(f"  eval_split = {sp['share']:g}: {sp['heldout_files']} file(s) held out for evaluation "
+                     f"({'this is that eval dataset' if sp['side'] == HELDOUT else 'not trained on'})")
     lines.append('Buckets (width x height x frames):')
     for b in report['buckets']:
         lines.append(f"  {b['label']:>16}  {b['items']:>5} items  {b['items_per_epoch']:>5} per epoch  {b['files']:>4} files")

@@ -45,6 +45,10 @@ class EventWriter:
     def status(self, state, message=''):
         self.emit('status', state=state, message=message)
 
+    def warning(self, message):
+        """Something the person running this should look at; the run goes on."""
+        self.emit('warning', message=message)
+
     def progress(self, **fields):
         self.emit('progress', **fields)
 

@@ -65,8 +65,8 @@ def plan(spec):
 
 
 class Manifest:
-    def __init__(self, run_dir, job, spec, cells):
-        self.path = Path(run_dir) / 'results.json'
+    def __init__(self, run_dir, job, spec, cells, path=None):
+        self.path = Path(path) if path else Path(run_dir) / 'results.json'
         settings = {k: spec.get(k) for k in ('seed', 'steps', 'guidance', 'guidance_low', 'shift', 'frames', 'fps',
                                              'width', 'height', 'area', 'strengths', 'negative_prompt')}
         self.doc = {'version': 1, 'job_id': job['id'], 'task_id': job['task_id'], 'backend': spec['backend'],
@@ -84,14 +84,18 @@ class Manifest:
 
 
 class Runner:
-    def __init__(self, run_dir, job, events, control):
+    """Makes `cells` (default: every cell of the plan) into <run_dir>/results/, listing them in `manifest`
+    (default <run_dir>/results.json)."""
+
+    def __init__(self, run_dir, job, events, control, cells=None, manifest=None):
         self.run_dir = Path(run_dir)
         self.job = job
         self.spec = job['infer']
         self.events = events
         self.control = control
-        self.cells = plan(self.spec)
-        self.manifest = Manifest(run_dir, job, self.spec, self.cells)
+        self.cells = plan(self.spec) if cells is None else cells
+        self.position = {c['id']: i for i, c in enumerate(self.cells)}
+        self.manifest = Manifest(run_dir, job, self.spec, self.cells, manifest)
         self.total_steps = len(self.cells) * self.spec['steps']
         self.started = None
         self._last = 0.0
@@ -102,7 +106,7 @@ class Runner:
         if not force and now - self._last < PROGRESS_EVERY_S:
             return
         self._last = now
-        done = cell['index'] * self.spec['steps'] + step
+        done = self.position[cell['id']] * self.spec['steps'] + step
         rate = done / (now - self.started) if done and now > self.started else None
         eta = (self.total_steps - done) / rate if rate else None
         self.events.progress(phase='infer', step=done, total_steps=self.total_steps, cell=cell['index'] + 1,
@@ -134,12 +138,7 @@ class Runner:
         save_poster(poster, self.run_dir / rel_poster)
         self.manifest.finish(cell, status='done', video=rel_video, poster=rel_poster,
                              seconds=round(time.monotonic() - t0, 2))
-        fields = {k: cell[k] for k in ('strength', 'seed', 'prompt', 'image', 'width', 'height', 'frames', 'fps')}
-        lora = cell['lora'] or {}
-        meta = dict(cell=cell['id'], lora=lora.get('label', 'base model'), lora_id=lora.get('id'),
-                    run=lora.get('job_id'), **fields)
-        self.events.artifact('video', rel_video, epoch=lora.get('epoch'), step=lora.get('step'), poster=rel_poster, **meta)
-        self.events.artifact('image', rel_poster, epoch=lora.get('epoch'), step=lora.get('step'), **meta)
+        cell_artifacts(self.events, cell)
         self.progress(cell, self.spec['steps'], force=True)
 
     def skip_rest(self):
@@ -147,6 +146,16 @@ class Runner:
             if cell['status'] in ('pending', 'running'):
                 cell['status'] = 'skipped'
         self.manifest.write()
+
+
+def cell_artifacts(events, cell):
+    """The `video` and `image` artifact events of a finished cell, carrying its settings."""
+    fields = {k: cell[k] for k in ('strength', 'seed', 'prompt', 'image', 'width', 'height', 'frames', 'fps')}
+    lora = cell['lora'] or {}
+    meta = dict(cell=cell['id'], lora=lora.get('label', 'base model'), lora_id=lora.get('id'),
+                run=lora.get('job_id'), **fields)
+    events.artifact('video', cell['video'], epoch=lora.get('epoch'), step=lora.get('step'), poster=cell['poster'], **meta)
+    events.artifact('image', cell['poster'], epoch=lora.get('epoch'), step=lora.get('step'), **meta)
 
 
 def save_poster(frame, path):
@@ -168,15 +177,22 @@ def main(argv=None):
     args = p.parse_args(argv)
     run_dir = Path(args.run_dir)
     job = json.loads((run_dir / 'job.json').read_text(encoding='utf-8'))
-    events = EventWriter(run_dir)
+    return render(run_dir, job, run_dir, f'infer job {job["id"]}')
+
+
+def render(run_dir, job, state_dir, what, cells=None):
+    """Make the cells (default: all) of the job in run_dir; events, control files and, when cells are given, the
+    manifest live in state_dir (an eval job's worker has its own). Returns the exit code."""
+    state_dir = Path(state_dir)
+    events = EventWriter(state_dir)
     events.start_heartbeat()
-    control = Control(run_dir, alive=events.progress_made)
+    control = Control(state_dir, alive=events.progress_made)
     if threading.current_thread() is threading.main_thread():      # (tests run the job in a thread)
         signal.signal(signal.SIGTERM, control.on_signal)
-    events.status('starting', f'infer job {job["id"]}')
+    events.status('starting', what)
     runner = backend = None
     try:
-        runner = Runner(run_dir, job, events, control)
+        runner = Runner(run_dir, job, events, control, cells, state_dir / 'results.json' if cells is not None else None)
         backend = backend_for(job['infer'], run_dir, control)
         n = runner.run(backend)
         events.status('done', f'{n} video(s)')

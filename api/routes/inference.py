@@ -53,3 +53,11 @@ def results(task_id):
 @doc('The ComfyUI the studio is set to use: reachable or not, and why', response='ComfyStatus')
 def comfyui():
     return studio().inference.comfyui_status()
+
+
+@bp.post('/tasks/<task_id>/evaluations')
+@doc('Queue a batch evaluation (an `eval` job): every row of a prompt list or an image,prompt CSV with each chosen '
+     'LoRA and strength, spread over `gpus` devices (CPU slots on a CPU-only studio), one worker process each; '
+     'its results join GET /tasks/{id}/results', body='EvalRequest', response='Job', status=202)
+def evaluate(task_id):
+    return studio().inference.evaluate(task_id, body()), 202

@@ -1,6 +1,6 @@
 """Session fixture of the Inference studio's end-to-end tests: a real studio process (`python -m api`) that
-trains the tiny Wan2.1 T2V model for 2 epochs with the real train.py (DeepSpeed on the CPU) while previews
-are switched on, plus one run of the base model with the preview settings for comparison.
+trains the tiny Wan2.1 T2V model for 2 epochs with the real train.py (DeepSpeed on the CPU), evaluating on the
+demo dataset every epoch, while previews are switched on, plus one run of the base model with the preview settings for comparison.
 
 Shared by tests/inference/test_inference_previews.py and tests/browser/test_browser_inference.py (a plugin of tests/conftest.py),
 so the training runs once per session.
@@ -32,7 +32,8 @@ def preview_studio(tmp_path_factory, tiny_models):
                            stop_grace_s=30.0).start(timeout=60)
     try:
         form = {'epochs': 2, 'save_every_n_epochs': 1, 'checkpoint_every_n_epochs': None,
-                'checkpoint_every_n_minutes': None, 'optimizer': 'adamw', 'learning_rate': 2e-2, 'lora_rank': 8}
+                'checkpoint_every_n_minutes': None, 'optimizer': 'adamw', 'learning_rate': 2e-2, 'lora_rank': 8,
+                'eval_dataset': 'demo', 'eval_every_n_epochs': 1}         # eval loss for the monitor's curves
         status, task = studio.call('POST', '/tasks', {'name': 'fox', 'form': form})
         assert status == 201, task
         status, rec = studio.call('PATCH', f'/tasks/{task["id"]}/inference', {'prompts': [PROMPT], 'preview': PREVIEW})

@@ -127,18 +127,8 @@ def settings_from(body, *, variant_id, mode, gallery, prompts=None, images=None)
     if area not in SUPPORTED_AREAS[variant_id] + ('tiny',):
         raise BadRequest(f'area {area!r}: {variant_id} supports {", ".join(SUPPORTED_AREAS[variant_id])}', field='area')
     fixed = _size(body, variant_id)
-    inputs = []
-    for image in images or [None]:
-        path = gallery.image_path(image, 'images') if image else None
-        if fixed:
-            w, h = fixed
-        elif path:
-            w, h = propose_size(*gallery.size_of(path), variant.size_multiple, area)
-        else:
-            w, h = propose_size(832, 480, variant.size_multiple, area)
-        for prompt in prompts or ['']:
-            inputs.append({'prompt': prompt, 'image': image, 'image_path': str(path) if path else None,
-                           'width': w, 'height': h})
+    inputs = [make_input(prompt, image, gallery=gallery, variant=variant, fixed=fixed, area=area)
+              for image in images or [None] for prompt in prompts or ['']]
     negative = body.get('negative_prompt')
     if negative is not None and (not isinstance(negative, str) or len(negative) > MAX_PROMPT_CHARS):
         raise BadRequest(f'negative_prompt must be text of at most {MAX_PROMPT_CHARS} characters', field='negative_prompt')
@@ -165,10 +155,23 @@ def settings_from(body, *, variant_id, mode, gallery, prompts=None, images=None)
     }
 
 
-def count_cells(rows, inputs, strengths, with_base):
+def make_input(prompt, image, *, gallery, variant, fixed, area):
+    """One input of a run: a prompt, an optional gallery image, and the size it is made at (fixed, else proposed
+    from the image, else from 832x480, at `area`)."""
+    path = gallery.image_path(image, 'images') if image else None
+    if fixed:
+        w, h = fixed
+    elif path:
+        w, h = propose_size(*gallery.size_of(path), variant.size_multiple, area)
+    else:
+        w, h = propose_size(832, 480, variant.size_multiple, area)
+    return {'prompt': prompt, 'image': image, 'image_path': str(path) if path else None, 'width': w, 'height': h}
+
+
+def count_cells(rows, inputs, strengths, with_base, limit=MAX_CELLS):
     n = rows * len(inputs) * len(strengths) + (len(inputs) if with_base else 0)
-    if n > MAX_CELLS:
-        raise Invalid(f'this run would make {n} videos; at most {MAX_CELLS} (fewer LoRAs, inputs or strengths)',
+    if n > limit:
+        raise Invalid(f'this run would make {n} videos; at most {limit} (fewer LoRAs, inputs or strengths)',
                       field='loras')
     if n == 0:
         raise Invalid('nothing to generate: choose LoRAs (or the base model)', field='loras')

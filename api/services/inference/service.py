@@ -25,7 +25,9 @@ from ..jobs.store import LIVE, new_job, new_job_id
 from ..paths import resolve_path
 from ..training.form import get_at, parse
 from .gallery import Gallery
-from .request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_PROMPTS, count_cells, defaults, settings_from, text_list
+from .batch import MAX_EVAL_CELLS, batch_rows, eval_command
+from .request import (MAX_CELLS, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_PROMPTS, count_cells, defaults, make_input,
+                      settings_from, text_list)
 from .task_settings import TaskInference, check_preview
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class InferenceService:
         self._manifests = FileCache()     # a job's results.json -> its contents
         self.preview_errors = {}          # task id -> why its last preview could not be queued
         register_kind('infer', module_command('api.jobs.infer'))
+        register_kind('eval', eval_command)           # batch evaluation: one worker per device (api/jobs/evaluate.py)
 
     # ---- LoRAs saved by training runs ---------------------------------------------------------
     def job_loras(self, job):
@@ -160,8 +163,9 @@ class InferenceService:
         rows = [self.lora(r) for r in refs]
         return list({r['id']: r for r in rows}.values())
 
-    def prepare(self, task_id, body):
-        """(spec, request) of a run from a request body; raises with the field at fault."""
+    def prepare(self, task_id, body, batch=False):
+        """(spec, request) of a run from a request body; raises with the field at fault. batch: the inputs are
+        the rows of a batch evaluation (batch.batch_rows) instead of images x prompts."""
         cfg = self.store.get(task_id)
         rows = self._rows(body.get('loras'))
         with_base = body.get('base', False)
@@ -179,11 +183,20 @@ class InferenceService:
             if r['variant'] and r['variant'] != variant:
                 raise Invalid(f'LoRA {r["id"]} is for {r["variant"]}, the model is {variant}', field='loras')
         mode = self.inventory.snapshot().mode
+        if batch:
+            batch = batch_rows(body, VARIANTS[variant].task)
+            body = {**body, 'prompts': [batch[0]['prompt']], 'images': [r['image'] for r in batch[:1] if r['image']]}
         s = settings_from(body, variant_id=variant, mode=mode, gallery=self.gallery,
                           prompts=cfg['prompts'], images=cfg['images'])
+        if batch:
+            fixed = (s['width'], s['height']) if s['width'] else None
+            s['inputs'] = [make_input(r['prompt'], r['image'], gallery=self.gallery, variant=VARIANTS[variant],
+                                      fixed=fixed, area=s['area']) for r in batch]
+            s['prompts'] = list(dict.fromkeys(r['prompt'] for r in batch))
+            s['images'] = list(dict.fromkeys(r['image'] for r in batch if r['image']))
         if 'negative_prompt' not in body and cfg['negative_prompt'] is not None:
             s['negative_prompt'] = cfg['negative_prompt']
-        total = count_cells(len(rows), s['inputs'], s['strengths'], with_base)
+        total = count_cells(len(rows), s['inputs'], s['strengths'], with_base, MAX_EVAL_CELLS if batch else MAX_CELLS)
         run_rows = [None] if with_base else []
         run_rows += [{'id': r['id'], 'job_id': r['job_id'], 'task_id': r['task_id'], 'name': r['name'],
                       'epoch': r['epoch'], 'step': r['step'],
@@ -223,7 +236,17 @@ class InferenceService:
                          background)
         return self.job_view(job)
 
-    def queue(self, task_id, spec, request, origin, background=False):
+    def evaluate(self, task_id, body):
+        """Queue a batch evaluation: an `eval` job making every row with every LoRA and strength, spread over the
+        devices it asks for (`gpus`, or CPU slots), one worker each."""
+        task = self.tasks.get(task_id)
+        if task.get('deleting'):
+            raise Conflict(f'task {task_id} is being deleted', field='task_id')
+        spec, request = self.prepare(task_id, body, batch=True)
+        job = self.queue(task_id, spec, request, {'action': 'eval', 'job_id': None, 'checkpoint': None}, kind='eval')
+        return self.job_view(job)
+
+    def queue(self, task_id, spec, request, origin, background=False, kind='infer'):
         self.scheduler.check_request(request)
         with self.scheduler.lock:
             if self.tasks.get(task_id).get('deleting'):
@@ -231,7 +254,7 @@ class InferenceService:
             job_id = new_job_id()
             job_dir = self.paths.job_dir(task_id, job_id)
             job_dir.mkdir(parents=True)
-            job = new_job(job_id, task_id, self.paths.relative(job_dir), request, origin, kind='infer')
+            job = new_job(job_id, task_id, self.paths.relative(job_dir), request, origin, kind=kind)
             job['infer'] = spec
             job['background'] = background          # previews never hold up the queue
             self.scheduler.enqueue(job)
@@ -371,12 +394,15 @@ class InferenceService:
         """Every infer job of the task and every cell they made, for the comparison grid."""
         self.tasks.get(task_id)
         jobs, cells = [], []
-        for job in self.jobs.all(task_id, kind='infer'):
+        runs = sorted(self.jobs.all(task_id, kind='infer') + self.jobs.all(task_id, kind='eval'),
+                      key=lambda j: j['created_at'])
+        for job in runs:
             man = self.manifest(job) or {}
             spec = job.get('infer') or {}
             progress = self.monitor.progress(job) if job['state'] in LIVE else None
             done = [c for c in man.get('cells', []) if c.get('status') == 'done']
-            jobs.append({'id': job['id'], 'state': job['state'], 'created_at': job['created_at'],
+            jobs.append({'id': job['id'], 'kind': job.get('kind', 'infer'), 'workers': man.get('workers'),
+                         'state': job['state'], 'created_at': job['created_at'],
                          'finished_at': job['finished_at'], 'origin': job['origin'], 'message': job['message'],
                          'backend': spec.get('backend'), 'variant': spec.get('variant'), 'total': spec.get('cells'),
                          'done': len(done), 'failed': sum(1 for c in man.get('cells', []) if c.get('status') == 'failed'),

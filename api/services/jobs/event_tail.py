@@ -42,6 +42,9 @@ def _finite(v):
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
+MAX_WARNINGS = 20                   # distinct warning messages kept per job
+
+
 class EventState:
     def __init__(self):
         self.status = None          # last status event
@@ -51,6 +54,7 @@ class EventState:
         self.cache = None           # last cache progress event
         self.series = {}
         self.artifacts = {}         # path -> artifact event (last wins)
+        self.warnings = []          # messages of `warning` events, each once, oldest first
         self.last_event_time = None
         self.last_heartbeat = None
         self.count = 0
@@ -80,6 +84,10 @@ class EventState:
                 self.artifacts[ev['path']] = ev
         elif kind == 'heartbeat':
             self.last_heartbeat = t
+        elif kind == 'warning':
+            msg = ev.get('message')
+            if isinstance(msg, str) and msg not in self.warnings and len(self.warnings) < MAX_WARNINGS:
+                self.warnings.append(msg)
         # any other type: ignored, as the protocol asks
 
 
@@ -151,7 +159,8 @@ def progress_view(state: EventState, now=None):
     out = {'status': status.get('state'), 'message': status.get('message'), 'failure': state.failure,
            'phase': None, 'fraction': None, 'cache': None,
            'last_event_age_s': _age(now, state.last_event_time),
-           'heartbeat_age_s': _age(now, state.last_heartbeat), 'loss': _latest(state.series.get(LOSS))}
+           'heartbeat_age_s': _age(now, state.last_heartbeat), 'loss': _latest(state.series.get(LOSS)),
+           'warnings': list(state.warnings)}
     for name in PROGRESS_FIELDS:
         out[name] = None
     if state.cache:

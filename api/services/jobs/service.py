@@ -15,7 +15,7 @@ from .store import LIVE
 from .targets import target_of
 
 BRIEF_PROGRESS = ('status', 'phase', 'step', 'total_steps', 'epoch', 'total_epochs', 'fraction', 'steps_per_s', 'eta_s',
-                  'loss')
+                  'loss', 'warnings')
 
 
 def _ids(indices):

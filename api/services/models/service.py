@@ -63,7 +63,7 @@ class ModelService:
             except OSError:
                 return []
             return [resolve_path(p, run) for p in model_paths(doc)]
-        if kind == 'infer':
+        if kind in ('infer', 'eval'):
             return [Path(p) for p in (job.get('infer', {}).get('model') or {}).values() if isinstance(p, str)]
         if kind == 'caption':
             return [Path(job['caption']['model_path'])]

@@ -54,6 +54,9 @@ FIELDS = [
     FormField('checkpoint_every_n_minutes', 'main', ('checkpoint_every_n_minutes',), 'resumable checkpoint every n minutes'),
     FormField('eval_every_n_epochs', 'main', ('eval_every_n_epochs',), 'evaluate every n epochs'),
     FormField('eval_every_n_steps', 'main', ('eval_every_n_steps',), 'evaluate every n steps'),
+    FormField('eval_dataset', 'main', ('eval_datasets',), 'a dataset of the Data area to evaluate on (its own dataset.toml)',
+              (('eval_datasets', 0, 'config'), ('eval_datasets', 0))),
+    FormField('eval_split', 'dataset', ('eval_split',), "share of the training files held out as the eval dataset 'heldout'"),
     FormField('pipeline_stages', 'main', ('pipeline_stages',), 'GPUs one model copy is split across'),
     FormField('activation_checkpointing', 'main', ('activation_checkpointing',), "true, false or 'unsloth'"),
     FormField('blocks_to_swap', 'main', ('blocks_to_swap',), 'transformer blocks kept in CPU memory'),
@@ -239,6 +242,7 @@ def form_view(main_text, dataset_text, resources, datasets_root):
         form[f.name] = None if doc is None else get_at(doc, f.key)
     if isinstance(form['dataset'], str):
         form['dataset'] = dataset_name(form['dataset'], datasets_root)
+    form['eval_dataset'] = eval_dataset_name(form['eval_dataset'], datasets_root)
     errors = [FILES[w] for w in ('main', 'dataset') if docs[w] is None]
     return form, errors
 
@@ -249,6 +253,19 @@ def dataset_name(path, datasets_root):
         return str(p.relative_to(datasets_root)) if p.is_absolute() else path
     except ValueError:
         return path
+
+
+def eval_dataset_name(entries, datasets_root):
+    """The form's eval dataset: the folder (under datasets/) of the first eval_datasets entry's file."""
+    first = entries[0] if isinstance(entries, list) and entries else None
+    path = first.get('config') if isinstance(first, dict) else first
+    return dataset_name(str(Path(path).parent), datasets_root) if isinstance(path, str) and path else None
+
+
+def eval_datasets_entry(name, datasets_root):
+    """eval_datasets of the form's eval dataset: that Data-area dataset's own dataset.toml, named after it."""
+    folder = inside(datasets_root, str(name), 'eval_dataset')
+    return [{'name': folder.name, 'config': str(folder / 'dataset.toml')}]
 
 
 def editable(text, which):
@@ -281,6 +298,8 @@ def apply_form(main_text, dataset_text, resources, changes, *, datasets_root, mo
             value = None
         if name == 'dataset' and value is not None:
             value = str(inside(datasets_root, str(value), 'dataset'))
+        if name == 'eval_dataset' and value is not None:
+            value = eval_datasets_entry(value, datasets_root)
         if name == 'model_path' and value is not None and not within_any(str(value), model_roots):
             raise PathRefused(f'the model checkpoint {value!r} is not inside a model folder', field=name)
         if f.file == 'task':

@@ -15,6 +15,7 @@ import inference from './inference.js';
 import gpus from './gpus.js';
 import models from './models.js';
 import settings from './settings.js';
+import { startNotifier } from './notify.js';
 
 const AREAS = [training, data, inference, models, gpus, settings];
 let cleanup = null;
@@ -94,4 +95,5 @@ async function checkHealth() {
 }
 checkHealth();
 setInterval(checkHealth, 15000);
+startNotifier();
 startRouter(render, { defaultArea: AREAS[0].id });

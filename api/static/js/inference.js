@@ -4,6 +4,7 @@
 //   #/inference?tab=gallery              the gallery alone
 //   #/inference/<task-id>?tab=results    the comparison grid (epochs x inputs x strengths, played in sync)
 //   #/inference/<task-id>?tab=run        a new test run (an `infer` job)
+//   #/inference/<task-id>?tab=batch      a batch evaluation (an `eval` job) and its results table
 //   #/inference/<task-id>?tab=settings   the task's test prompts, images and preview settings
 //
 // The pieces live in js/inference/*.js; this file routes and draws the page frame.
@@ -15,11 +16,13 @@ import { galleryView } from './inference/gallery.js';
 import { resultsView } from './inference/grid.js';
 import { runView } from './inference/form.js';
 import { settingsView } from './inference/settings.js';
+import { batchView } from './inference/batch.js';
 import { comfyStatus, loraLabel } from './inference/common.js';
 
 const TASK_TABS = [
   { id: 'results', title: 'Results', view: resultsView },
   { id: 'run', title: 'New test', view: runView },
+  { id: 'batch', title: 'Batch evaluation', view: batchView },
   { id: 'settings', title: 'Prompts & previews', view: settingsView },
 ];
 

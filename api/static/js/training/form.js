@@ -12,6 +12,7 @@
 
 import { fill, h } from '../ui.js';
 import { TARGET_FIELDS, TARGET_WIDGETS, offerNote, parseObject } from './targets.js';
+import { EVAL_FIELDS, EVAL_WIDGETS, fillEvalDatasets, showEvalWarning } from './evalform.js';
 
 // Field name -> how it is edited. type: int | float | text | list | choice | model | dataset.
 const WIDGETS = {
@@ -58,6 +59,7 @@ const WIDGETS = {
   expert_sampling: { label: 'Expert sampling (Wan2.2 A14B)', type: 'choice',
     help: "timestep: each sample trains the expert its timestep falls to (the high-noise one gets few); balanced: each expert half the samples" },
   max_t: { label: 'Highest timestep', type: 'float', min: 0, max: 1, help: '1 = pure noise; lower it to train only cleaner steps' },
+  ...EVAL_WIDGETS,
 };
 
 // Settings most runs leave alone: shown folded under "Advanced".
@@ -69,7 +71,7 @@ const GROUPS = [
   ['Training', ['epochs', 'max_steps', 'micro_batch_size', 'gradient_accumulation_steps', 'seed']],
   ['Optimizer', ['optimizer', 'learning_rate', 'lr_scheduler', 'warmup_steps', 'lora_rank']],
   ['Saving and evaluation', ['save_every_n_epochs', 'save_every_n_steps', 'checkpoint_every_n_epochs',
-    'checkpoint_every_n_minutes', 'eval_every_n_epochs', 'eval_every_n_steps']],
+    'checkpoint_every_n_minutes', 'eval_every_n_epochs', 'eval_every_n_steps', ...EVAL_FIELDS]],
   ['GPUs and memory', ['gpus', 'gpu_ids', 'pipeline_stages', 'activation_checkpointing', 'blocks_to_swap']],
   ['Where it trains', TARGET_FIELDS],
 ];
@@ -205,7 +207,7 @@ export class ConfigForm {
     if (w.type === 'model' || w.type === 'dataset' || f.name === 'transformer_path') wrap.classList.add('wide');
     this.fields.set(f.name, { wrap, input, issue, hint, w, file: f.file, key: f.key, extra });
     const send = () => this.changed(f.name);
-    input.addEventListener(w.type === 'choice' || w.type === 'model' || w.type === 'dataset' ? 'change' : 'input', send);
+    input.addEventListener(['choice', 'model', 'dataset', 'evaldataset'].includes(w.type) ? 'change' : 'input', send);
     return wrap;
   }
 
@@ -218,7 +220,7 @@ export class ConfigForm {
         choices.map((c) => h('option', { value: JSON.stringify(c) }, String(c))));
     }
     if (w.type === 'model') return h('select', { id, name: f.name });
-    if (w.type === 'dataset') return h('select', { id, name: f.name });
+    if (w.type === 'dataset' || w.type === 'evaldataset') return h('select', { id, name: f.name });
     const attrs = { id, name: f.name, type: 'text', autocomplete: 'off', spellcheck: false,
       placeholder: w.placeholder || (info && info.default !== null && info.default !== undefined && info.default !== 'required'
         ? show(info.default) : '') };
@@ -249,6 +251,7 @@ export class ConfigForm {
     this.setLocal(name, null);
     this.draft.setForm(name, value);
     if (name === 'model_path') this.showVariant(this.task, value);
+    showEvalWarning(this);
   }
 
   // Values from the studio; the field being edited keeps what the user typed.
@@ -269,12 +272,14 @@ export class ConfigForm {
       control.disabled = bad.has(f.file);
       if (f.w.type === 'model') this.fillModels(control, task.form[name]);
       else if (f.w.type === 'dataset') this.fillDatasets(control, task.form[name]);
+      else if (f.w.type === 'evaldataset') fillEvalDatasets(control, task.form[name], this.datasets);
       if (document.activeElement === control || this.local.has(name)) continue;     // never replace what was typed
       control.value = f.w.type === 'choice'
         ? (task.form[name] === null || task.form[name] === undefined ? '' : JSON.stringify(task.form[name]))
         : show(task.form[name]);
     }
     this.showVariant(task, task.form.model_path);
+    showEvalWarning(this);
   }
 
   fillModels(select, current) {

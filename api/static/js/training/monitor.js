@@ -10,6 +10,9 @@ import { LossChart } from '../chart.js';
 import { LogView } from '../logview.js';
 import { badge, confirmDialog, fill, formatDuration, formatNumber, formatShortTime, h, showError, toast } from '../ui.js';
 import { ArtifactList } from './artifacts.js';
+import { EvalCharts } from './evalcharts.js';
+import { SamplesView } from './samples.js';
+import { notifyButton } from '../notify.js';
 
 export const ACTIVE = ['queued', 'running', 'stopping'];
 const RESUMABLE = ['stopped', 'failed', 'interrupted'];
@@ -52,15 +55,20 @@ export class Monitor {
     this.chartBox = h('div.loss-chart');
     this.chart = new LossChart(this.chartBox);
     this.scope.add(() => this.chart.destroy());
+    this.evalCharts = new EvalCharts();
+    this.scope.add(() => this.evalCharts.destroy());
+    this.samples = new SamplesView({ taskId: this.task.id, jobId: this.jobId });
     this.list = new ArtifactList({ onRestart: (tag) => this.restart(tag) });
     this.log = new LogView({ read: (query) => api(jobPath(this.jobId, '/log'), { query, signal: this.scope.signal }),
       downloadUrl: fileUrl(jobPath(this.jobId, '/files/log.txt')) });
     this.el = h('div.monitor',
-      h('div.row.run-bar', h('label.inline', { for: 'run-select' }, 'Run'), this.runSelect, h('span.muted.run-origin')),
+      h('div.row.run-bar', h('label.inline', { for: 'run-select' }, 'Run'), this.runSelect, h('span.muted.run-origin'),
+        notifyButton()),
       this.progressCard, this.controls.el, this.attempts, this.inferBox,
       h('div.monitor-grid',
         h('section.card.chart-card', h('h2', 'Loss'), this.chartBox),
         h('section.card.artifact-card', this.list.el)),
+      this.evalCharts.el, this.samples.el,
       h('section.card.log-card', h('h2', 'Log'), this.log.el));
     this.setTask(this.task);
   }
@@ -150,6 +158,7 @@ export class Monitor {
     const nowActive = ACTIVE.includes(this.job.state);
     if (nowActive && this.job.state === 'queued' && this.ticks % 2) this.queueInfo = await this.readQueue(signal);
     this.renderProgress();
+    this.evalCharts.setWarnings(progress.warnings);
     if (nowActive || !this.finalRead) {
       const last = !nowActive;
       if (last || this.ticks % 2 === 1 || changed) await this.readMetrics(signal);
@@ -169,14 +178,16 @@ export class Monitor {
     const full = this.fullMetrics || this.chart.lastStep() === null;
     const out = await api(jobPath(this.jobId, '/metrics'), {
       query: { names: undefined, after: full ? undefined : this.chart.lastStep() }, signal });
-    if (full) this.chart.reset();
+    if (full) { this.chart.reset(); this.evalCharts.reset(); }
     this.fullMetrics = false;
     this.chart.merge(out.series);
+    this.evalCharts.merge(out.series);
   }
 
   async readArtifacts(signal) {
     this.artifacts = await api(jobPath(this.jobId, '/artifacts'), { signal });
     this.list.update(this.jobId, this.artifacts, { canRestart: this.canRestart() });
+    await this.samples.update(signal);
   }
 
   canRestart() {

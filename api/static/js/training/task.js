@@ -9,6 +9,7 @@ import { askDevices, copyTask, deleteTask, renameTask } from './actions.js';
 import { Draft } from './draft.js';
 import { ConfigForm } from './form.js';
 import { ACTIVE, Monitor, trainJobs } from './monitor.js';
+import { SampleSettings } from './samples.js';
 import { TomlEditor } from './toml.js';
 
 const TABS = [['config', 'Configuration'], ['toml', 'TOML'], ['monitor', 'Monitor']];
@@ -112,7 +113,8 @@ class TaskPage {
       onProblems: () => this.refreshPanels() });
     this.form.update(this.task);
     this.form.showIssues(this.issues);
-    return h('div.tab-panel', { role: 'tabpanel', 'aria-labelledby': 'tab-config' }, this.form.el);
+    return h('div.tab-panel', { role: 'tabpanel', 'aria-labelledby': 'tab-config' }, this.form.el,
+      new SampleSettings({ taskId: this.task.id }).el);
   }
 
   buildToml() {
