@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 
 from utils.checkpointing import find_resume_checkpoint, resume_problem
+from utils.cluster import PREEMPT_SIGNALS, REQUEUE_EXIT
 from utils.config import ConfigError, ConfigIssue, load_dataset_config, load_main_config
 from utils.run_context import RunContext
 
 EVAL_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint')
+CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint', 'preempt', 'resources')
 POLL_SECONDS = 1.0            # how often, roughly, control files and signals are looked at
 
 
@@ -81,7 +82,9 @@ class Trainer:
                               barrier=dist.barrier, events=events, run_dir=self.run_dir)
         self.seed = config['seed']
         self.ga = config['gradient_accumulation_steps']
-        self.stop_requested = False
+        self.preempt_signal = None      # name of a preemption signal received (SIGTERM, SIGUSR1)
+        self.exit_code = 0              # REQUEUE_EXIT after a preemption checkpoint
+        self.last_resources = 0.0
         # Position in the data; saved in checkpoints so that a resume continues exactly here.
         self.step = 0
         self.epoch = 1
@@ -128,6 +131,7 @@ class Trainer:
             activation_checkpoint_interval=1 if ac else 0,
             activation_checkpoint_func=checkpoint_function(ac, cfg['reentrant_activation_checkpointing']),
             checkpointable_layers=self.adapter.checkpointable_layers,
+            topology=self.topology(),
         )
         release_other_stages(layers, self.pipe.forward_funcs)
         if cfg['compile']:
@@ -167,6 +171,11 @@ class Trainer:
         trainable = sum(p.numel() for p in params)
         print(f'[rank {self.rank}] stage {self.stage_id}, data-parallel rank {self.dp_rank}: '
               f'{len(self.pipe.forward_funcs)} layers, {trainable:,} trainable parameters', flush=True)
+
+    def topology(self):
+        """Each pipeline on consecutive ranks, i.e. inside one node; replicas across nodes."""
+        from utils.cluster import node_local_topology
+        return node_local_topology(self.stages, self.dp_world)
 
     def planned_steps(self):
         per_epoch = self.data.steps_per_epoch
@@ -286,8 +295,9 @@ class Trainer:
             if minutes and time.time() - self.last_checkpoint_time >= minutes * 60:
                 flags[CONTROL_FLAGS.index('checkpoint')] = 1
             flags[-1] = max(1, min(50, int(POLL_SECONDS / max(step_seconds, 1e-3))))
-        if self.stop_requested:
-            flags[CONTROL_FLAGS.index('stop')] = 1
+            flags[CONTROL_FLAGS.index('resources')] |= int(self.resources_due())
+        if self.preempt_signal:
+            flags[CONTROL_FLAGS.index('preempt')] = 1
         t = torch.tensor(flags, dtype=torch.int64, device=self.device)
         self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
         values = t.tolist()
@@ -327,6 +337,8 @@ class Trainer:
     def run(self):
         cfg = self.config
         self.events.status('starting', 'loading the model')
+        for sig in PREEMPT_SIGNALS:
+            signal.signal(sig, self._on_preempt_signal)
         self.prepare_data()
         if self.args.cache_only:
             self.events.status('done', 'cache complete')
@@ -334,11 +346,11 @@ class Trainer:
         self.build_engine()
         if self.resume_from:
             self.resume(self.resume_from)
+        self.record_layout()
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(self.run_dir / 'tensorboard'))
             self.wandb = self._start_wandb()
-        signal.signal(signal.SIGTERM, self._on_sigterm)
 
         self.events.status('training', 'training')
         if cfg['eval_before_first_step'] and self.step == 0:
@@ -379,6 +391,10 @@ class Trainer:
         if (ctl['stop'] or ctl['save_quit']) and not finished:
             self.events.status('stopped', f'stopped at step {self.step} on request; resume from checkpoints/step{self.step}')
             return 'stopped'
+        if ctl['resources']:
+            self.report_resources()
+        if ctl['preempt'] and not finished:
+            return self.preempt()
         if self.due('eval_every_n_steps', self.step) or self.due('eval_every_n_examples', self.examples, prev_examples):
             self.evaluate()
         return None
@@ -435,8 +451,49 @@ class Trainer:
         if self.wandb is not None:
             self.wandb.finish()
 
-    def _on_sigterm(self, signum, frame):
-        self.stop_requested = True
+    def _on_preempt_signal(self, signum, frame):
+        self.preempt_signal = signal.Signals(signum).name
+
+    # -- several nodes (utils/cluster.py) -------------------------------------------------------
+    def preempt(self):
+        """A preemption signal reached some rank: checkpoint, then exit with REQUEUE_EXIT ('start me again')."""
+        if not (self.run_dir / 'checkpoints' / f'step{self.step}' / 'trainer_state.json').is_file():
+            self.save_checkpoint()
+        self.events.status('stopped', f'preempted at step {self.step} ({self.preempt_signal or "signal on another rank"}); '
+                                      f'checkpoints/step{self.step} written, exit {REQUEUE_EXIT} asks to be started again')
+        self.exit_code = REQUEUE_EXIT
+        return 'stopped'
+
+    def all_ranks(self, obj):
+        """Every rank's `obj`, in rank order (a collective)."""
+        import torch.distributed
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def record_layout(self):
+        """Print where every rank runs and write it to <run>/layout.json."""
+        from utils.cluster import DeviceUse, describe_rank, format_layout, layout_record
+        from utils.fsutil import atomic_write_json
+        self.whoami = describe_rank(self.rank, self.stage_id, self.dp_rank, self.device)
+        self.device_use = DeviceUse(self.device)
+        layout = layout_record(self.all_ranks(self.whoami), self.stages, self.dp_world)
+        if self.rank == 0:
+            atomic_write_json(self.run_dir / 'layout.json', layout)
+            print(format_layout(layout), flush=True)
+
+    def resources_due(self):
+        from utils.cluster import resources_interval
+        every = resources_interval()
+        if not every or time.time() - self.last_resources < every:
+            return False
+        self.last_resources = time.time()
+        return True
+
+    def report_resources(self):
+        """One `resources` event per rank (gathered to rank 0, which alone writes events)."""
+        for sample in self.all_ranks({**self.whoami, **self.device_use.sample()}):
+            self.events.emit('resources', step=self.step, **sample)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -506,6 +563,27 @@ def _drop_none(value):
     return value
 
 
+def nodes_see_run_dir(run_dir, dist):
+    """Each node's local rank 0 leaves a marker in the run folder; rank 0 checks every node's -> the
+    reason some node cannot see the folder (every rank gets it), or None."""
+    import uuid
+
+    import torch.distributed
+
+    from utils.cluster import local_rank, remove_markers, run_dir_problem, write_node_marker
+    token = [uuid.uuid4().hex]
+    dist.broadcast_object_list(token, src=0)
+    report = write_node_marker(run_dir, token[0]) if local_rank() == 0 else None
+    reports = [None] * dist.get_world_size()
+    torch.distributed.all_gather_object(reports, report)
+    problem = [None]
+    if dist.get_rank() == 0:
+        problem[0] = run_dir_problem(run_dir, token[0], [r for r in reports if r is not None])
+        remove_markers(run_dir)
+    dist.broadcast_object_list(problem, src=0)
+    return problem[0]
+
+
 def release_shm_segment(rank):
     """DeepSpeed's CPU all-reduce (its shm comm op) maps one /dev/shm segment per rank, named after the
     user, MASTER_ADDR, MASTER_PORT and the rank, and never unlinks it: every CPU run would leave ~66 MB of
@@ -548,7 +626,9 @@ def main(argv=None):
         os.environ['MASTER_PORT'] = str(args.master_port)
     import deepspeed
     from deepspeed.accelerator import get_accelerator
-    deepspeed.init_distributed()
+    from utils.cluster import collective_timeout
+    timeout = collective_timeout()
+    deepspeed.init_distributed(**({'timeout': timeout} if timeout else {}))
     if get_accelerator().device_name() != 'cpu':
         get_accelerator().set_device(int(os.environ.get('LOCAL_RANK', 0)))
     import deepspeed.comm as dist
@@ -559,6 +639,9 @@ def main(argv=None):
         write_run_files(run_dir, args, config)
     dist.barrier()                                # every rank is past init: all shm segments are mapped
     release_shm_segment(dist.get_rank())
+    problem = nodes_see_run_dir(run_dir, dist)
+    if problem:
+        refuse(problem, run_dir, dist.get_rank())
 
     from utils.events import EventWriter
     events = EventWriter(run_dir, enabled=dist.get_rank() == 0)
@@ -571,7 +654,7 @@ def main(argv=None):
         raise
     finally:
         events.close()
-    return 0
+    return trainer.exit_code
 
 
 if __name__ == '__main__':
