@@ -2,6 +2,7 @@
 
     deepspeed --include=localhost:0,1 train.py --deepspeed --config my.toml
     deepspeed --num_gpus 2 train.py --deepspeed --config examples/demo.toml     # no GPU: CPU ranks (gloo)
+    deepspeed --hostfile hosts [--no_ssh --node_rank R --master_addr A] train.py --deepspeed --config my.toml   # nodes
 
 Configs speak diffusion-pipe's dialect (utils/config.py lists every key). The run directory gets
 the resolved config, the dataset report, events.jsonl (progress for the studio), TensorBoard
