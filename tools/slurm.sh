@@ -81,7 +81,7 @@ script() {
     echo 'set -uo pipefail'
     printf 'cd %q\n' "$REPO"
     printf 'RUN_DIR=%q\nCONFIG=%q\nDEEPSPEED=%q\n' "$run_dir" "$config" "$venv/bin/deepspeed"
-    printf 'EXTRA=(%s)\n' "$(printf '%q ' "${extra[@]+"${extra[@]}"}")"
+    if [ ${#extra[@]} -gt 0 ]; then printf 'EXTRA=(%s)\n' "$(printf '%q ' "${extra[@]}")"; else echo 'EXTRA=()'; fi
     cat <<EOF
 mkdir -p "\$RUN_DIR"
 HOSTS=\$(scontrol show hostnames "\$SLURM_JOB_NODELIST")

@@ -51,6 +51,7 @@ def test_dry_run_prints_the_script_and_submits_nothing(fakes):
                  '#SBATCH --partition=gpu', '#SBATCH --time=24:00:00', '#SBATCH --signal=USR1@120', '#SBATCH --requeue'):
         assert line + '\n' in text
     assert '--no_ssh --node_rank "$SLURM_NODEID"' in text and 'scontrol requeue "$SLURM_JOB_ID"' in text
+    assert '\nEXTRA=()\n' in text                    # no extra train.py flags: none passed, not an empty one
     assert subprocess.run(['bash', '-n'], input=text, text=True).returncode == 0
     assert not (fakes['log'] / 'sbatch').exists() and not fakes['run'].exists()
 
