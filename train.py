@@ -564,27 +564,6 @@ def _drop_none(value):
     return value
 
 
-def nodes_see_run_dir(run_dir, dist):
-    """Each node's local rank 0 leaves a marker in the run folder; rank 0 checks every node's -> the
-    reason some node cannot see the folder (every rank gets it), or None."""
-    import uuid
-
-    import torch.distributed
-
-    from utils.cluster import local_rank, remove_markers, run_dir_problem, write_node_marker
-    token = [uuid.uuid4().hex]
-    dist.broadcast_object_list(token, src=0)
-    report = write_node_marker(run_dir, token[0]) if local_rank() == 0 else None
-    reports = [None] * dist.get_world_size()
-    torch.distributed.all_gather_object(reports, report)
-    problem = [None]
-    if dist.get_rank() == 0:
-        problem[0] = run_dir_problem(run_dir, token[0], [r for r in reports if r is not None])
-        remove_markers(run_dir)
-    dist.broadcast_object_list(problem, src=0)
-    return problem[0]
-
-
 def release_shm_segment(rank):
     """DeepSpeed's CPU all-reduce (its shm comm op) maps one /dev/shm segment per rank, named after the
     user, MASTER_ADDR, MASTER_PORT and the rank, and never unlinks it: every CPU run would leave ~66 MB of
@@ -640,9 +619,12 @@ def main(argv=None):
         write_run_files(run_dir, args, config)
     dist.barrier()                                # every rank is past init: all shm segments are mapped
     release_shm_segment(dist.get_rank())
+    from utils.cluster import leave_process_group, nodes_see_run_dir
     problem = nodes_see_run_dir(run_dir, dist)
     if problem:
-        refuse(problem, run_dir, dist.get_rank())
+        rank = dist.get_rank()
+        leave_process_group(dist)
+        refuse(problem, run_dir, rank)
 
     from utils.events import EventWriter
     events = EventWriter(run_dir, enabled=dist.get_rank() == 0)
@@ -655,6 +637,8 @@ def main(argv=None):
         raise
     finally:
         events.close()
+    if trainer.exit_code:          # every rank agreed on it: leave together, so each returns its status
+        leave_process_group(dist)
     return trainer.exit_code
 
 

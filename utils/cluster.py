@@ -11,7 +11,7 @@ data-parallel replicas over the nodes (only the small LoRA gradients cross the n
     topo = node_local_topology(stages=2, dp_world=8)       # PipelineModule(topology=topo)
     me = describe_rank(rank, stage, dp_rank, device)
     layout = layout_record(all_gather(me), stages, dp_world); print(format_layout(layout))
-    problem = run_dir_problem(run_dir, token, reports)     # None, or which node cannot see the folder
+    problem = nodes_see_run_dir(run_dir, deepspeed.comm)   # None, or which node cannot see the run folder
 """
 
 import json
@@ -30,10 +30,6 @@ MARKERS = '.nodes'           # <run>/.nodes/node<N>.json while the start-up chec
 def node_index():
     """Index of this node among the run's nodes (the launcher's --node_rank)."""
     return int(os.environ.get('CROSS_RANK', 0))
-
-
-def node_count():
-    return int(os.environ.get('CROSS_SIZE', 1))
 
 
 def local_rank():
@@ -140,6 +136,33 @@ def run_dir_problem(run_dir, token, reports):
         return None
     return (f'not every node can see the run folder {run_dir}; put it (and output_dir) on a filesystem that every '
             'node mounts at the same path. ' + '; '.join(bad))
+
+
+def nodes_see_run_dir(run_dir, dist):
+    """A collective, right after the process group starts: each node's local rank 0 leaves a marker in the run
+    folder and rank 0 checks every node's -> the reason some node cannot see the folder (on every rank), or None."""
+    import uuid
+
+    import torch.distributed
+    token = [uuid.uuid4().hex]
+    dist.broadcast_object_list(token, src=0)
+    report = write_node_marker(run_dir, token[0]) if local_rank() == 0 else None
+    reports = [None] * dist.get_world_size()
+    torch.distributed.all_gather_object(reports, report)
+    problem = [None]
+    if dist.get_rank() == 0:
+        problem[0] = run_dir_problem(run_dir, token[0], [r for r in reports if r is not None])
+        remove_markers(run_dir)
+    dist.broadcast_object_list(problem, src=0)
+    return problem[0]
+
+
+def leave_process_group(dist):
+    """Every rank, before exiting together early: wait for the others, then close the process group (a process
+    that exits with it open can abort in its communication threads instead of returning its exit status)."""
+    import torch.distributed
+    dist.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def remove_markers(run_dir):
