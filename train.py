@@ -2,6 +2,7 @@
 
     deepspeed --include=localhost:0,1 train.py --deepspeed --config my.toml
     deepspeed --num_gpus 2 train.py --deepspeed --config examples/demo.toml     # no GPU: CPU ranks (gloo)
+    deepspeed --hostfile hosts [--no_ssh --node_rank R --master_addr A] train.py --deepspeed --config my.toml   # nodes
 
 Configs speak diffusion-pipe's dialect (utils/config.py lists every key). The run directory gets
 the resolved config, the dataset report, events.jsonl (progress for the studio), TensorBoard
@@ -21,12 +22,13 @@ from pathlib import Path
 import torch
 
 from utils.checkpointing import find_resume_checkpoint, resume_problem
+from utils.cluster import PREEMPT_SIGNALS, REQUEUE_EXIT
 from utils.config import ConfigError, ConfigIssue, load_dataset_config, load_main_config
 from utils.dataset import HELDOUT, heldout_config
 from utils.run_context import RunContext
 
 EVAL_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint')
+CONTROL_FLAGS = ('save', 'save_quit', 'stop', 'checkpoint', 'preempt', 'resources')
 POLL_SECONDS = 1.0            # how often, roughly, control files and signals are looked at
 
 
@@ -82,7 +84,9 @@ class Trainer:
                               barrier=dist.barrier, events=events, run_dir=self.run_dir)
         self.seed = config['seed']
         self.ga = config['gradient_accumulation_steps']
-        self.stop_requested = False
+        self.preempt_signal = None      # name of a preemption signal received (SIGTERM, SIGUSR1)
+        self.exit_code = 0              # REQUEUE_EXIT after a preemption checkpoint
+        self.last_resources = 0.0
         # Position in the data; saved in checkpoints so that a resume continues exactly here.
         self.step = 0
         self.epoch = 1
@@ -126,6 +130,7 @@ class Trainer:
             activation_checkpoint_interval=1 if ac or cfg['blocks_to_swap'] else 0,
             activation_checkpoint_func=checkpoint_function(ac or True, cfg['reentrant_activation_checkpointing']),
             checkpointable_layers=self.adapter.checkpointable_layers,
+            topology=self.topology(),
         )
         release_other_stages(layers, self.pipe.forward_funcs)
         self.swapper = self.build_swapper(layers, checkpoint_all=bool(ac)) if cfg['blocks_to_swap'] else None
@@ -181,6 +186,11 @@ class Trainer:
         if not checkpoint_all:
             self.pipe.checkpoint_swapped_only()
         return swapper
+
+    def topology(self):
+        """Each pipeline on consecutive ranks, i.e. inside one node; replicas across nodes."""
+        from utils.cluster import node_local_topology
+        return node_local_topology(self.stages, self.dp_world)
 
     def planned_steps(self):
         per_epoch = self.data.steps_per_epoch
@@ -304,8 +314,9 @@ class Trainer:
             if minutes and time.time() - self.last_checkpoint_time >= minutes * 60:
                 flags[CONTROL_FLAGS.index('checkpoint')] = 1
             flags[-1] = max(1, min(50, int(POLL_SECONDS / max(step_seconds, 1e-3))))
-        if self.stop_requested:
-            flags[CONTROL_FLAGS.index('stop')] = 1
+            flags[CONTROL_FLAGS.index('resources')] |= int(self.resources_due())
+        if self.preempt_signal:
+            flags[CONTROL_FLAGS.index('preempt')] = 1
         t = torch.tensor(flags, dtype=torch.int64, device=self.device)
         self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
         values = t.tolist()
@@ -345,6 +356,8 @@ class Trainer:
     def run(self):
         cfg = self.config
         self.events.status('starting', 'loading the model')
+        for sig in PREEMPT_SIGNALS:
+            signal.signal(sig, self._on_preempt_signal)
         self.prepare_data()
         if self.args.cache_only:
             self.events.status('done', 'cache complete')
@@ -352,11 +365,11 @@ class Trainer:
         self.build_engine()
         if self.resume_from:
             self.resume(self.resume_from)
+        self.record_layout()
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(self.run_dir / 'tensorboard'))
             self.wandb = self._start_wandb()
-        signal.signal(signal.SIGTERM, self._on_sigterm)
 
         self.events.status('training', 'training')
         warning = nothing_to_evaluate(cfg, self.eval_configs)
@@ -401,6 +414,10 @@ class Trainer:
         if (ctl['stop'] or ctl['save_quit']) and not finished:
             self.events.status('stopped', f'stopped at step {self.step} on request; resume from checkpoints/step{self.step}')
             return 'stopped'
+        if ctl['resources']:
+            self.report_resources()
+        if ctl['preempt'] and not finished:
+            return self.preempt()
         if self.due('eval_every_n_steps', self.step) or self.due('eval_every_n_examples', self.examples, prev_examples):
             self.evaluate()
         return None
@@ -457,8 +474,49 @@ class Trainer:
         if self.wandb is not None:
             self.wandb.finish()
 
-    def _on_sigterm(self, signum, frame):
-        self.stop_requested = True
+    def _on_preempt_signal(self, signum, frame):
+        self.preempt_signal = signal.Signals(signum).name
+
+    # -- several nodes (utils/cluster.py) -------------------------------------------------------
+    def preempt(self):
+        """A preemption signal reached some rank: checkpoint, then exit with REQUEUE_EXIT ('start me again')."""
+        if not (self.run_dir / 'checkpoints' / f'step{self.step}' / 'trainer_state.json').is_file():
+            self.save_checkpoint()
+        self.events.status('stopped', f'preempted at step {self.step} ({self.preempt_signal or "signal on another rank"}); '
+                                      f'checkpoints/step{self.step} written, exit {REQUEUE_EXIT} asks to be started again')
+        self.exit_code = REQUEUE_EXIT
+        return 'stopped'
+
+    def all_ranks(self, obj):
+        """Every rank's `obj`, in rank order (a collective)."""
+        import torch.distributed
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def record_layout(self):
+        """Print where every rank runs and write it to <run>/layout.json."""
+        from utils.cluster import DeviceUse, describe_rank, format_layout, layout_record
+        from utils.fsutil import atomic_write_json
+        self.whoami = describe_rank(self.rank, self.stage_id, self.dp_rank, self.device)
+        self.device_use = DeviceUse(self.device)
+        layout = layout_record(self.all_ranks(self.whoami), self.stages, self.dp_world)
+        if self.rank == 0:
+            atomic_write_json(self.run_dir / 'layout.json', layout)
+            print(format_layout(layout), flush=True)
+
+    def resources_due(self):
+        from utils.cluster import resources_interval
+        every = resources_interval()
+        if not every or time.time() - self.last_resources < every:
+            return False
+        self.last_resources = time.time()
+        return True
+
+    def report_resources(self):
+        """One `resources` event per rank (gathered to rank 0, which alone writes events)."""
+        for sample in self.all_ranks({**self.whoami, **self.device_use.sample()}):
+            self.events.emit('resources', step=self.step, **sample)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -593,12 +651,15 @@ def resume_and_run_dir(args, config, world_size, rank):
 
 def run_distributed(args, config, run_dir, make_trainer):
     """Join the process group, agree on the run directory, write its files, then make_trainer(run_dir, events).run()
-    with heartbeats; a failure is reported as a `failed` status and raised."""
+    with heartbeats and return the trainer's exit_code (0, or REQUEUE_EXIT after a preemption); a failure is
+    reported as a `failed` status and raised."""
     if args.master_port is not None:
         os.environ['MASTER_PORT'] = str(args.master_port)
     import deepspeed
     from deepspeed.accelerator import get_accelerator
-    deepspeed.init_distributed()
+    from utils.cluster import collective_timeout
+    timeout = collective_timeout()
+    deepspeed.init_distributed(**({'timeout': timeout} if timeout else {}))
     if get_accelerator().device_name() != 'cpu':
         get_accelerator().set_device(int(os.environ.get('LOCAL_RANK', 0)))
     import deepspeed.comm as dist
@@ -609,18 +670,27 @@ def run_distributed(args, config, run_dir, make_trainer):
         write_run_files(run_dir, args, config)
     dist.barrier()                                # every rank is past init: all shm segments are mapped
     release_shm_segment(dist.get_rank())
+    from utils.cluster import leave_process_group, nodes_see_run_dir
+    problem = nodes_see_run_dir(run_dir, dist)
+    if problem:
+        rank = dist.get_rank()
+        leave_process_group(dist)
+        refuse(problem, run_dir, rank)
 
     from utils.events import EventWriter
     events = EventWriter(run_dir, enabled=dist.get_rank() == 0)
     events.start_heartbeat()
     try:
-        make_trainer(run_dir, events).run()
+        trainer = make_trainer(run_dir, events)
+        trainer.run()
     except Exception as e:
         events.status('failed', f'{type(e).__name__}: {e}')
         raise
     finally:
         events.close()
-    return 0
+    if trainer.exit_code:          # every rank agreed on it: leave together, so each returns its status
+        leave_process_group(dist)
+    return trainer.exit_code
 
 
 if __name__ == '__main__':

@@ -54,6 +54,8 @@ class CacheView:
 
 
 class TAEHVTrainer:
+    exit_code = 0                           # what run_distributed returns: this loop has no preemption exit
+
     def __init__(self, args, cfg, wan, dataset_config, eval_configs, run_dir, events, resume_from=None):
         import deepspeed.comm as dist
         self.dist = dist
