@@ -8,6 +8,25 @@ import { debounce, fieldRow, fill, formatDuration, h } from './ui.js';
 
 const num = (name, value, attrs = {}) => h('input', { name, type: 'number', value, required: true, ...attrs });
 
+// A task form's values (training/form.js field names) as estimateCard's presets: the model's variant, the largest
+// resolution and frame bucket, and the run's rank, micro-batch, swapping, checkpointing, dtype and GPUs.
+export function estimateFromForm(form, models = []) {
+  const largest = (list) => (Array.isArray(list) && list.length ? list.reduce((a, b) => (size(b) > size(a) ? b : a)) : null);
+  const size = (r) => (Array.isArray(r) ? r[0] * r[1] : r * r);
+  const res = largest(form.resolutions);
+  const frames = Array.isArray(form.frame_buckets) && form.frame_buckets.length ? Math.max(...form.frame_buckets) : null;
+  const model = models.find((m) => m.path === form.model_path);
+  const values = {
+    variant: model && model.variant ? model.variant.id : undefined,
+    width: res === null ? undefined : (Array.isArray(res) ? res[0] : res),
+    height: res === null ? undefined : (Array.isArray(res) ? res[1] : res),
+    frames: frames ?? undefined, micro_batch_size: form.micro_batch_size, lora_rank: form.lora_rank,
+    blocks_to_swap: form.blocks_to_swap, transformer_dtype: form.transformer_dtype, gpus: form.gpus,
+    activation_checkpointing: form.activation_checkpointing === undefined ? undefined : Boolean(form.activation_checkpointing),
+  };
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined && v !== null));
+}
+
 export function estimateCard(scope, values = {}) {
   const v = { variant: 'wan2.1-t2v-14b', width: 832, height: 480, frames: 81, micro_batch_size: 1, lora_rank: 32,
     blocks_to_swap: 0, activation_checkpointing: true, transformer_dtype: 'bfloat16', gpus: 1, items_per_epoch: 100, ...values };

@@ -3,6 +3,7 @@
 // Form and TOML edit the same draft (draft.js); validation issues show in both.
 
 import { api, fileUrl } from '../api.js';
+import { estimateCard, estimateFromForm } from '../estimate.js';
 import { navigate, setQuery } from '../router.js';
 import { badge, fill, h, scope as makeScope, showError, toast } from '../ui.js';
 import { askDevices, copyTask, deleteTask, renameTask } from './actions.js';
@@ -114,7 +115,8 @@ class TaskPage {
     this.form.update(this.task);
     this.form.showIssues(this.issues);
     return h('div.tab-panel', { role: 'tabpanel', 'aria-labelledby': 'tab-config' }, this.form.el,
-      new SampleSettings({ taskId: this.task.id }).el);
+      new SampleSettings({ taskId: this.task.id }).el,
+      estimateCard(this.scope, estimateFromForm(this.task.form || {}, this.models)));   // preset from the task as opened
   }
 
   buildToml() {
