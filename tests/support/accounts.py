@@ -23,17 +23,10 @@ def make_users(data_root, **roles):
 
 class AccountsStudio(StudioProcess):
     """`python -m api` with auth = 'accounts'; ready when /whoami (open to all) answers."""
+    ready_path = '/whoami'
 
     def __init__(self, data_root, port, **settings):
         super().__init__(data_root, port, auth='accounts', **settings)
-
-    def ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f'studio exited with {self.proc.returncode}')
-        try:
-            return self.call('GET', '/whoami')[0] == 200
-        except OSError:
-            return False
 
     def session(self):
         return Session(self.base)

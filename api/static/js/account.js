@@ -80,7 +80,7 @@ async function usersTab(panel, scope) {
     const { users } = await api('users', { signal: scope.signal });
     fill(list, users.map((u) => {
       const role = h('select', { 'aria-label': `role of ${u.name}`, onchange: () => change(u, { role: role.value }, `now ${role.value}`) },
-        ROLES.map((r) => h('option', { value: r, selected: r === u.role }, r)));
+        ROLES.map((r) => h('option', { value: r, selected: r === u.role ? 'selected' : false }, r)));
       return h('tr', { dataset: { user: u.name } }, h('td', h('strong', u.name)), h('td', role),
         h('td', u.disabled ? badge('disabled') : badge('active')), h('td.small', formatShortTime(u.created_at)),
         h('td.actions', h('button', { type: 'button', onclick: () => reset(u) }, 'Reset password'),
@@ -90,7 +90,7 @@ async function usersTab(panel, scope) {
   };
   const create = rowForm([['Name', h('input', { name: 'name', required: true })],
     ['Password', h('input', { name: 'password', type: 'password', required: true, minLength: 8, autocomplete: 'new-password' })],
-    ['Role', h('select', { name: 'role' }, ROLES.map((r) => h('option', { value: r, selected: r === 'member' }, r)))]], 'Create user',
+    ['Role', h('select', { name: 'role' }, ROLES.map((r) => h('option', { value: r, selected: r === 'member' ? 'selected' : false }, r)))]], 'Create user',
   async (form) => {
     const u = await api('users', { method: 'POST', body: { name: form.elements.name.value.trim(), password: form.elements.password.value, role: form.elements.role.value } });
     toast(`${u.name} created (${u.role})`);
