@@ -4,14 +4,15 @@
     app = create_app({'settings': s, 'gpu_provider': p})  # a prepared Settings, an injected GPU provider
 
 `config` may also hold 'start_scheduler': True (python -m api does); tests leave the thread off and
-call `app.extensions['odeo'].scheduler.tick()` themselves.
+call `app.extensions['odeo'].scheduler.tick()` themselves. With auth = 'accounts' the app has users,
+sessions and an audit log (api/accounts.py, app.extensions['odeo_accounts']).
 """
 
 import time
 
 from flask import Flask
 
-from . import errors, security
+from . import accounts, errors, security
 from .routes import BLUEPRINTS
 from .services.studio import Studio
 from .settings import load_settings
@@ -28,7 +29,10 @@ def create_app(config=None):
     app.url_map.merge_slashes = False          # '//etc' stays an absolute path, refused, not redirected
     app.extensions['odeo'] = Studio(settings, gpu_provider=provider)
     app.extensions['odeo_settings'] = settings
-    security.install(app, settings)
+    auth = accounts.install(app, settings) if settings.auth == 'accounts' else None
+    security.install(app, settings, identify=auth.identify if auth else None)
+    if auth:
+        accounts.guard(app, auth)
     errors.register(app)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)

@@ -25,6 +25,14 @@ class Misdirected(StudioError):
     code = 'misdirected'            # a Host header the studio does not serve (DNS rebinding)
 
 
+class Throttled(StudioError):
+    code = 'throttled'              # too many failed logins from this address for this name: wait retry_after s
+
+    def __init__(self, message, retry_after, field=None):
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
 STATUS = {
     BadRequest: 400,
     PathRefused: 400,
@@ -33,6 +41,7 @@ STATUS = {
     NotFound: 404,
     Conflict: 409,
     Misdirected: 421,
+    Throttled: 429,
     Invalid: 422,
     Unavailable: 502,
     Busy: 503,
@@ -66,7 +75,7 @@ def register(app):
     @app.errorhandler(StudioError)
     def studio_error(e):
         resp = error_response(status_of(e), e.code, e.message, e.field, e.issues)
-        if isinstance(e, Busy):
+        if isinstance(e, (Busy, Throttled)):
             resp.headers['Retry-After'] = str(e.retry_after)
         return resp
 

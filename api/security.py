@@ -6,6 +6,8 @@
    whose name rebinds to 127.0.0.1 cannot read or change anything.
 2. Access token. With a token set, every /api/ call needs `Authorization: Bearer <token>`; GET requests
    the browser makes directly (downloads, media) may pass `?token=` instead. Compared in constant time.
+   In accounts mode (api/accounts.py) `identify` names the caller instead: a personal API token in the
+   same places, or the session cookie; api/permissions.py then decides what that user may do.
 3. Cross-site requests. A state-changing request (POST, PUT, PATCH, DELETE) whose Origin (or, without
    one, Referer) is not the studio's own gets 403; and it must show that it is not a plain HTML form:
    a JSON body (`Content-Type: application/json`), the `X-Requested-With` header (any value; the UI
@@ -91,7 +93,7 @@ def same_origin(url, host, allowed):
     return parts.netloc.lower() == host.lower() or host_name(parts.netloc) in allowed
 
 
-def install(app, settings):
+def install(app, settings, identify=None):
     hosts = HostCheck(settings.host, settings.allowed_hosts)
     proxied = {host_name(h) for h in settings.allowed_hosts if h != '*'}
     expected = settings.token.encode() if settings.token else None
@@ -109,6 +111,8 @@ def install(app, settings):
             if given is None or not hmac.compare_digest(given.encode(), expected):
                 raise Unauthorized('missing or wrong access token (Authorization: Bearer <token>)')
             bearer = request.headers.get('Authorization', '').startswith('Bearer ')
+        elif identify is not None:
+            bearer = identify()
         if request.method not in CHANGES:
             return None
         origin = request.headers.get('Origin')

@@ -82,6 +82,10 @@ class Settings:
     slurm_poll_s: float = 5.0                       # squeue is asked at most this often
     ssh_hosts: tuple = ()                           # hosts of the `hosts` target, 'name' or 'name:slots' (a DeepSpeed hostfile)
     media_wait_s: float = 5.0                       # a media request waits this long for a slot, then gets 503 + Retry-After
+    auth: str = 'single'                            # single: one user (loopback, or the token); accounts: users log in
+    behind_tls: bool = False                        # served over HTTPS (a TLS proxy in front): session cookies are Secure
+    session_hours: float = 168.0                    # a login lasts this long (accounts)
+    max_gpus_per_user: int = 0                      # devices one user's running jobs may hold at once (0: no limit; accounts)
 
     @property
     def data_path(self) -> Path:
@@ -108,6 +112,7 @@ CHOICES = {
     'queue_policy': ('strict', 'backfill'),
     'launcher': ('deepspeed', 'python'),
     'comfyui_mode': ('external', 'managed'),
+    'auth': ('single', 'accounts'),
 }
 TARGET_NAMES = ('local', 'slurm', 'hosts')
 
@@ -181,7 +186,11 @@ def load_settings(overrides=None, env=None) -> Settings:
     file = env.get('ODEO_SETTINGS') or (Path(data_root).expanduser() / 'settings.toml')
     from_file = _from_file(file) if (env.get('ODEO_SETTINGS') or Path(file).is_file()) else {}
     merged = {**from_file, **from_env, **overrides}
-    return replace(Settings(), **{k: _coerce(k, v) for k, v in merged.items()})
+    settings = replace(Settings(), **{k: _coerce(k, v) for k, v in merged.items()})
+    if settings.auth == 'accounts' and settings.token:
+        raise SettingsError("auth = 'accounts' replaces the shared access token: unset token (ODEO_TOKEN) and give "
+                            'scripts personal API tokens')
+    return settings
 
 
 def public_view(settings: Settings) -> dict:
@@ -209,6 +218,8 @@ def public_view(settings: Settings) -> dict:
         'hf_endpoint': settings.hf_endpoint or os.environ.get('HF_ENDPOINT') or '',
         'hf_token_set': bool(settings.hf_token),
         'compute_targets': list(settings.compute_targets),
+        'auth': settings.auth,
+        'max_gpus_per_user': settings.max_gpus_per_user,
     }
 
 

@@ -4,15 +4,16 @@ description fails the test that checks every route is documented."""
 
 import re
 
-from . import backups, data, inference, jobs, models, system, training
+from . import accounts, backups, data, inference, jobs, models, system, training
 from .types import ANY, STR, ref
 
 SCHEMAS = {**system.SCHEMAS, **jobs.SCHEMAS, **training.SCHEMAS, **data.SCHEMAS, **inference.SCHEMAS,
-           **models.SCHEMAS, **backups.SCHEMAS}
+           **models.SCHEMAS, **backups.SCHEMAS, **accounts.SCHEMAS}
 
-ERRORS = {'400': 'bad request or path refused', '401': 'missing or wrong token', '404': 'not found',
+ERRORS = {'400': 'bad request or path refused', '401': 'missing or wrong token, or not signed in',
+          '403': 'refused: cross-site, a viewer, or not the owner', '404': 'not found',
           '409': 'not possible in the current state', '413': 'request body too large',
-          '422': 'refused: config issues or impossible request',
+          '422': 'refused: config issues or impossible request', '429': 'too many failed logins',
           '502': 'the model hub did not answer', '507': 'not enough disk space'}
 
 
@@ -53,7 +54,8 @@ def build_spec(app):
                  'description': 'Training tasks, GPU-aware job queue, monitoring. See docs/api.md.'},
         'components': {'schemas': SCHEMAS,
                        'securitySchemes': {'bearer': {'type': 'http', 'scheme': 'bearer'},
-                                           'query': {'type': 'apiKey', 'in': 'query', 'name': 'token'}}},
-        'security': [{'bearer': []}, {'query': []}],
+                                           'query': {'type': 'apiKey', 'in': 'query', 'name': 'token'},
+                                           'session': {'type': 'apiKey', 'in': 'cookie', 'name': 'odeo_session'}}},
+        'security': [{'bearer': []}, {'query': []}, {'session': []}],
         'paths': paths,
     }

@@ -1,6 +1,7 @@
 """One blueprint per area, all under /api/v1 (the index page aside). Further areas (Data studio,
 Inference studio) add their blueprint here and their services under api/services/."""
 
+from .accounts import bp as accounts
 from .backups import bp as backups
 from .buckets import bp as buckets
 from .captions import bp as captions
@@ -16,4 +17,4 @@ from .tasks import bp as tasks
 from .uploads import bp as uploads
 
 BLUEPRINTS = [system, tasks, jobs, queue, gpus, models, datasets, uploads, captions, buckets, gallery, inference,
-              backups]
+              backups, accounts]

@@ -96,6 +96,8 @@ def studio_env(data_root, port, **settings):
 
 
 class StudioProcess:
+    ready_path = '/health'          # answers 200 once the studio serves
+
     def __init__(self, data_root, port, **settings):
         self.data_root, self.port, self.settings = data_root, port, settings
         self.proc = None
@@ -112,7 +114,7 @@ class StudioProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f'studio exited with {self.proc.returncode}')
         try:
-            return self.call('GET', '/health')[0] == 200
+            return self.call('GET', self.ready_path)[0] == 200
         except OSError:
             return False
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from utils.fsutil import atomic_write_json, is_within
 
 from ..errors import Conflict
-from ..records import read_record
+from ..records import clean_temp_files, read_record
 from . import retention, snapshot
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class BackupService:
         self.default = default_dir(self.root)
         self.dir = Path(settings.backup_dir).expanduser().resolve() if settings.backup_dir else self.default
         self.status_file = self.root / 'backup_status.json'
+        clean_temp_files(self.root, self.status_file.name)     # a crash mid-write leaves its temp file
         self.clock = clock
         self._lock = threading.Lock()
         self._running = None

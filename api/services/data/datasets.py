@@ -19,6 +19,7 @@ from pathlib import Path
 from utils.fsutil import fsync_dir
 from utils.media import MediaInfo, media_kind, probe_many
 
+from ..accounts.acting import claim_folder
 from ..errors import BadRequest, Conflict, NotFound, PathRefused
 from ..paths import NAME_MAX, inside
 
@@ -94,6 +95,7 @@ class DatasetCatalog:
             (self.root / name).mkdir()
         except FileExistsError:
             raise Conflict(f'a dataset named {name!r} exists', field='name') from None
+        claim_folder(self.root / name)
         return describe(self.root / name, details=True)
 
     def rename(self, name, new_name):

@@ -18,6 +18,7 @@ from models.wan.inference import SIZE_AREAS, SUPPORTED_AREAS, propose_size
 from models.wan.variants import VARIANTS
 from utils.fsutil import fsync_dir
 
+from ..accounts.acting import claim_folder
 from ..data.datasets import place_file
 from ..data.media_previews import probe_checked
 from ..errors import BadRequest, Conflict, NotFound
@@ -69,6 +70,10 @@ class Gallery:
             raise NotFound(f'no gallery folder {name!r}', field=field)
         return folder
 
+    def folder_path(self, name):
+        """The folder of an existing gallery folder (NotFound, PathRefused)."""
+        return self._folder(name)
+
     def folders(self):
         out = []
         for d in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith('.')):
@@ -82,6 +87,7 @@ class Gallery:
             folder.mkdir()
         except FileExistsError:
             raise Conflict(f'a gallery folder named {name!r} exists', field='name') from None
+        claim_folder(folder)
         return {'name': name, 'images': 0, 'updated_at': folder.stat().st_mtime}
 
     def rename(self, name, new):

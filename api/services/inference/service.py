@@ -257,6 +257,7 @@ class InferenceService:
             job = new_job(job_id, task_id, self.paths.relative(job_dir), request, origin, kind=kind)
             job['infer'] = spec
             job['background'] = background          # previews never hold up the queue
+            job['owner'] = job['owner'] or self.tasks.get(task_id).get('owner')   # previews: the task's owner
             self.scheduler.enqueue(job)
             return job
 

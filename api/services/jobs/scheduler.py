@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import BadRequest, Conflict, Invalid
 from . import launcher
+from .quota import user_limit
 from .runs import newest_checkpoint
 from .slurm import SlurmError
 from .store import ACTIVE, LIVE
@@ -149,6 +150,12 @@ class Scheduler:
                 self._launch(job, [], 'slurm')
                 continue
             if blocked and job['request']['gpus']:
+                continue
+            limited, never = user_limit(self.settings, self.jobs, job)
+            if limited:                 # over its owner's share: waits without holding up the queue
+                if never:
+                    self.queue.remove(jid)
+                    self.jobs.update(jid, state='failed', finished_at=self.clock(), message=limited)
                 continue
             got = self.pick(job['request'], usable, existing) if existing or not job['request']['gpus'] else None
             if isinstance(got, str):

@@ -8,6 +8,7 @@ inventory and scheduler it was given, and every view of a job (brief, full, queu
 import re
 
 from .logs import read_log, read_log_before
+from .quota import user_limit
 from .resources import check_resources
 from .runs import SAVE_DIR_RE, expert_from_name, file_in_run, list_checkpoints, list_loras
 from .slurm import WAITING
@@ -79,6 +80,7 @@ class JobService:
         live = job['state'] in LIVE
         out = {k: job[k] for k in ('id', 'task_id', 'state', 'created_at', 'updated_at', 'finished_at', 'request',
                                    'retries', 'message', 'origin')}
+        out['owner'] = job.get('owner')
         out['kind'] = job.get('kind', 'train')
         out['run'] = self.store.run_number(job)
         out['failures_in_row'] = job.get('failures_in_row', 0)
@@ -109,8 +111,11 @@ class JobService:
                 continue
             task = self.tasks.find(job['task_id']) or {}
             got = self.scheduler.pick(job['request'], usable, existing) if existing else None
+            limited = user_limit(self.settings, self.store, job)[0]
             if target_of(job) == 'slurm':
                 why = 'submitted to Slurm on the next scheduler tick'
+            elif limited:
+                why = limited
             elif blocked and self.settings.queue_policy == 'strict':
                 why = f'behind {blocked} (strict queue order)'
             elif got is None:
@@ -124,7 +129,8 @@ class JobService:
                 usable = [d for d in usable if d not in got]
             out.append({'position': pos, 'job_id': jid, 'task_id': job['task_id'], 'task_name': task.get('name'),
                         'request': job['request'], 'queued_at': job['queued_at'], 'retries': job['retries'],
-                        'resume_from': job['resume_from'], 'waiting_reason': why, **slurm_fields(job)})
+                        'resume_from': job['resume_from'], 'waiting_reason': why, 'owner': job.get('owner'),
+                        **slurm_fields(job)})
         for job in self.store.all(states=LIVE):          # submitted to Slurm, waiting in its queue
             if target_of(job) == 'slurm' and (view := slurm_fields(job))['waiting_reason']:
                 task = self.tasks.find(job['task_id']) or {}

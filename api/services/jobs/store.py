@@ -9,6 +9,7 @@ States:  queued -> running -> (stopping ->) done | stopped | failed  (a Slurm jo
 import secrets
 import time
 
+from ..accounts.acting import actor
 from ..records import RecordIndex, clean_temp_files, read_record, updated, write_record
 
 ACTIVE = ('queued', 'running', 'stopping')
@@ -44,6 +45,7 @@ def new_job(job_id, task_id, run_dir_rel, request, origin, resume_from=None, kin
         'port_retries': 0,             # relaunches in a row because the master port was taken (not failures)
         'stop': None,                  # {'requested_at', 'mode', 'signal', 'signal_at', 'reason'}
         'message': None,               # the latest thing a user should know (error, retry)
+        'owner': actor(),              # the user who queued it (accounts mode; None outside a request)
     }
 
 

@@ -14,6 +14,7 @@ import threading
 from ...settings import EDITABLE, LIMITS, SettingsError, check_changes, locked_fields, public_view, settings_file, \
     write_settings_file
 from ..errors import Conflict, Invalid
+from ..records import clean_temp_files
 
 
 class SettingsService:
@@ -22,6 +23,8 @@ class SettingsService:
         self.models = models                # the model catalog scans settings.all_model_roots
         self.env = env
         self._lock = threading.Lock()
+        path = settings_file(settings, env)
+        clean_temp_files(path.parent, path.name)        # a crash mid-save leaves its temp file
 
     def view(self):
         s = self.settings

@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 
+from ..accounts.acting import actor
 from ..errors import BadRequest, Conflict
 from ..jobs.resources import check_resources
 from ..records import RecordIndex, clean_temp_files, read_record, updated, write_record
@@ -43,6 +44,7 @@ class TaskService(RecordIndex):
 
     # ---- loading and lookup -------------------------------------------------------------------
     def load(self):
+        clean_temp_files(self.paths.root, self.paths.task_ids.name)      # the id counter's, left by a crash
         tasks = {}
         for folder in sorted(p for p in self.paths.runs.iterdir() if p.is_dir()):
             clean_temp_files(folder, 'task.json')
@@ -106,7 +108,8 @@ class TaskService(RecordIndex):
             tid = self._claim_id(prefix)
             now = time.time()
             task = {'id': tid, 'name': name or tid, 'prefix': prefix, 'created_at': now, 'updated_at': now, 'revision': 1,
-                    'resources': resources, 'toml': toml, 'copied_from': copied_from, 'deleting': False}
+                    'resources': resources, 'toml': toml, 'copied_from': copied_from, 'deleting': False,
+                    'owner': actor()}
             return self._save(task)
 
     def copy(self, task_id, name=None):

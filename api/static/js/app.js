@@ -16,8 +16,14 @@ import gpus from './gpus.js';
 import models from './models.js';
 import settings from './settings.js';
 import { startNotifier } from './notify.js';
+import { accountArea, mountUser } from './account.js';
 
 const AREAS = [training, data, inference, models, gpus, settings];
+const me = await api('whoami').catch(() => null);      // accounts mode: the signed-in user and their area
+if (me && me.user) {
+  AREAS.push(accountArea(me));
+  mountUser(me);
+}
 let cleanup = null;
 let generation = 0;          // renders started; a render that a newer one overtook cleans up after itself
 
