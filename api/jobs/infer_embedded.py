@@ -1,7 +1,9 @@
 """The embedded backend of the infer job: diffusers' Wan pipelines in this process (models/wan/inference.py).
 
 The base model loads once per job on the job's device (its GPU, or the CPU); each LoRA is loaded when
-its first cell comes and unloaded before the next LoRA, strengths are set per cell.
+its first cell comes and unloaded before the next LoRA, strengths are set per cell. With a TAEHV
+(`preview_taehv` in the spec: the task's `preview.taehv`), each denoising step's clean-video estimate is
+decoded by it into a small looping WebP, the cell's live preview (models/taehv/preview.py).
 """
 
 from pathlib import Path
@@ -15,6 +17,7 @@ class EmbeddedBackend:
         self.run_dir = Path(run_dir)
         self.control = control
         self.gen = None
+        self.live = None
 
     def open(self):
         import torch
@@ -26,8 +29,16 @@ class EmbeddedBackend:
             self.gen = WanGenerator.load(self.spec['model'], device=device)
         except CheckpointError as e:
             raise JobError(f'cannot load the model: {e}') from None
+        if self.spec.get('preview_taehv'):
+            from models.taehv.model import load_taehv
+            from models.taehv.preview import LivePreview
+            try:
+                model = load_taehv(self.spec['preview_taehv'])
+            except (OSError, KeyError, RuntimeError) as e:
+                raise JobError(f'cannot load the preview TAEHV {self.spec["preview_taehv"]}: {e}') from None
+            self.live = LivePreview(model, device=device, dtype=torch.float16 if device == 'cuda' else torch.float32)
 
-    def generate(self, cell, video_path, on_step):
+    def generate(self, cell, video_path, on_step, on_preview=None):
         from PIL import Image
 
         from models.wan.inference import GenerationError
@@ -46,11 +57,21 @@ class EmbeddedBackend:
                                        frames=cell['frames'], steps=cell['steps'], seed=cell['seed'],
                                        guidance=cell['guidance'], guidance_low=cell['guidance_low'],
                                        shift=cell['shift'], negative_prompt=cell['negative_prompt'], image=image,
-                                       on_step=on_step)
+                                       on_step=on_step, on_latents=self._previewer(cell, on_preview))
         except (GenerationError, MediaError, FileNotFoundError) as e:
             raise JobError(str(e)) from None
         write_video(video_path, frames, cell['fps'])
         return frames[0]
 
+    def _previewer(self, cell, on_preview):
+        if self.live is None or on_preview is None:
+            return None
+
+        def on_latents(step, x0):
+            data, ms = self.live.render(x0, cell['fps'])
+            on_preview(step, data, 'webp', ms)
+        return on_latents
+
     def close(self):
         self.gen = None
+        self.live = None

@@ -239,9 +239,11 @@ class WanGenerator:
 
     # -- one video ------------------------------------------------------------------------------
     def generate(self, prompt, *, width, height, frames, steps, seed, guidance=5.0, guidance_low=None,
-                 shift=None, negative_prompt=NEGATIVE_PROMPT, image=None, on_step=None):
+                 shift=None, negative_prompt=NEGATIVE_PROMPT, image=None, on_step=None, on_latents=None):
         """uint8 frames [F, H, W, 3]. `image`: a PIL image already fitted to width x height (i2v, ti2v).
-        on_step(done, total) is called after every denoising step; it may raise Stopped."""
+        on_step(done, total) is called after every denoising step; it may raise Stopped.
+        on_latents(done, x0) too, with the sampler's clean-video estimate after that step (normalised Wan
+        latents [1, C, T, h, w], as the VAE decodes them): live previews decode it (models/taehv/preview.py)."""
         import numpy as np
         import torch
         from diffusers import UniPCMultistepScheduler
@@ -254,6 +256,9 @@ class WanGenerator:
         def step_end(_pipe, i, _t, kwargs):
             if on_step:
                 on_step(i + 1, steps)
+            if on_latents:
+                from models.taehv.preview import x0_of
+                on_latents(i + 1, x0_of(_pipe, kwargs['latents']))
             return kwargs
 
         kwargs = dict(prompt=prompt, negative_prompt=negative_prompt, height=height, width=width, num_frames=frames,
