@@ -189,7 +189,8 @@ class InferenceService:
                       'epoch': r['epoch'], 'step': r['step'],
                       'files': [{'path': str(self.paths.root / self.jobs.get(r['job_id'])['run_dir'] / f['path']),
                                  'expert': f['expert']} for f in r['files']]} for r in rows]
-        spec = {'variant': variant, 'model': table, 'loras': run_rows, 'cells': total, **s}
+        spec = {'variant': variant, 'model': table, 'loras': run_rows, 'cells': total, **s,
+                'preview_taehv': self._taehv_for(cfg['preview'].get('taehv'), variant, quiet=True)}
         if s['backend'] == 'comfyui':
             spec['comfyui'] = self._comfyui(body)
         gpus, ids = body.get('gpus'), body.get('gpu_ids')
@@ -306,6 +307,8 @@ class InferenceService:
                   'preview': {**current['preview'], **changes.get('preview', {})}}
         checked = self._check_settings(task_id, merged)
         changes.update({k: checked[k] for k in ('prompts', 'images') if k in changes})
+        if 'taehv' in changes.get('preview', {}):
+            changes['preview']['taehv'] = merged['preview']['taehv']         # the catalog's absolute path
         self.store.update(task_id, changes, body.get('if_revision'))
         return self.task_settings(task_id)
 
@@ -322,12 +325,30 @@ class InferenceService:
             _, out['variant'] = self.model_of_task(task_id)
         except Invalid:
             out['variant'] = None
+        if rec['preview'].get('taehv'):
+            rec['preview']['taehv'] = self._taehv_for(rec['preview']['taehv'], out['variant'])
         if rec['preview']['enabled']:
             if out['variant'] is None:
                 raise Invalid('previews need the task\'s model: choose a model checkpoint first', field='preview.enabled')
             body = self._preview_body(rec)
             settings_from(body, variant_id=out['variant'], mode=self.inventory.snapshot().mode, gallery=self.gallery)
         return out
+
+    def _taehv_for(self, path, variant, quiet=False):
+        """The catalog path of a task's preview TAEHV, checked: a TAEHV file under the model roots whose latent
+        channels are the model's. quiet: None instead of an error (a file gone since it was chosen)."""
+        if not path:
+            return None
+        entry = self.models.find_taehv(resolve_path(path, self.paths.root))
+        why = None
+        if entry is None:
+            why = f'preview.taehv {path!r} is not a TAEHV file under the model roots'
+        elif variant and entry['latent_channels'] != VARIANTS[variant].z_dim:
+            why = (f'preview.taehv {path!r} decodes {entry["latent_channels"]}-channel latents; '
+                   f'{variant} makes {VARIANTS[variant].z_dim}-channel ones')
+        if why and not quiet:
+            raise Invalid(why, field='preview.taehv')
+        return None if why else entry['path']
 
     def _best(self, value):
         if value is None:
@@ -385,5 +406,6 @@ class InferenceService:
                 base = f'jobs/{job["id"]}/files/'
                 cells.append({**c, 'job_id': job['id'], 'negative_default': c.get('negative_prompt') == NEGATIVE_PROMPT,
                               'video_url': base + c['video'] if c.get('video') else None,
-                              'poster_url': base + c['poster'] if c.get('poster') else None})
+                              'poster_url': base + c['poster'] if c.get('poster') else None,
+                              'preview_url': base + c['preview'] if c.get('preview') else None})
         return {'task_id': task_id, 'best': self.best(task_id), 'jobs': jobs, 'cells': cells}
