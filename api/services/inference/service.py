@@ -9,6 +9,7 @@ strengths and sampling settings. The job process needs nothing else from the stu
 
 import json
 import logging
+import re
 import time
 import tomllib
 from pathlib import Path
@@ -31,6 +32,8 @@ from .task_settings import TaskInference, check_preview
 log = logging.getLogger(__name__)
 MODEL_KEYS = ('ckpt_path', 'transformer_path', 'llm_path')
 MANIFEST = 'results.json'
+PREVIEW_DIR = 'previews'                 # api/jobs/infer.py writes the live previews there
+PREVIEW_TYPES = {'.webp': 'image/webp', '.jpg': 'image/jpeg', '.png': 'image/png'}
 
 
 def _lora_meta(path):
@@ -252,7 +255,8 @@ class InferenceService:
                            'size_multiple': VARIANTS[rec['variant']].size_multiple,
                            'areas': list(SUPPORTED_AREAS[rec['variant']]) + (['tiny'] if mode == 'cpu' else []),
                            'task': VARIANTS[rec['variant']].task, 'negative_prompt': NEGATIVE_PROMPT,
-                           'two_experts': VARIANTS[rec['variant']].two_experts} if rec['variant'] else None
+                           'two_experts': VARIANTS[rec['variant']].two_experts,
+                           'latent_channels': VARIANTS[rec['variant']].z_dim} if rec['variant'] else None
         rec['preview_error'] = self.preview_errors.get(task_id)
         return rec
 
@@ -388,6 +392,26 @@ class InferenceService:
         except (OSError, ValueError):
             return None
 
+    def live_preview(self, job_id, cell):
+        """(bytes, mimetype) of the newest live preview of an infer job's cell. Read from the folder, not from
+        results.json: the job removes a cell's previous preview as soon as it writes the next one, so the name
+        a client last saw may be gone; the newest is always there."""
+        job = self.jobs.get(job_id)
+        if job['kind'] != 'infer' or not re.fullmatch(r'c\d{3,5}', cell):
+            raise NotFound(f'job {job_id} has no cell {cell!r}', field='cell')
+        folder = self.paths.root / job['run_dir'] / PREVIEW_DIR
+        for _ in range(3):                      # the newest may be replaced between listing and reading it
+            found = sorted((int(m[1]), p) for p in folder.glob(f'{cell}_s*.*')
+                           if (m := re.fullmatch(rf'{cell}_s(\d+)\.(webp|jpg|png)', p.name)))
+            if not found:
+                break
+            path = found[-1][1]
+            try:
+                return path.read_bytes(), PREVIEW_TYPES[path.suffix]
+            except FileNotFoundError:
+                continue
+        raise NotFound(f'cell {cell} of job {job_id} has no live preview', field='cell')
+
     def results(self, task_id):
         """Every infer job of the task and every cell they made, for the comparison grid."""
         self.tasks.get(task_id)
@@ -407,5 +431,6 @@ class InferenceService:
                 cells.append({**c, 'job_id': job['id'], 'negative_default': c.get('negative_prompt') == NEGATIVE_PROMPT,
                               'video_url': base + c['video'] if c.get('video') else None,
                               'poster_url': base + c['poster'] if c.get('poster') else None,
-                              'preview_url': base + c['preview'] if c.get('preview') else None})
+                              'preview_url': (f'jobs/{job["id"]}/previews/{c["id"]}?step={c.get("preview_step")}'
+                                              if c.get('preview') else None)})
         return {'task_id': task_id, 'best': self.best(task_id), 'jobs': jobs, 'cells': cells}
