@@ -61,8 +61,8 @@ def plan(spec):
                     'height': inp['height'], 'frames': spec['frames'], 'fps': spec['fps'], 'seed': spec['seed'],
                     'steps': spec['steps'], 'guidance': spec['guidance'], 'guidance_low': spec.get('guidance_low'),
                     'shift': spec['shift'], 'negative_prompt': spec['negative_prompt'],
-                    'video': None, 'poster': None, 'preview': None, 'preview_step': None, 'seconds': None,
-                    'error': None})
+                    'video': None, 'video_fast': None, 'poster': None, 'preview': None, 'preview_step': None,
+                    'seconds': None, 'error': None})
     return cells
 
 
@@ -127,7 +127,8 @@ class Runner:
         t0 = time.monotonic()
         try:
             poster = backend.generate(cell, self.run_dir / rel_video, lambda i, n: self.progress(cell, i),
-                                      lambda step, data, ext, ms: self.preview(cell, step, data, ext, ms))
+                                      lambda step, data, ext, ms: self.preview(cell, step, data, ext, ms),
+                                      lambda frames: self.fast_video(cell, frames))
         except Stopped:
             self.manifest.finish(cell, status='pending')
             raise
@@ -155,6 +156,14 @@ class Runner:
             (self.run_dir / old).unlink(missing_ok=True)
         self.manifest.finish(cell, preview=rel, preview_step=step)
         self.events.emit('preview', cell=cell['id'], step=step, path=rel, ms=None if ms is None else round(ms, 1))
+
+    def fast_video(self, cell, frames):
+        """results/<cell>_fast.mp4: the final latents decoded by the preview TAEHV, there (and named in the
+        cell's `video_fast`) while the full VAE still decodes the same latents into results/<cell>.mp4."""
+        from utils.media import write_video
+        rel = f'results/{cell["id"]}_fast.mp4'
+        write_video(self.run_dir / rel, frames, cell['fps'])
+        self.manifest.finish(cell, video_fast=rel)
 
     def skip_rest(self):
         for cell in self.cells:

@@ -74,7 +74,7 @@ class ComfyBackend:
             self.images[cell['image']] = self.client.upload_image(path.name, path.read_bytes())
         return self.images[cell['image']]
 
-    def generate(self, cell, video_path, on_step, on_preview=None):
+    def generate(self, cell, video_path, on_step, on_preview=None, on_fast=None):
         row = next((r for r in self.spec['loras'] if r and cell['lora'] and r['id'] == cell['lora']['id']), None)
         loras = self._lora_names(row) if row else {}
         image = self._image_name(cell) if cell['image'] else None

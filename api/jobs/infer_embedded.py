@@ -3,7 +3,8 @@
 The base model loads once per job on the job's device (its GPU, or the CPU); each LoRA is loaded when
 its first cell comes and unloaded before the next LoRA, strengths are set per cell. With a TAEHV
 (`preview_taehv` in the spec: the task's `preview.taehv`), each denoising step's clean-video estimate is
-decoded by it into a small looping WebP, the cell's live preview (models/taehv/preview.py).
+decoded by it into a small looping WebP, the cell's live preview (models/taehv/preview.py), and the final
+latents into a full-size video (`video_fast`) before the full VAE decodes them.
 """
 
 from pathlib import Path
@@ -38,7 +39,7 @@ class EmbeddedBackend:
                 raise JobError(f'cannot load the preview TAEHV {self.spec["preview_taehv"]}: {e}') from None
             self.live = LivePreview(model, device=device, dtype=torch.float16 if device == 'cuda' else torch.float32)
 
-    def generate(self, cell, video_path, on_step, on_preview=None):
+    def generate(self, cell, video_path, on_step, on_preview=None, on_fast=None):
         from PIL import Image
 
         from models.wan.inference import GenerationError
@@ -57,7 +58,8 @@ class EmbeddedBackend:
                                        frames=cell['frames'], steps=cell['steps'], seed=cell['seed'],
                                        guidance=cell['guidance'], guidance_low=cell['guidance_low'],
                                        shift=cell['shift'], negative_prompt=cell['negative_prompt'], image=image,
-                                       on_step=on_step, on_latents=self._previewer(cell, on_preview))
+                                       on_step=on_step, on_latents=self._previewer(cell, on_preview),
+                                       on_final=self.live and on_fast and (lambda z: on_fast(self.live.frames(z, None))))
         except (GenerationError, MediaError, FileNotFoundError) as e:
             raise JobError(str(e)) from None
         write_video(video_path, frames, cell['fps'])

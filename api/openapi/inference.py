@@ -12,7 +12,8 @@ CELL_FIELDS = {'id': STR, 'index': INT, 'status': {'type': 'string', 'enum': ['p
                'shift': NUM, 'negative_prompt': STR, 'video': opt(STR), 'poster': opt(STR), 'seconds': opt(NUM),
                'error': opt(STR),
                'preview': {**opt(STR), 'description': 'newest live preview while running (previews/c000_s012.webp)'},
-               'preview_step': opt(INT)}
+               'preview_step': opt(INT),
+               'video_fast': {**opt(STR), 'description': 'the TAEHV-decoded video, there before `video`'}}
 PREVIEW = obj({'enabled': BOOL, 'strengths': arr(NUM), 'seed': INT, 'steps': opt(INT), 'frames': opt(INT),
                'width': opt(INT), 'height': opt(INT), 'area': opt(STR), 'guidance': opt(NUM), 'shift': opt(NUM),
                'backend': {'type': 'string', 'enum': ['embedded', 'comfyui']},
@@ -58,7 +59,7 @@ SCHEMAS = {
                            'description': 'unet, unet_low, clip, vae, clip_vision: file names as ComfyUI lists them'},
         'gpus': INT, 'gpu_ids': arr(INT)}),
     'ResultCell': obj({**CELL_FIELDS, 'job_id': STR, 'video_url': opt(STR), 'poster_url': opt(STR),
-                       'preview_url': opt(STR),
+                       'preview_url': opt(STR), 'video_fast_url': opt(STR),
                        'negative_default': BOOL}),
     'ResultJob': obj({'id': STR, 'state': STR, 'created_at': NUM, 'finished_at': opt(NUM), 'origin': ANY,
                       'message': opt(STR), 'backend': opt(STR), 'variant': opt(STR), 'total': opt(INT), 'done': INT,

@@ -34,15 +34,16 @@ class LivePreview:
     def latent_channels(self):
         return self.model.config.latent_channels
 
-    def frames(self, latents):
+    def frames(self, latents, max_side=-1):
         """[1, C, T, h, w] (or [C, T, h, w]) Wan latents -> uint8 numpy frames [4T - 3, H', W', 3], the longest
-        side at most max_side: the latents are shrunk (area average) before decoding, which is what keeps a
-        preview cheap."""
+        side at most max_side (default: the preview's; None: full size): the latents are shrunk (area average)
+        before decoding, which is what keeps a preview cheap."""
+        max_side = self.max_side if max_side == -1 else max_side
         z = latents if latents.dim() == 5 else latents[None]
         z = z[:1].to(self.device, self.dtype)
         s = self.model.config.spatial_scale
         h, w = z.shape[-2:]
-        factor = max(h * s, w * s) / self.max_side
+        factor = max(h * s, w * s) / max_side if max_side else 1
         if factor > 1:
             size = (max(1, round(h / factor)), max(1, round(w / factor)))
             z = F.interpolate(z.flatten(1, 2), size=size, mode='area').unflatten(1, z.shape[1:3])

@@ -1,6 +1,7 @@
 """Live previews: the TAEHV preview writer (latents shrunk, decoded, written as a looping animated WebP),
 the denoiser's clean-video estimate as what is decoded, an embedded render announcing one `preview` event
-per step and keeping only the newest file per cell, and the catalog finding TAEHV files that a task then
+per step, keeping only the newest file per cell and writing a TAEHV video of the final latents before the
+full VAE's, and the catalog finding TAEHV files that a task then
 picks (checked against its model's latent channels) for every run it queues."""
 
 import io
@@ -15,6 +16,7 @@ from PIL import Image
 from api.jobs import infer
 from models.taehv.model import PRESETS, TAEHV, write_tiny_taehv
 from models.taehv.preview import LivePreview, webp, x0_of
+from tests.support.inference import read_video
 from tests.support.trainer import events
 
 API = '/api/v1'
@@ -86,6 +88,9 @@ def test_an_embedded_render_streams_one_preview_per_step(tiny_models, tmp_path):
     assert (cell['status'], cell['preview'], cell['preview_step']) == ('done', 'previews/c000_s003.webp', 3)
     image, frames = webp_frames((run / cell['preview']).read_bytes())
     assert image.size == (64, 48) and len(frames) in range(1, 6)     # identical frames are merged by the encoder
+    frames, rate, codec = read_video(run / cell['video_fast'])              # the TAEHV video of the final latents
+    assert cell['video_fast'] == 'results/c000_fast.mp4' and frames.shape == (5, 48, 64, 3) and codec == 'h264'
+    assert (run / cell['video_fast']).stat().st_mtime <= (run / cell['video']).stat().st_mtime
     # each preview comes before the step's progress is done: the first preview precedes the cell's video
     kinds = [e['type'] if e['type'] != 'artifact' else e['kind'] for e in events(run)]
     assert kinds.index('preview') < kinds.index('video')
@@ -93,6 +98,7 @@ def test_an_embedded_render_streams_one_preview_per_step(tiny_models, tmp_path):
     plain = embedded_job(tmp_path / 'plain', tiny_models / 'wan2.1-t2v-1.3b' / 'official', steps=1)
     assert infer.main(['--run_dir', str(plain)]) == 0
     assert not [e for e in events(plain) if e['type'] == 'preview'] and not (plain / 'previews').exists()
+    assert json.loads((plain / 'results.json').read_text())['cells'][0]['video_fast'] is None
 
 
 def test_the_catalog_finds_taehv_files_and_a_task_picks_a_matching_one(make_app, tiny_model, data_root, tmp_path):

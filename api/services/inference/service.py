@@ -431,6 +431,7 @@ class InferenceService:
                 cells.append({**c, 'job_id': job['id'], 'negative_default': c.get('negative_prompt') == NEGATIVE_PROMPT,
                               'video_url': base + c['video'] if c.get('video') else None,
                               'poster_url': base + c['poster'] if c.get('poster') else None,
+                              'video_fast_url': base + c['video_fast'] if c.get('video_fast') else None,
                               'preview_url': (f'jobs/{job["id"]}/previews/{c["id"]}?step={c.get("preview_step")}'
                                               if c.get('preview') else None)})
         return {'task_id': task_id, 'best': self.best(task_id), 'jobs': jobs, 'cells': cells}

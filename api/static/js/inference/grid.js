@@ -151,17 +151,21 @@ export async function resultsView(container, ctx) {
   // The newest preview of each running cell, in its job's box; gone once the cell is done.
   function showLive() {
     for (const [jobId, p] of following) {
-      const c = data.cells.find((x) => x.job_id === jobId && x.status === 'running' && x.preview_url);
+      const c = data.cells.find((x) => x.job_id === jobId && x.status === 'running' && (x.preview_url || x.video_fast_url));
       if (!c) { clear(p.live); continue; }
+      const fast = Boolean(c.video_fast_url);        // sampling ended: TAEHV's full-size video, the full VAE's follows
       let fig = p.live.querySelector('figure');
-      if (!fig || fig.dataset.cell !== c.id) {
-        fig = h('figure.inf-live-cell', { dataset: { cell: c.id } }, h('img', { alt: 'live preview' }), h('figcaption.muted.small'));
+      if (!fig || fig.dataset.cell !== c.id || fig.dataset.fast !== String(fast)) {
+        const media = fast
+          ? h('video', { src: fileUrl(c.video_fast_url), muted: true, autoplay: true, loop: true, playsinline: true })
+          : h('img', { alt: 'live preview' });
+        fig = h('figure.inf-live-cell', { dataset: { cell: c.id, fast: String(fast) } }, media, h('figcaption.muted.small'));
         fill(p.live, fig);
       }
       const img = fig.querySelector('img');
-      const src = fileUrl(c.preview_url);
-      if (img.getAttribute('src') !== src) img.setAttribute('src', src);
-      fig.querySelector('figcaption').textContent = `${loraLabel(c.lora)} · ${c.prompt || c.image || ''} · step ${c.preview_step}/${c.steps}`;
+      if (img && img.getAttribute('src') !== fileUrl(c.preview_url)) img.setAttribute('src', fileUrl(c.preview_url));
+      fig.querySelector('figcaption').textContent = `${loraLabel(c.lora)} · ${c.prompt || c.image || ''} · `
+        + (fast ? 'fast decode (TAEHV); the full video follows' : `step ${c.preview_step}/${c.steps}`);
     }
   }
 
