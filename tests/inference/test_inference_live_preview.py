@@ -124,3 +124,22 @@ def test_the_catalog_finds_taehv_files_and_a_task_picks_a_matching_one(make_app,
     assert spec['preview_taehv'] == str(paths['tiny-taew2_1'].resolve())
     c.patch(f'{API}/tasks/{tid}/inference', json={'preview': {'taehv': None}})
     assert studio.inference.prepare(tid, {'base': True, 'prompts': ['a fox'], 'frames': 5})[0]['preview_taehv'] is None
+
+
+def test_the_newest_preview_of_a_cell_is_served(make_app, tiny_model, data_root):
+    app = make_app()
+    studio, c = app.extensions['odeo'], app.test_client()
+    tid = c.post(f'{API}/tasks', json={'form': {'model_path': str(tiny_model)}}).get_json()['id']
+    spec, request = studio.inference.prepare(tid, {'base': True, 'prompts': ['a fox'], 'frames': 5})
+    job = studio.inference.queue(tid, spec, request, {'action': 'infer', 'job_id': None, 'checkpoint': None})
+    folder = data_root / job['run_dir'] / 'previews'
+    assert c.get(f'{API}/jobs/{job["id"]}/previews/c000').status_code == 404          # none yet
+    folder.mkdir(parents=True)
+    (folder / 'c000_s009.webp').write_bytes(b'older')
+    (folder / 'c000_s010.webp').write_bytes(b'newest')
+    (folder / 'c001_s011.jpg').write_bytes(b'another cell')
+    r = c.get(f'{API}/jobs/{job["id"]}/previews/c000?step=9')
+    assert r.status_code == 200 and r.data == b'newest' and r.mimetype == 'image/webp'
+    assert r.headers['Cache-Control'] == 'no-store'
+    assert c.get(f'{API}/jobs/{job["id"]}/previews/c001').mimetype == 'image/jpeg'
+    assert c.get(f'{API}/jobs/{job["id"]}/previews/..%2Fjob.json').status_code == 404
