@@ -1,6 +1,7 @@
-"""Live previews in a real Chromium: the task picks the tiny TAEHV in "Prompts & previews" (only the one whose
-latent channels match its model is offered), a tiny embedded render streams its per-step preview into the
-running job's box before the cell's video exists, and the job's Stop button cancels the render there."""
+"""Live previews in a real Chromium: the model manager lists the tiny TAEHVs, the task picks one in
+"Prompts & previews" (only the one whose latent channels match its model is offered), a tiny embedded
+render streams its per-step preview into the running job's box before the cell's video exists, and the
+job's Stop button cancels the render there."""
 
 import pytest
 
@@ -19,6 +20,10 @@ def test_a_render_streams_its_preview_and_is_stopped_from_it(start_studio, page,
     tid = task['id']
     assert studio.api('PATCH', f'tasks/{tid}/inference', {'prompts': ['a red fox']})[0] == 200
 
+    page.goto(studio.url + '#/models')                                      # the model manager lists both
+    page.wait_for_selector('.taehv-table tr[data-path]')
+    cells = page.eval_on_selector_all('.taehv-table tbody tr', 'rs => rs.map(r => r.cells[1].textContent)')
+    assert sorted(cells) == ['16', '48']
     page.goto(studio.url + f'#/inference/{tid}?tab=settings')
     page.wait_for_selector('form.inf-settings select[name=taehv]')
     options = page.eval_on_selector_all('select[name=taehv] option', 'os => os.map(o => o.value)')
