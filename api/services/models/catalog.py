@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..filecache import FileCache
 from ..paths import find_folders
 
 VAE_FILES = ('Wan2.1_VAE.pth', 'Wan2.2_VAE.pth')
@@ -52,15 +53,20 @@ class ModelCatalog:
         self._lock = threading.Lock()
         self._cache = (0.0, [])
         self._taehv_cache = (0.0, [])
+        self._peeked = FileCache()      # file -> its TAEHV config or None, until it changes
 
     def taehvs(self):
         """TAEHV files under the roots: [{name, path, root, latent_channels, patch_size, vae, size_bytes}]."""
         with self._lock:
             at, found = self._taehv_cache
             if time.monotonic() - at > CACHE_S:
-                found = [e for root in self.roots for e in scan_taehv(root)]
+                found = [e for root in self.roots for e in scan_taehv(root, peek=self._peek)]
                 self._taehv_cache = (time.monotonic(), found)
             return found
+
+    def _peek(self, path):
+        from models.taehv.model import peek_taehv
+        return self._peeked.get(path, peek_taehv)
 
     def find_taehv(self, path):
         try:
@@ -119,8 +125,10 @@ class ModelCatalog:
         return next((m for m in self.list() if p == Path(m['path']) or Path(m['path']) in p.parents), None)
 
 
-def scan_taehv(root, depth=SCAN_DEPTH + 1):
-    from models.taehv.model import peek_taehv
+def scan_taehv(root, depth=SCAN_DEPTH + 1, peek=None):
+    """TAEHV files under root, at most `depth` folders down. peek(path) -> config or None (default peek_taehv)."""
+    if peek is None:
+        from models.taehv.model import peek_taehv as peek
     root = Path(root)
     out = []
     for dirpath, dirs, names in os.walk(root):
@@ -135,7 +143,7 @@ def scan_taehv(root, depth=SCAN_DEPTH + 1):
                 continue
             if not n.endswith(TAEHV_SUFFIXES) or size > TAEHV_MAX_BYTES:
                 continue
-            cfg = peek_taehv(path)
+            cfg = peek(path)
             if cfg is not None:
                 out.append({'name': str(path.relative_to(root)), 'path': str(path.resolve()), 'root': str(root),
                             'latent_channels': cfg.latent_channels, 'patch_size': cfg.patch_size,
