@@ -7,6 +7,7 @@ decoded by it into a small looping WebP, the cell's live preview (models/taehv/p
 latents into a full-size video (`video_fast`) before the full VAE decodes them.
 """
 
+import sys
 from pathlib import Path
 
 from api.jobs.control import JobError
@@ -59,7 +60,7 @@ class EmbeddedBackend:
                                        guidance=cell['guidance'], guidance_low=cell['guidance_low'],
                                        shift=cell['shift'], negative_prompt=cell['negative_prompt'], image=image,
                                        on_step=on_step, on_latents=self._previewer(cell, on_preview),
-                                       on_final=self.live and on_fast and (lambda z: on_fast(self.live.frames(z, None))))
+                                       on_final=self._fast(on_fast))
         except (GenerationError, MediaError, FileNotFoundError) as e:
             raise JobError(str(e)) from None
         write_video(video_path, frames, cell['fps'])
@@ -70,9 +71,31 @@ class EmbeddedBackend:
             return None
 
         def on_latents(step, x0):
-            data, ms = self.live.render(x0, cell['fps'])
+            if self.live is None:
+                return
+            try:
+                data, ms = self.live.render(x0, cell['fps'])
+            except Exception as e:          # a preview is never worth the render: go on without them
+                print(f'live previews off: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
+                self.live = None
+                return
             on_preview(step, data, 'webp', ms)
         return on_latents
+
+    def _fast(self, on_fast):
+        if self.live is None or on_fast is None:
+            return None
+
+        def on_final(latents):
+            if self.live is None:
+                return
+            try:
+                frames = self.live.frames(latents, None)
+            except Exception as e:
+                print(f'no fast video: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
+                return
+            on_fast(frames)
+        return on_final
 
     def close(self):
         self.gen = None

@@ -138,3 +138,15 @@ def test_the_newest_preview_of_a_cell_is_served(make_app, tiny_model, data_root)
     assert r.headers['Cache-Control'] == 'no-store'
     assert c.get(f'{API}/jobs/{job["id"]}/previews/c001').mimetype == 'image/jpeg'
     assert c.get(f'{API}/jobs/{job["id"]}/previews/..%2Fjob.json').status_code == 404
+
+
+def test_a_failing_preview_never_fails_the_render(tiny_models, tmp_path, monkeypatch):
+    def broken(self, latents, fps=16):
+        raise RuntimeError('out of memory')
+    monkeypatch.setattr(LivePreview, 'render', broken)
+    taehv = write_tiny_taehv(tmp_path / 'models')['tiny-taew2_1']
+    run = embedded_job(tmp_path / 'run', tiny_models / 'wan2.1-t2v-1.3b' / 'official', taehv, steps=2)
+    assert infer.main(['--run_dir', str(run)]) == 0
+    cell = json.loads((run / 'results.json').read_text())['cells'][0]
+    assert cell['status'] == 'done' and cell['preview'] is None and cell['video_fast'] is None
+    assert not [e for e in events(run) if e['type'] == 'preview']
