@@ -28,13 +28,14 @@ from pathlib import Path
 
 from api.jobs.control import Control, JobError, Stopped
 from utils.events import EventWriter
-from utils.fsutil import atomic_save, atomic_write_json
+from utils.fsutil import atomic_save, atomic_write_bytes, atomic_write_json
 
 BACKENDS = {                     # name -> 'module:class'; imported only when used (torch only for embedded)
     'embedded': 'api.jobs.infer_embedded:EmbeddedBackend',
     'comfyui': 'api.jobs.infer_comfyui:ComfyBackend',
 }
 PROGRESS_EVERY_S = 0.5           # at most this often a progress event while denoising
+PREVIEW_DIR = 'previews'         # live previews while denoising: the newest one per cell
 
 
 def lora_label(row):
@@ -60,7 +61,8 @@ def plan(spec):
                     'height': inp['height'], 'frames': spec['frames'], 'fps': spec['fps'], 'seed': spec['seed'],
                     'steps': spec['steps'], 'guidance': spec['guidance'], 'guidance_low': spec.get('guidance_low'),
                     'shift': spec['shift'], 'negative_prompt': spec['negative_prompt'],
-                    'video': None, 'poster': None, 'seconds': None, 'error': None})
+                    'video': None, 'video_fast': None, 'poster': None, 'preview': None, 'preview_step': None,
+                    'seconds': None, 'error': None})
     return cells
 
 
@@ -128,7 +130,9 @@ class Runner:
         self.manifest.finish(cell, status='running')
         t0 = time.monotonic()
         try:
-            poster = backend.generate(cell, self.run_dir / rel_video, lambda i, n: self.progress(cell, i))
+            poster = backend.generate(cell, self.run_dir / rel_video, lambda i, n: self.progress(cell, i),
+                                      lambda step, data, ext, ms: self.preview(cell, step, data, ext, ms),
+                                      lambda frames: self.fast_video(cell, frames))
         except Stopped:
             self.manifest.finish(cell, status='pending')
             raise
@@ -140,6 +144,25 @@ class Runner:
                              seconds=round(time.monotonic() - t0, 2))
         cell_artifacts(self.events, cell)
         self.progress(cell, self.spec['steps'], force=True)
+
+    def preview(self, cell, step, data, ext, ms=None):
+        """The newest live preview of a running cell: previews/<cell>_s<step>.<ext> (the one before it is
+        removed), named in results.json and announced by a `preview` event."""
+        rel = f'{PREVIEW_DIR}/{cell["id"]}_s{step:03d}.{ext}'
+        atomic_write_bytes(self.run_dir / rel, data, durable=False)
+        old = cell.get('preview')
+        if old and old != rel:
+            (self.run_dir / old).unlink(missing_ok=True)
+        self.manifest.finish(cell, preview=rel, preview_step=step)
+        self.events.emit('preview', cell=cell['id'], step=step, path=rel, ms=None if ms is None else round(ms, 1))
+
+    def fast_video(self, cell, frames):
+        """results/<cell>_fast.mp4: the final latents decoded by the preview TAEHV, there (and named in the
+        cell's `video_fast`) while the full VAE still decodes the same latents into results/<cell>.mp4."""
+        from utils.media import write_video
+        rel = f'results/{cell["id"]}_fast.mp4'
+        write_video(self.run_dir / rel, frames, cell['fps'])
+        self.manifest.finish(cell, video_fast=rel)
 
     def skip_rest(self):
         for cell in self.cells:

@@ -4,7 +4,8 @@ The server is the one at the `comfyui_url` setting (mode 'external') or one this
 pinned checkout on its own GPU (mode 'managed'). Per job, each LoRA file is put into ComfyUI's LoRA
 folder once and each test image uploaded once (the name ComfyUI answers is the one the graph uses);
 per cell, the family's graph template is filled in, fitted to the server's node definitions, run and
-followed over the websocket, and the video it saved is fetched with /view.
+followed over the websocket, and the video it saved is fetched with /view. ComfyUI's own latent previews
+(binary frames, when the server runs with --preview-method) become the cell's live preview as they come.
 """
 
 import time
@@ -73,7 +74,7 @@ class ComfyBackend:
             self.images[cell['image']] = self.client.upload_image(path.name, path.read_bytes())
         return self.images[cell['image']]
 
-    def generate(self, cell, video_path, on_step):
+    def generate(self, cell, video_path, on_step, on_preview=None, on_fast=None):
         row = next((r for r in self.spec['loras'] if r and cell['lora'] and r['id'] == cell['lora']['id']), None)
         loras = self._lora_names(row) if row else {}
         image = self._image_name(cell) if cell['image'] else None
@@ -81,7 +82,8 @@ class ComfyBackend:
                                    loras, image, prefix=f'odeo/{cell["id"]}')
         graph = self.client.adapt(graph)
         try:
-            outputs = self.client.run(graph, on_progress=on_step, should_stop=self.control.stop_requested)
+            outputs = self.client.run(graph, on_progress=on_step, should_stop=self.control.stop_requested,
+                                      on_preview=on_preview and (lambda done, data, ext: on_preview(done, data, ext, None)))
         except ComfyCancelled:
             raise Stopped() from None
         data, _ = self.client.fetch_video(outputs, save)

@@ -10,11 +10,16 @@ CELL_FIELDS = {'id': STR, 'index': INT, 'status': {'type': 'string', 'enum': ['p
                'strength': opt(NUM), 'input': INT, 'prompt': STR, 'image': opt(STR), 'width': INT, 'height': INT,
                'frames': INT, 'fps': INT, 'seed': INT, 'steps': INT, 'guidance': NUM, 'guidance_low': opt(NUM),
                'shift': NUM, 'negative_prompt': STR, 'video': opt(STR), 'poster': opt(STR), 'seconds': opt(NUM),
-               'error': opt(STR), 'worker': {**INT, 'description': 'eval jobs: the worker that made it'}}
+               'error': opt(STR),
+               'preview': {**opt(STR), 'description': 'newest live preview while running (previews/c000_s012.webp)'},
+               'preview_step': opt(INT),
+               'video_fast': {**opt(STR), 'description': 'the TAEHV-decoded video, there before `video`'}}
 PREVIEW = obj({'enabled': BOOL, 'strengths': arr(NUM), 'seed': INT, 'steps': opt(INT), 'frames': opt(INT),
                'width': opt(INT), 'height': opt(INT), 'area': opt(STR), 'guidance': opt(NUM), 'shift': opt(NUM),
                'backend': {'type': 'string', 'enum': ['embedded', 'comfyui']},
-               'device': {'type': 'string', 'enum': ['free', 'training']}, 'enabled_at': opt(NUM)})
+               'device': {'type': 'string', 'enum': ['free', 'training']}, 'enabled_at': opt(NUM),
+               'taehv': {**opt(STR), 'description': 'a TAEHV file under the model roots (GET /models: taehv) for '
+                         'live previews; null: none'}})
 BEST = opt(obj({'job_id': STR, 'lora': STR, 'epoch': opt(INT), 'step': opt(INT), 'marked_at': NUM}))
 
 SCHEMAS = {
@@ -66,6 +71,7 @@ SCHEMAS = {
         'gpus': {**INT, 'description': 'devices to spread over, one worker process each (CPU slots without GPUs)'},
         'gpu_ids': arr(INT)}),
     'ResultCell': obj({**CELL_FIELDS, 'job_id': STR, 'video_url': opt(STR), 'poster_url': opt(STR),
+                       'preview_url': opt(STR), 'video_fast_url': opt(STR),
                        'negative_default': BOOL}),
     'ResultJob': obj({'id': STR, 'kind': STR, 'workers': opt(INT), 'state': STR, 'created_at': NUM, 'finished_at': opt(NUM), 'origin': ANY,
                       'message': opt(STR), 'backend': opt(STR), 'variant': opt(STR), 'total': opt(INT), 'done': INT,

@@ -1,7 +1,8 @@
 """Buckets of a dataset as a training task would build them (the trainer's own code), suggestions from
-the data, and the dataset's own dataset.toml (which a new training task on it uses as its draft)."""
+the data, the dataset's own dataset.toml (which a new training task on it uses as its draft), and what its
+latent cache holds (a cached clip decoded back to video by a TAEHV)."""
 
-from flask import Blueprint, request
+from flask import Blueprint, request, send_file
 
 from ..http import body, doc, field, query_int, studio
 
@@ -45,3 +46,19 @@ def get_config(name):
 def save_config(name):
     d = body()
     return studio().data.save_config(name, field(d, 'settings', dict, {}), field(d, 'variant', str))
+
+
+@bp.get('/datasets/<name>/cache/<variant>')
+@doc("The clips the dataset's latent cache holds for a model variant (item, source, frames, size) and the TAEHV "
+     'files that can decode them', response='CacheItems')
+def cache_items(name, variant):
+    return studio().data.cache_items(name, variant)
+
+
+@bp.get('/datasets/<name>/cache/<variant>/<item>.mp4')
+@doc('One cached clip decoded back to video by a TAEHV (?taehv=<path>, default the first that fits; '
+     '?max_side= shrinks it): the bucket\'s frame count and size; 422 without a fitting TAEHV; ?token= works here',
+     binary=True, query={'taehv': 'string', 'max_side': 'integer'})
+def cache_item_video(name, variant, item):
+    path = studio().data.cache_decode(name, variant, item, request.args.get('taehv') or None, query_int('max_side'))
+    return send_file(path, mimetype='video/mp4', conditional=True)

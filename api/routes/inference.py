@@ -1,6 +1,6 @@
 """Inference studio: LoRAs to test, a task's test settings, test runs (infer jobs), results, ComfyUI status."""
 
-from flask import Blueprint
+from flask import Blueprint, Response
 
 from ..http import body, doc, studio
 
@@ -47,6 +47,14 @@ def infer(task_id):
 @doc("Every test run of the task and every video they made (the comparison grid's data)", response='Results')
 def results(task_id):
     return studio().inference.results(task_id)
+
+
+@bp.get('/jobs/<job_id>/previews/<cell>')
+@doc("The newest live preview of a test run's cell while it renders (animated WebP, or ComfyUI's JPEG / PNG); "
+     '404 before the first one; ?token= works here', binary=True)
+def live_preview(job_id, cell):
+    data, mimetype = studio().inference.live_preview(job_id, cell)
+    return Response(data, mimetype=mimetype, headers={'Cache-Control': 'no-store'})
 
 
 @bp.get('/inference/comfyui')

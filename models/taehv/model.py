@@ -208,6 +208,35 @@ def read_state_dict(path):
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
+def peek_taehv(path):
+    """The config of a TAEHV file in the published layout, read cheaply (a safetensors header, or a .pth
+    memory-mapped: no weights are read), or None when the file is not one."""
+    path = str(path)
+    try:
+        if path.endswith('.safetensors'):
+            from safetensors import safe_open
+            with safe_open(path, framework='pt', device='cpu') as f:
+                names = set(f.keys())
+                if not TAEHV_MARKERS <= names:
+                    return None
+                shapes = {k: f.get_slice(k).get_shape() for k in TAEHV_MARKERS}
+        else:
+            sd = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+            if not isinstance(sd, dict) or not TAEHV_MARKERS <= set(sd):
+                return None
+            names, shapes = set(sd), {k: list(sd[k].shape) for k in TAEHV_MARKERS}
+        if any(k.split('.')[0] not in ('encoder', 'decoder') for k in names):
+            return None
+        config = config_of_state_dict({k: torch.empty(v, device='meta') for k, v in shapes.items()})
+        want = {k for k in TAEHV(config).to('meta').state_dict()}
+        return config if want <= names else None
+    except Exception:                     # unreadable, not a state dict, odd shapes: not a TAEHV
+        return None
+
+
+TAEHV_MARKERS = frozenset(f'{part}.weight' for part in ('encoder.0', 'decoder.1', 'decoder.8', 'decoder.14', 'decoder.20'))
+
+
 def load_taehv(source, config: TAEHVConfig | None = None):
     """A TAEHV from a published-layout file (.pth or .safetensors) or state dict; strict: every name must match."""
     sd = read_state_dict(source) if not isinstance(source, dict) else source

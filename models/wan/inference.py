@@ -239,9 +239,13 @@ class WanGenerator:
 
     # -- one video ------------------------------------------------------------------------------
     def generate(self, prompt, *, width, height, frames, steps, seed, guidance=5.0, guidance_low=None,
-                 shift=None, negative_prompt=NEGATIVE_PROMPT, image=None, on_step=None):
+                 shift=None, negative_prompt=NEGATIVE_PROMPT, image=None, on_step=None, on_latents=None,
+                 on_final=None):
         """uint8 frames [F, H, W, 3]. `image`: a PIL image already fitted to width x height (i2v, ti2v).
-        on_step(done, total) is called after every denoising step; it may raise Stopped."""
+        on_step(done, total) is called after every denoising step; it may raise Stopped.
+        on_latents(done, x0) too, with the sampler's clean-video estimate after that step (normalised Wan
+        latents [1, C, T, h, w], as the VAE decodes them): live previews decode it (models/taehv/preview.py).
+        on_final(latents) gets the final latents before the VAE decodes them (a fast TAEHV video first)."""
         import numpy as np
         import torch
         from diffusers import UniPCMultistepScheduler
@@ -254,15 +258,37 @@ class WanGenerator:
         def step_end(_pipe, i, _t, kwargs):
             if on_step:
                 on_step(i + 1, steps)
+            if on_latents:
+                from models.taehv.preview import x0_of
+                on_latents(i + 1, x0_of(_pipe, kwargs['latents']))
             return kwargs
 
         kwargs = dict(prompt=prompt, negative_prompt=negative_prompt, height=height, width=width, num_frames=frames,
-                      num_inference_steps=steps, guidance_scale=float(guidance), output_type='np',
+                      num_inference_steps=steps, guidance_scale=float(guidance), output_type='latent',
                       generator=torch.Generator('cpu').manual_seed(int(seed)), callback_on_step_end=step_end)
         if self.variant.two_experts:
             kwargs['guidance_scale_2'] = float(guidance if guidance_low is None else guidance_low)
         if image is not None:
             kwargs['image'] = image
         with torch.inference_mode():
-            video = pipe(**kwargs).frames[0]                     # float [F, H, W, 3] in 0..1
+            latents = pipe(**kwargs).frames
+            if on_final:
+                on_final(latents)
+            video = decode_latents(pipe, latents)[0]             # float [F, H, W, 3] in 0..1
         return (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def decode_latents(pipe, latents):
+    """What diffusers' Wan pipelines do after sampling (output_type 'np'), apart so that the final latents can
+    be seen first: un-normalise with the VAE's latents_mean / latents_std, decode, post-process."""
+    import torch
+    from diffusers.utils.torch_utils import get_module_execution_device
+    vae = pipe.vae
+    latents = latents.to(device=get_module_execution_device(vae), dtype=vae.dtype)
+    shape = (1, vae.config.z_dim, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
+    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
+    video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
+    out = pipe.video_processor.postprocess_video(video, output_type='np')
+    pipe.maybe_free_model_hooks()
+    return out

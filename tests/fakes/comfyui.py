@@ -7,7 +7,8 @@ execution.py and main.py speak, for tests that cannot run ComfyUI and a 14B mode
 
 Endpoints: POST /prompt (validated like execution.validate_prompt: unknown nodes, missing inputs, bad links,
 values not in a list -> 400 {error, node_errors}), GET /ws?clientId= (status on connect, then per prompt
-execution_start, execution_cached, executing, progress (+ a binary preview frame), executed,
+execution_start, execution_cached, executing, progress (+ a binary preview frame: uint32 1 = PREVIEW_IMAGE,
+uint32 1 = JPEG, a real 64x64 JPEG whose colour follows the step; none with preview_method='none'), executed,
 execution_success, executing {node: None}; or execution_error / execution_interrupted), GET /history[/<id>],
 GET /view, POST /upload/image (a taken name becomes 'x (1).png' unless the bytes are the same), POST /interrupt,
 GET|POST /queue, GET /object_info[/<class>], GET /system_stats. Prompts run one at a time on a worker thread;
@@ -49,6 +50,16 @@ SAMPLERS = ('KSampler', 'KSamplerAdvanced')
 LATENTS = ('EmptyHunyuanLatentVideo', 'WanImageToVideo', 'Wan22ImageToVideoLatent')
 
 
+def preview_jpeg(step, size=64):
+    """A real JPEG, as ComfyUI's latent previewers send: a flat colour that changes with the step."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new('RGB', (size, size), ((step * 40) % 256, 90, 200)).save(buf, format='JPEG', quality=80)
+    return buf.getvalue()
+
+
 class _Upgraded(Response):
     """After a websocket session the connection belongs to it: tell werkzeug not to write a response."""
 
@@ -57,7 +68,9 @@ class _Upgraded(Response):
 
 
 class FakeComfyUI:
-    def __init__(self, root, port=0, step_time=0.02, fail_in=None, die_at_step=None, extra_loras=()):
+    def __init__(self, root, port=0, step_time=0.02, fail_in=None, die_at_step=None, extra_loras=(),
+                 preview_method='auto'):
+        self.preview_method = preview_method
         self.root = Path(root)
         for d in ('input', 'output', 'temp', *(f'models/{f}' for f in set(FOLDERS.values()))):
             (self.root / d).mkdir(parents=True, exist_ok=True)
@@ -280,7 +293,8 @@ class FakeComfyUI:
                         break
                     time.sleep(self.step_time)
                     self.send(cid, 'progress', {'value': v, 'max': n, 'prompt_id': prompt_id, 'node': nid})
-                    self.send(cid, 'preview', struct.pack('>I', 1) + struct.pack('>I', 2) + b'\x89PNG preview')
+                    if self.preview_method != 'none':
+                        self.send(cid, 'preview', struct.pack('>II', 1, 1) + preview_jpeg(step))
                 if status != 'success':
                     break
             if cls == 'SaveVideo':
@@ -452,12 +466,13 @@ def main(argv=None):
     p.add_argument('--extra-model-paths-config', default=None)
     p.add_argument('--disable-auto-launch', action='store_true')
     p.add_argument('--cpu', action='store_true')
+    p.add_argument('--preview-method', default='none', choices=('none', 'auto', 'latent2rgb', 'taesd'))
     args = p.parse_args(argv)
     extra = []
     if args.extra_model_paths_config:
         doc = json.loads(Path(args.extra_model_paths_config).read_text())
         extra = [Path(v['base_path']) / v['loras'] for v in doc.values() if 'loras' in v]
-    fake = FakeComfyUI(Path.cwd(), port=args.port, extra_loras=extra).start()
+    fake = FakeComfyUI(Path.cwd(), port=args.port, extra_loras=extra, preview_method=args.preview_method).start()
     print(f'stand-in ComfyUI on {fake.url} (cpu={args.cpu})', flush=True)
     while True:
         time.sleep(3600)

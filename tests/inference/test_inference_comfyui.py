@@ -278,3 +278,44 @@ def test_a_comfyui_run_is_refused_at_submit_while_comfyui_is_down(make_app, tiny
     assert c.post(f'/api/v1/tasks/{tid}/infer', json={**run, 'backend': 'embedded'}).status_code == 202
     jobs = c.get(f'/api/v1/jobs?task_id={tid}').get_json()['jobs']
     assert len(jobs) == 2
+
+
+def test_comfyuis_preview_frames_become_the_cells_live_preview(fake, tmp_path):
+    """Binary PREVIEW_IMAGE frames (uint32 event 1, uint32 format 1 = JPEG, the image) reach the running
+    cell: written under previews/, named in results.json, announced by `preview` events, newest only."""
+    import io
+    seen = []
+    run = write_job(tmp_path / 'run', fake)
+    real = infer.Runner.preview
+
+    def spy(self, cell, step, data, ext, ms=None):
+        real(self, cell, step, data, ext, ms)
+        man = json.loads((self.run_dir / 'results.json').read_text())
+        seen.append((man['cells'][0]['status'], man['cells'][0]['preview'], sorted(p.name for p in
+                                                                                  (self.run_dir / 'previews').iterdir())))
+    infer.Runner.preview = spy
+    try:
+        assert infer.main(['--run_dir', str(run)]) == 0
+    finally:
+        infer.Runner.preview = real
+    previews = [e for e in events(run) if e['type'] == 'preview']
+    assert [e['step'] for e in previews] == [1, 2, 3, 4] and all(e['cell'] == 'c000' for e in previews)
+    assert [e['path'] for e in previews] == [f'previews/c000_s{s:03d}.jpg' for s in (1, 2, 3, 4)]
+    assert all(status == 'running' and [Path(path).name] == files for status, path, files in seen)   # newest only
+    image = Image.open(io.BytesIO((run / previews[-1]['path']).read_bytes()))
+    assert image.format == 'JPEG' and image.size == (64, 64)
+    assert image.getpixel((32, 32))[0] == pytest.approx((4 * 40) % 256, abs=6)    # the frame of step 4
+
+
+def test_no_preview_frames_no_previews(tmp_path):
+    server = FakeComfyUI(tmp_path / 'comfy', preview_method='none').start()
+    try:
+        for folder, name in graphs.model_files('wan2.1-t2v-1.3b').items():
+            sub = {'unet': 'diffusion_models', 'clip': 'text_encoders', 'vae': 'vae'}[folder]
+            (server.root / 'models' / sub / name).write_bytes(b'weights')
+        run = write_job(tmp_path / 'run', server)
+        assert infer.main(['--run_dir', str(run)]) == 0
+        assert not [e for e in events(run) if e['type'] == 'preview']
+        assert json.loads((run / 'results.json').read_text())['cells'][0]['preview'] is None
+    finally:
+        server.stop()

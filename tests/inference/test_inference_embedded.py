@@ -13,13 +13,7 @@ from tests.support.inference import make_lora, mean_abs_diff
 SMALL = dict(width=64, height=48, frames=5, steps=3, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared with other tests: one thread each is much faster than contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def model(tiny_models, variant, layout='official'):

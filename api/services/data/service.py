@@ -21,7 +21,7 @@ from ..jobs.store import ACTIVE
 from ..paths import inside, resolve_path
 from ..training.form import directory_paths, parse
 from . import buckets as bucket_views
-from . import cutting, imports
+from . import cache_view, cutting, imports
 from .caption_files import CaptionBook
 from .captioning import Captioning
 from .datasets import media_files
@@ -160,6 +160,29 @@ class DataService:
 
     def playable(self, name, rel):
         return self.previews.playable(self.file_path(name, rel)[1])
+
+    # ---- what the latent cache holds ---------------------------------------------------------------
+    def cache_items(self, name, variant):
+        """The clips cached for `variant`, and the TAEHV files that can decode them."""
+        folder = self.catalog.folder(name)
+        z = cache_view.VARIANTS[variant].z_dim if variant in cache_view.VARIANTS else None
+        return {'name': name, 'variant': variant, 'items': cache_view.cached_items(folder, variant),
+                'taehv': [t for t in self.models.taehvs() if t['latent_channels'] == z]}
+
+    def cache_decode(self, name, variant, item, taehv=None, max_side=None):
+        """An MP4 of one cached clip decoded by a TAEHV (`taehv`: a path; default the first that fits)."""
+        folder = self.catalog.folder(name)
+        z = cache_view.VARIANTS[variant].z_dim if variant in cache_view.VARIANTS else None
+        if taehv:
+            entry = self.models.find_taehv(resolve_path(taehv, self.data_root))
+            if entry is None:
+                raise NotFound(f'{taehv!r} is not a TAEHV file under the model roots', field='taehv')
+        else:
+            entry = next((t for t in self.models.taehvs() if t['latent_channels'] == z), None)
+        if max_side is not None and not 16 <= max_side <= 4096:
+            raise BadRequest(f'max_side = {max_side} must be between 16 and 4096', field='max_side')
+        fps = cache_view.VARIANTS[variant].framerate if variant in cache_view.VARIANTS else 16
+        return cache_view.decode_item(folder, variant, item, entry, fps, max_side)
 
     # ---- captions -------------------------------------------------------------------------------
     def set_caption(self, name, rel, text, replace_invalid=False):

@@ -9,6 +9,7 @@ strengths and sampling settings. The job process needs nothing else from the stu
 
 import json
 import logging
+import re
 import time
 import tomllib
 from pathlib import Path
@@ -33,6 +34,8 @@ from .task_settings import TaskInference, check_preview
 log = logging.getLogger(__name__)
 MODEL_KEYS = ('ckpt_path', 'transformer_path', 'llm_path')
 MANIFEST = 'results.json'
+PREVIEW_DIR = 'previews'                 # api/jobs/infer.py writes the live previews there
+PREVIEW_TYPES = {'.webp': 'image/webp', '.jpg': 'image/jpeg', '.png': 'image/png'}
 
 
 def _lora_meta(path):
@@ -202,7 +205,8 @@ class InferenceService:
                       'epoch': r['epoch'], 'step': r['step'],
                       'files': [{'path': str(self.paths.root / self.jobs.get(r['job_id'])['run_dir'] / f['path']),
                                  'expert': f['expert']} for f in r['files']]} for r in rows]
-        spec = {'variant': variant, 'model': table, 'loras': run_rows, 'cells': total, **s}
+        spec = {'variant': variant, 'model': table, 'loras': run_rows, 'cells': total, **s,
+                'preview_taehv': self._taehv_for(cfg['preview'].get('taehv'), variant, quiet=True)}
         if s['backend'] == 'comfyui':
             spec['comfyui'] = self._comfyui(body)
         gpus, ids = body.get('gpus'), body.get('gpu_ids')
@@ -275,7 +279,8 @@ class InferenceService:
                            'size_multiple': VARIANTS[rec['variant']].size_multiple,
                            'areas': list(SUPPORTED_AREAS[rec['variant']]) + (['tiny'] if mode == 'cpu' else []),
                            'task': VARIANTS[rec['variant']].task, 'negative_prompt': NEGATIVE_PROMPT,
-                           'two_experts': VARIANTS[rec['variant']].two_experts} if rec['variant'] else None
+                           'two_experts': VARIANTS[rec['variant']].two_experts,
+                           'latent_channels': VARIANTS[rec['variant']].z_dim} if rec['variant'] else None
         rec['preview_error'] = self.preview_errors.get(task_id)
         return rec
 
@@ -330,6 +335,8 @@ class InferenceService:
                   'preview': {**current['preview'], **changes.get('preview', {})}}
         checked = self._check_settings(task_id, merged)
         changes.update({k: checked[k] for k in ('prompts', 'images') if k in changes})
+        if 'taehv' in changes.get('preview', {}):
+            changes['preview']['taehv'] = merged['preview']['taehv']         # the catalog's absolute path
         self.store.update(task_id, changes, body.get('if_revision'))
         return self.task_settings(task_id)
 
@@ -346,12 +353,30 @@ class InferenceService:
             _, out['variant'] = self.model_of_task(task_id)
         except Invalid:
             out['variant'] = None
+        if rec['preview'].get('taehv'):
+            rec['preview']['taehv'] = self._taehv_for(rec['preview']['taehv'], out['variant'])
         if rec['preview']['enabled']:
             if out['variant'] is None:
                 raise Invalid('previews need the task\'s model: choose a model checkpoint first', field='preview.enabled')
             body = self._preview_body(rec)
             settings_from(body, variant_id=out['variant'], mode=self.inventory.snapshot().mode, gallery=self.gallery)
         return out
+
+    def _taehv_for(self, path, variant, quiet=False):
+        """The catalog path of a task's preview TAEHV, checked: a TAEHV file under the model roots whose latent
+        channels are the model's. quiet: None instead of an error (a file gone since it was chosen)."""
+        if not path:
+            return None
+        entry = self.models.find_taehv(resolve_path(path, self.paths.root))
+        why = None
+        if entry is None:
+            why = f'preview.taehv {path!r} is not a TAEHV file under the model roots'
+        elif variant and entry['latent_channels'] != VARIANTS[variant].z_dim:
+            why = (f'preview.taehv {path!r} decodes {entry["latent_channels"]}-channel latents; '
+                   f'{variant} makes {VARIANTS[variant].z_dim}-channel ones')
+        if why and not quiet:
+            raise Invalid(why, field='preview.taehv')
+        return None if why else entry['path']
 
     def _best(self, value):
         if value is None:
@@ -391,6 +416,26 @@ class InferenceService:
         except (OSError, ValueError):
             return None
 
+    def live_preview(self, job_id, cell):
+        """(bytes, mimetype) of the newest live preview of an infer job's cell. Read from the folder, not from
+        results.json: the job removes a cell's previous preview as soon as it writes the next one, so the name
+        a client last saw may be gone; the newest is always there."""
+        job = self.jobs.get(job_id)
+        if job['kind'] != 'infer' or not re.fullmatch(r'c\d{3,5}', cell):
+            raise NotFound(f'job {job_id} has no cell {cell!r}', field='cell')
+        folder = self.paths.root / job['run_dir'] / PREVIEW_DIR
+        for _ in range(3):                      # the newest may be replaced between listing and reading it
+            found = sorted((int(m[1]), p) for p in folder.glob(f'{cell}_s*.*')
+                           if (m := re.fullmatch(rf'{cell}_s(\d+)\.(webp|jpg|png)', p.name)))
+            if not found:
+                break
+            path = found[-1][1]
+            try:
+                return path.read_bytes(), PREVIEW_TYPES[path.suffix]
+            except FileNotFoundError:
+                continue
+        raise NotFound(f'cell {cell} of job {job_id} has no live preview', field='cell')
+
     def results(self, task_id):
         """Every infer job of the task and every cell they made, for the comparison grid."""
         self.tasks.get(task_id)
@@ -412,5 +457,8 @@ class InferenceService:
                 base = f'jobs/{job["id"]}/files/'
                 cells.append({**c, 'job_id': job['id'], 'negative_default': c.get('negative_prompt') == NEGATIVE_PROMPT,
                               'video_url': base + c['video'] if c.get('video') else None,
-                              'poster_url': base + c['poster'] if c.get('poster') else None})
+                              'poster_url': base + c['poster'] if c.get('poster') else None,
+                              'video_fast_url': base + c['video_fast'] if c.get('video_fast') else None,
+                              'preview_url': (f'jobs/{job["id"]}/previews/{c["id"]}?step={c.get("preview_step")}'
+                                              if c.get('preview') else None)})
         return {'task_id': task_id, 'best': self.best(task_id), 'jobs': jobs, 'cells': cells}

@@ -31,6 +31,7 @@ PREVIEW = {
     'backend': 'embedded',    # embedded | comfyui
     'device': 'free',         # free: any free GPU now; training: the training job's GPUs, once it frees them
     'enabled_at': None,       # saves before this time are not previewed
+    'taehv': None,            # a TAEHV file (model roots) for live previews of every run of the task; None: none
 }
 EMPTY = {'prompts': [], 'images': [], 'negative_prompt': None, 'preview': PREVIEW, 'best': None, 'revision': 0,
          'updated_at': None}
@@ -107,6 +108,8 @@ def check_preview(value):
         raise BadRequest(f'preview: unknown key(s) {", ".join(sorted(unknown))}', field='preview')
     if 'enabled' in value and not isinstance(value['enabled'], bool):
         raise BadRequest('preview.enabled must be true or false', field='preview.enabled')
+    if value.get('taehv') is not None and not isinstance(value['taehv'], str):
+        raise BadRequest('preview.taehv must be a path or null', field='preview.taehv')
     if value.get('device', 'free') not in DEVICES:
         raise BadRequest(f'preview.device {value["device"]!r} must be one of {", ".join(DEVICES)}', field='preview.device')
     return dict(value)

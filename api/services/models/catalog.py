@@ -6,6 +6,11 @@ low_noise_model/ for Wan2.2 A14B, next to Wan2.1_VAE.pth or Wan2.2_VAE.pth) or a
 models.wan.checkpoints.inspect_checkpoint, called in one place: `inspect_variant`. A folder the studio
 downloaded also has a manifest, `.odeo-model.json` (MANIFEST): where each file came from (repo, commit)
 and its sha256; `source` in a listing entry is that manifest's summary, `size_bytes` the folder's size.
+
+TAEHV files (tiny autoencoders for live previews, models/taehv/) are found apart: any `.pth` /
+`.safetensors` of at most TAEHV_MAX_BYTES under a root whose names and shapes are the published layout
+(`peek_taehv`: a safetensors header or a memory-mapped .pth, no weights read); listed with their latent
+channels (16: Wan2.1 VAE, 48: Wan2.2 TI2V-5B VAE) so a task is offered only the ones its model can use.
 """
 
 import json
@@ -14,12 +19,15 @@ import threading
 import time
 from pathlib import Path
 
+from ..filecache import FileCache
 from ..paths import find_folders
 
 VAE_FILES = ('Wan2.1_VAE.pth', 'Wan2.2_VAE.pth')
 MANIFEST = '.odeo-model.json'
 SCAN_DEPTH = 3              # <root>/<name>, <root>/<group>/<name>, <root>/tiny/<variant>/<layout>
 CACHE_S = 5.0
+TAEHV_SUFFIXES = ('.pth', '.safetensors')
+TAEHV_MAX_BYTES = 256 << 20       # the published taew2_1 / taew2_2 are ~ 20 MB; Wan's own files are far larger
 
 
 def layout_of(folder: Path):
@@ -44,6 +52,28 @@ class ModelCatalog:
         self.roots = [Path(r) for r in roots]
         self._lock = threading.Lock()
         self._cache = (0.0, [])
+        self._taehv_cache = (0.0, [])
+        self._peeked = FileCache()      # file -> its TAEHV config or None, until it changes
+
+    def taehvs(self):
+        """TAEHV files under the roots: [{name, path, root, latent_channels, patch_size, vae, size_bytes}]."""
+        with self._lock:
+            at, found = self._taehv_cache
+            if time.monotonic() - at > CACHE_S:
+                found = [e for root in self.roots for e in scan_taehv(root, peek=self._peek)]
+                self._taehv_cache = (time.monotonic(), found)
+            return found
+
+    def _peek(self, path):
+        from models.taehv.model import peek_taehv
+        return self._peeked.get(path, peek_taehv)
+
+    def find_taehv(self, path):
+        try:
+            p = str(Path(path).resolve())
+        except (OSError, RuntimeError, TypeError):
+            return None
+        return next((t for t in self.taehvs() if t['path'] == p), None)
 
     def list(self):
         with self._lock:
@@ -69,6 +99,7 @@ class ModelCatalog:
         """Forget the cached listing (after a download finished or a model was deleted)."""
         with self._lock:
             self._cache = (0.0, [])
+            self._taehv_cache = (0.0, [])
 
     def default(self):
         """The model a new task starts with: a working one, single-expert text-to-video first."""
@@ -92,6 +123,32 @@ class ModelCatalog:
         except (OSError, RuntimeError, TypeError):
             return None
         return next((m for m in self.list() if p == Path(m['path']) or Path(m['path']) in p.parents), None)
+
+
+def scan_taehv(root, depth=SCAN_DEPTH + 1, peek=None):
+    """TAEHV files under root, at most `depth` folders down. peek(path) -> config or None (default peek_taehv)."""
+    if peek is None:
+        from models.taehv.model import peek_taehv as peek
+    root = Path(root)
+    out = []
+    for dirpath, dirs, names in os.walk(root):
+        here = Path(dirpath)
+        level = len(here.relative_to(root).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith('.')) if level < depth else []
+        for n in sorted(names):
+            path = here / n
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if not n.endswith(TAEHV_SUFFIXES) or size > TAEHV_MAX_BYTES:
+                continue
+            cfg = peek(path)
+            if cfg is not None:
+                out.append({'name': str(path.relative_to(root)), 'path': str(path.resolve()), 'root': str(root),
+                            'latent_channels': cfg.latent_channels, 'patch_size': cfg.patch_size,
+                            'vae': 'wan2.2' if cfg.latent_channels == 48 else 'wan2.1', 'size_bytes': size})
+    return out
 
 
 def model_sources(catalog, main_doc):

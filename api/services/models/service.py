@@ -89,6 +89,7 @@ class ModelService:
         models = [{**m, 'used_by': self.users(m['path'])} for m in self.catalog.list()]
         downloads = [self.download_view(j) for j in self.jobs.store.all(TASK_ID, kind='download')]
         return {'roots': [str(r) for r in self.settings.all_model_roots], 'models': models,
+                'taehv': self.catalog.taehvs(),
                 'downloads': downloads[::-1][:20], 'choices': hub.choices(),
                 'hub': {'endpoint': self.endpoint(), 'token_set': bool(self.settings.hf_token)}}
 

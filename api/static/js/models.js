@@ -97,6 +97,10 @@ export default {
     const hub = h('p.muted.models-hub');
     const models = h('tbody');
     const downloads = h('tbody');
+    const taehvs = h('tbody');
+    const taehvCard = h('section.card.taehv-card', h('h2', 'TAEHV (live previews)'),
+      h('p.muted.small', 'Tiny autoencoders found under the model roots; a task picks one in Inference > Prompts & previews.'),
+      h('table.compact.taehv-table', h('thead', h('tr', ['File', 'Latent channels', 'For', 'Size'].map((x) => h('th', x)))), taehvs));
     const dlCard = h('section.card', h('h2', 'Downloads'), h('table.compact.downloads-table',
       h('thead', h('tr', ['Model', 'State', 'Progress', 'Queued', ''].map((x) => h('th', x)))), downloads));
     let refresh = () => {};
@@ -118,15 +122,19 @@ export default {
     const first = await api('models', { signal: scope.signal });
     container.append(h('div.area-header', h('h1', 'Models'), h('span.grow'), hub),
       h('section.card', h('table.models-table', h('thead', h('tr', ['Name', 'Variant', 'Layout', 'Size', 'Hub revision', 'Used by', ''].map((x) => h('th', x)))), models)),
-      downloadForm(first.choices, () => refresh()), dlCard);
+      taehvCard, downloadForm(first.choices, () => refresh()), dlCard);
     let sig = '';
     const draw = (list) => {
       hub.textContent = `Hub: ${list.hub.endpoint}${list.hub.token_set ? ' (token set)' : ''} · roots: ${list.roots.join(', ')}`;
-      const s = JSON.stringify([list.models, list.downloads]);
+      const s = JSON.stringify([list.models, list.downloads, list.taehv]);
       if (s === sig) return;
       sig = s;
       fill(models, list.models.length ? list.models.map((m) => modelRow(m, remove))
         : h('tr', h('td.muted', { colSpan: 7 }, 'No model yet: download one below, or copy one into a model root.')));
+      taehvCard.hidden = !(list.taehv || []).length;
+      fill(taehvs, (list.taehv || []).map((t) => h('tr', { dataset: { path: t.path } }, h('td', { title: t.path }, t.name),
+        h('td.num', String(t.latent_channels)), h('td', t.vae === 'wan2.2' ? 'Wan2.2 TI2V-5B' : 'Wan2.1, Wan2.2 A14B'),
+        h('td.num', formatBytes(t.size_bytes)))));
       dlCard.hidden = !list.downloads.length;
       fill(downloads, list.downloads.map((d) => downloadRow(d, stop)));
     };

@@ -3,7 +3,9 @@
     POST /prompt {prompt, client_id}      -> {prompt_id, number, node_errors}; 400 {error, node_errors} when refused
     GET  /ws?clientId=<id>                -> JSON text messages {type, data}: status, execution_start,
                                              execution_cached, executing, progress, executed, execution_success,
-                                             execution_error, execution_interrupted (binary frames are previews)
+                                             execution_error, execution_interrupted; binary frames: a big-endian
+                                             uint32 event (1 = PREVIEW_IMAGE) then, for previews, a uint32 image
+                                             format (1 = JPEG, 2 = PNG) and the image (servers run with --preview-method)
     GET  /history/<prompt_id>             -> {prompt_id: {prompt, outputs: {node: ui}, status, meta}}
     GET  /view?filename=&subfolder=&type= -> a file
     POST /upload/image (multipart image, type, subfolder, overwrite) -> {name, subfolder, type}; a taken name
@@ -11,7 +13,8 @@
     POST /interrupt, POST /queue {delete: [...]}, GET /object_info[/<class>], GET /system_stats
 
     client = ComfyClient('http://127.0.0.1:8188')
-    outputs = client.run(graph, on_progress=lambda done, total: ..., should_stop=lambda: False)
+    outputs = client.run(graph, on_progress=lambda done, total: ..., should_stop=lambda: False,
+                         on_preview=lambda done, data, ext: ...)       # ext: 'jpg' or 'png'
     data = client.fetch_video(outputs, save_node_id)
 
 Errors become ComfyError with a message naming the node (class, id, title) and the problem; a server
@@ -22,6 +25,7 @@ ComfyCancelled.
 
 import json
 import mimetypes
+import struct
 import time
 import urllib.error
 import urllib.parse
@@ -101,6 +105,20 @@ def sampling_steps(graph):
         elif n['class_type'] == 'KSamplerAdvanced':
             total += min(int(i['end_at_step']), int(i['steps'])) - int(i['start_at_step'])
     return max(total, 1)
+
+
+PREVIEW_IMAGE = 1                        # server.py BinaryEventTypes
+PREVIEW_FORMATS = {1: 'jpg', 2: 'png'}   # send_image: the image format number after the event
+
+
+def preview_image(msg):
+    """(image bytes, 'jpg' | 'png') of a binary PREVIEW_IMAGE frame; None for any other frame."""
+    if len(msg) < 8:
+        return None
+    event, fmt = struct.unpack('>II', msg[:8])
+    if event != PREVIEW_IMAGE or fmt not in PREVIEW_FORMATS:
+        return None
+    return bytes(msg[8:]), PREVIEW_FORMATS[fmt]
 
 
 class ComfyClient:
@@ -199,7 +217,7 @@ class ComfyClient:
             raise ComfyError(describe_refusal(body if isinstance(body, dict) else {'error': str(body)}, graph))
         return body['prompt_id']
 
-    def run(self, graph, on_progress=None, should_stop=None):
+    def run(self, graph, on_progress=None, should_stop=None, on_preview=None):
         """Submit and follow one prompt to its end; returns its history entry's outputs {node: ui}."""
         from simple_websocket import Client, ConnectionClosed
         client_id = uuid.uuid4().hex
@@ -211,7 +229,7 @@ class ComfyClient:
         prompt_id = None
         try:
             prompt_id = self.submit(graph, client_id)
-            self._follow(ws, graph, prompt_id, on_progress, should_stop or (lambda: False))
+            self._follow(ws, graph, prompt_id, on_progress, should_stop or (lambda: False), on_preview)
         except ConnectionClosed:
             raise ComfyGone(f'ComfyUI at {self.url} went away while running the graph (the connection closed)') from None
         except ComfyGone:
@@ -235,8 +253,8 @@ class ComfyClient:
             raise ComfyError(f'ComfyUI finished prompt {prompt_id} but has no history of it')
         return entry.get('outputs') or {}
 
-    def _follow(self, ws, graph, prompt_id, on_progress, should_stop):
-        offset, node, node_max, last, succeeded = 0, None, 0, time.monotonic(), None
+    def _follow(self, ws, graph, prompt_id, on_progress, should_stop, on_preview=None):
+        offset, node, node_max, last, succeeded, done = 0, None, 0, time.monotonic(), None, 0
         total = sampling_steps(graph)
         while True:
             if should_stop():
@@ -250,7 +268,10 @@ class ComfyClient:
                 continue
             last = time.monotonic()
             if isinstance(msg, bytes):
-                continue                                    # preview images
+                image = preview_image(msg)
+                if image and on_preview:
+                    on_preview(done, *image)
+                continue
             try:
                 m = json.loads(msg)
             except ValueError:
@@ -262,7 +283,8 @@ class ComfyClient:
                 if data.get('node') != node:
                     offset, node = offset + node_max, data.get('node')
                 node_max = int(data.get('max') or 0)
-                on_progress(min(total, offset + int(data.get('value') or 0)), total)
+                done = min(total, offset + int(data.get('value') or 0))
+                on_progress(done, total)
             elif kind == 'execution_error':
                 raise ComfyError(describe_failure(data, graph))
             elif kind == 'execution_interrupted':

@@ -74,7 +74,8 @@ class ManagedComfyUI:
             raise JobError(f'{main} not found: fetch the pinned ComfyUI with `git submodule update --init` '
                            f'(or set comfyui_path), or use comfyui_mode = external with comfyui_url')
         port = free_port()
-        args = [self.python, str(main), '--listen', '127.0.0.1', '--port', str(port), '--disable-auto-launch']
+        args = [self.python, str(main), '--listen', '127.0.0.1', '--port', str(port), '--disable-auto-launch',
+                '--preview-method', 'auto']                   # latent previews over /ws: the cells' live previews
         if self.loras_dir or self.model_roots:
             args += ['--extra-model-paths-config', str(extra_model_paths(self.config_path, self.model_roots,
                                                                            self.loras_dir or self.checkout))]

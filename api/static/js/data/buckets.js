@@ -1,8 +1,11 @@
 // Buckets tab: for a model variant and bucket settings, the bucket every file trains in or why it is
 // dropped, counts per bucket, steps per epoch (the trainer's own report code, on the server), and
 // suggestions from the data; "Save as dataset.toml" writes the settings a training task then uses.
+// "What the cache holds": the clips a training run cached for the variant, each decodable back to video
+// by a TAEHV (GET /datasets/<name>/cache/<variant>/<item>.mp4) to check crops, frame counts and buckets.
+import { fileUrl } from '../api.js';
 import { h, append, clear, debounce, fieldRow, showError, toast } from '../ui.js';
-import { dsApi } from './common.js';
+import { dsApi, enc } from './common.js';
 
 const CLIP_MODES = ['single_beginning', 'single_middle', 'multiple_overlapping'];
 
@@ -82,8 +85,37 @@ export default async function bucketsTab(container, dataset) {
     }
   });
 
+  const cacheCard = h('section.card.cache-view');
+  let cacheVariant = null;
+
+  async function showCache(variant) {
+    if (variant === cacheVariant) return;
+    cacheVariant = variant;
+    let res;
+    try { res = await dsApi(dataset, `/cache/${enc(variant)}`); } catch (e) { showError(e, 'Cache'); return; }
+    if (variant !== cacheVariant) return;
+    const decode = (it, cell, btn) => {
+      btn.disabled = true;
+      const video = h('video', { controls: true, muted: true, loop: true, autoplay: true, playsinline: true,
+        src: fileUrl(`datasets/${enc(dataset)}/cache/${enc(variant)}/${enc(it.item)}.mp4?max_side=320`) });
+      video.addEventListener('error', () => { cell.textContent = 'could not decode this clip (see the server log)'; });
+      cell.replaceChildren(video);
+    };
+    const name = (p) => String(p || '').split('/').pop();
+    cacheCard.replaceChildren(h('h3', 'What the cache holds'),
+      !res.items.length ? h('p.muted', `Nothing cached for ${variant} yet: a training run on this dataset builds the cache.`)
+        : !res.taehv.length ? h('p.muted', `${res.items.length} clip(s) cached; put a TAEHV for ${variant} under the model roots to decode them.`)
+          : h('table', h('tbody', res.items.map((it) => {
+            const cell = h('td.cache-video');
+            const btn = h('button.small', { type: 'button', onclick: () => decode(it, cell, btn) }, 'Decode');
+            return h('tr', { dataset: { item: it.item } }, h('td', name(it.source)), h('td.num', `${it.width}×${it.height}×${it.frames}`),
+              h('td', btn), cell);
+          }))));
+  }
+
   function render(view) {
     clear(out);
+    showCache(view.variant);
     if (view.issues && view.issues.length) {
       out.append(h('div.card.issues', h('h3', 'These settings do not work'), h('ul', view.issues.map((i) => h('li.error', `${i.key}: ${i.message}`)))));
       return;
@@ -147,6 +179,6 @@ export default async function bucketsTab(container, dataset) {
       fieldRow('Clip mode', f.video_clip_mode),
       fieldRow('Micro-batch', f.micro_batch_size), fieldRow('Image micro-batch', f.image_micro_batch_size),
       fieldRow('Accumulation', f.gradient_accumulation_steps), fieldRow('GPUs', f.gpus)),
-    h('div.row', saveBtn, savedNote)), out);
+    h('div.row', saveBtn, savedNote)), out, cacheCard);
   render(first);
 }

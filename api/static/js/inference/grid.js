@@ -2,6 +2,9 @@
 // strengths (columns), every video of the chosen settings group playing in sync under one play / pause /
 // scrub control. A cell's settings show on hover and, with its download link, on click. Rows can be
 // marked as the task's best epoch (stored on the task: PATCH /tasks/<id>/inference {best}).
+// While a test job runs, its running video's live preview (the newest denoising step decoded by the task's
+// TAEHV, or ComfyUI's own preview image) loops beside the job's progress line and Stop button: the grid holds
+// finished videos only, and a running video's row or column may not exist in it yet.
 
 import { api, fileUrl } from '../api.js';
 import { h, clear, fill, showError, toast } from '../ui.js';
@@ -135,11 +138,35 @@ export async function resultsView(container, ctx) {
     for (const job of data.jobs.filter((j) => ACTIVE.includes(j.state))) {
       if (following.has(job.id)) continue;
       const p = jobProgress(job.id, () => setTimeout(() => refresh(), 300));
+      p.live = h('div.inf-live');
+      p.el.append(p.live);
       following.set(job.id, p);
       active.append(p.el);
     }
+    showLive();
     const sig = JSON.stringify([data.best, data.cells.map((c) => [c.job_id, c.id, c.status])]);
     if (sig !== signature) { signature = sig; draw(); }
+  }
+
+  // The newest preview of each running cell, in its job's box; gone once the cell is done.
+  function showLive() {
+    for (const [jobId, p] of following) {
+      const c = data.cells.find((x) => x.job_id === jobId && x.status === 'running' && (x.preview_url || x.video_fast_url));
+      if (!c) { clear(p.live); continue; }
+      const fast = Boolean(c.video_fast_url);        // sampling ended: TAEHV's full-size video, the full VAE's follows
+      let fig = p.live.querySelector('figure');
+      if (!fig || fig.dataset.cell !== c.id || fig.dataset.fast !== String(fast)) {
+        const media = fast
+          ? h('video', { src: fileUrl(c.video_fast_url), muted: true, autoplay: true, loop: true, playsinline: true })
+          : h('img', { alt: 'live preview' });
+        fig = h('figure.inf-live-cell', { dataset: { cell: c.id, fast: String(fast) } }, media, h('figcaption.muted.small'));
+        fill(p.live, fig);
+      }
+      const img = fig.querySelector('img');
+      if (img && img.getAttribute('src') !== fileUrl(c.preview_url)) img.setAttribute('src', fileUrl(c.preview_url));
+      fig.querySelector('figcaption').textContent = `${loraLabel(c.lora)} · ${c.prompt || c.image || ''} · `
+        + (fast ? 'fast decode (TAEHV); the full video follows' : `step ${c.preview_step}/${c.steps}`);
+    }
   }
 
   async function refresh() { try { await load(); } catch (e) { showError(e, 'Results'); } }
@@ -231,8 +258,8 @@ export async function resultsView(container, ctx) {
     } catch (e) { showError(e, 'Best epoch'); }
   }
 
-  // the first load, then again every 2 s while a test job is queued or running (an error shows once)
-  ctx.scope.poll(async () => { if (!data || data.jobs.some((j) => ACTIVE.includes(j.state))) await load(); }, 2000);
+  // the first load, then again every second while a test job is queued or running (live previews; an error shows once)
+  ctx.scope.poll(async () => { if (!data || data.jobs.some((j) => ACTIVE.includes(j.state))) await load(); }, 1000);
   return () => {
     player.pause();
     for (const p of following.values()) p.stop();
