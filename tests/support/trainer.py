@@ -102,3 +102,21 @@ def wait_for(predicate, timeout=120, interval=0.2):
             return True
         time.sleep(interval)
     return False
+
+
+def cache_items(adapter, count, text_len=5, text_step=1, seed=1):
+    """Cache entries as the trainer reads them: latents [z, F', H', W'], text [tokens, D] (text_len + text_step * i
+    tokens for item i), the i2v condition and CLIP tokens where the variant has them; random, seeded."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    t = adapter.transformers[0].config
+    out = []
+    for i in range(count):
+        it = {'latents': torch.randn(adapter.variant.z_dim, 3, 8, 8, generator=g),
+              'text_embeddings': torch.randn(text_len + text_step * i, t.text_dim, generator=g)}
+        if adapter.uses_cond:
+            it['y'] = torch.randn(adapter.variant.z_dim, 3, 8, 8, generator=g)
+        if adapter.uses_clip:
+            it['clip_context'] = torch.randn(257, t.image_dim, generator=g)
+        out.append(it)
+    return out

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.support.trainer import config_text, write_config
+from tests.support.trainer import cache_items, config_text, write_config
 
 LORA = "type = 'lora'\nrank = 4\ndtype = 'float32'"
 
@@ -29,21 +29,6 @@ def trained_lora(transformers, seed=0):
                     p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-def items(adapter, count, text_len=5, seed=1):
-    """Cache entries as the trainer reads them: latents [z, F', H', W'], text [tokens, D], i2v condition, CLIP."""
-    g = torch.Generator().manual_seed(seed)
-    t = adapter.transformers[0].config
-    out = []
-    for i in range(count):
-        it = {'latents': torch.randn(adapter.variant.z_dim, 3, 8, 8, generator=g),
-              'text_embeddings': torch.randn(text_len + i, t.text_dim, generator=g)}
-        if adapter.uses_cond:
-            it['y'] = torch.randn(adapter.variant.z_dim, 3, 8, 8, generator=g)
-        if adapter.uses_clip:
-            it['clip_context'] = torch.randn(257, t.image_dim, generator=g)
-        out.append(it)
-    return out
-
 
 def run_layers(layers, inputs):
     x = inputs
@@ -62,7 +47,7 @@ def test_pipeline_layers_compute_what_the_diffusers_transformer_computes(tiny_mo
     two = len(transformers) == 2
     if two:
         adapter.t_table = torch.tensor([0.3, 0.95], dtype=torch.float64)   # one draw each side of the boundary
-    inputs, _ = adapter.prepare_inputs(adapter.collate(items(adapter, 8)), torch.Generator().manual_seed(3))
+    inputs, _ = adapter.prepare_inputs(adapter.collate(cache_items(adapter, 8)), torch.Generator().manual_seed(3))
     with torch.no_grad():
         got = run_layers(adapter.to_layers(), inputs)
 
@@ -112,7 +97,7 @@ def test_checkpointing_flavours_give_the_gradients_of_no_checkpointing(tiny_mode
         adapter = make_adapter(tiny_models, tmp_path, 'wan2.1-t2v-1.3b', adapter=LORA + '\ndropout = 0.2')
         transformers = adapter.build_diffusion_model(seed=0)
         trained_lora(transformers)
-        x, labels = adapter.prepare_inputs(adapter.collate(items(adapter, 2)), torch.Generator().manual_seed(0))
+        x, labels = adapter.prepare_inputs(adapter.collate(cache_items(adapter, 2)), torch.Generator().manual_seed(0))
         if ckpt is not None:
             x = tuple(t.requires_grad_(t.is_floating_point()) for t in x)
         torch.manual_seed(7)
@@ -191,7 +176,7 @@ def swap_step(adapter, mode, stages, swap, prefetch):
             swappers.append(s)
     ckpt = checkpoint_function('unsloth' if mode == 'unsloth' else True, reentrant=mode == 'reentrant')
     watch = SwapWatch(swappers)
-    x, labels = adapter.prepare_inputs(adapter.collate(items(adapter, 2)), torch.Generator().manual_seed(0))
+    x, labels = adapter.prepare_inputs(adapter.collate(cache_items(adapter, 2)), torch.Generator().manual_seed(0))
     if mode in ('unsloth', 'reentrant'):     # DeepSpeed's engine does this for any checkpoint function but its own
         x = tuple(t.requires_grad_(t.is_floating_point()) for t in x)
     torch.manual_seed(7)
@@ -318,7 +303,7 @@ def test_uncond_fraction_trains_on_the_empty_prompt_as_the_pipeline_encodes_it(t
     adapter.load_encoders('cpu')
     adapter.build_diffusion_model(seed=0)
     (empty,) = adapter.encode_text([''])               # what the cache holds for '' ([tokens, D])
-    batch = [{**it, 'uncond_text': empty['text_embeddings']} for it in items(adapter, 2)]   # as TrainData attaches it
+    batch = [{**it, 'uncond_text': empty['text_embeddings']} for it in cache_items(adapter, 2)]   # as TrainData attaches it
     inputs, _ = adapter.prepare_inputs(adapter.collate(batch), torch.Generator().manual_seed(0))
     pipe = WanPipeline.from_pretrained(tiny_models / 'wan2.1-t2v-1.3b' / 'diffusers', dtype=torch.float32)
     with torch.no_grad():
@@ -394,7 +379,7 @@ def test_float8_storage_narrows_only_the_linear_weights_inside_the_blocks(tiny_m
     for keep in ('blocks.0.attn1.to_q.base_layer.bias', 'blocks.0.norm2.weight', 'blocks.0.scale_shift_table',
                  'proj_out.weight', 'patch_embedding.weight', 'condition_embedder.time_proj.weight'):
         assert dict(transformers[0].named_parameters())[keep].dtype == torch.bfloat16, keep
-    inputs, labels = adapter.prepare_inputs(adapter.collate(items(adapter, 2)), torch.Generator().manual_seed(0))
+    inputs, labels = adapter.prepare_inputs(adapter.collate(cache_items(adapter, 2)), torch.Generator().manual_seed(0))
     adapter.loss(run_layers(adapter.to_layers(), inputs), labels).backward()
     assert all(p.grad is not None for t in transformers for n, p in t.named_parameters() if '.lora_B.' in n
                and (inputs[-1] == (0 if t is transformers[0] else 1)).any())

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.support import wan_official as wo
-from tests.support.trainer import config_text, write_config
+from tests.support.trainer import cache_items, config_text, write_config
 
 TOL = 1e-5          # max |ours - official| / max |official|
 CAPTIONS = ['a red fox runs through the snowy forest at dawn, cinematic shot.',
@@ -128,20 +128,6 @@ def test_clip_image_tokens_are_the_official_pipelines(folders, tmp_path, height,
     check(f'CLIP tokens {height}x{width}', ours, theirs)
 
 
-def items(adapter, count, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    t = adapter.transformers[0].config
-    out = []
-    for i in range(count):
-        it = {'latents': torch.randn(adapter.variant.z_dim, 3, 8, 8, generator=g),
-              'text_embeddings': torch.randn(5 + 3 * i, t.text_dim, generator=g)}
-        if adapter.uses_cond:
-            it['y'] = torch.randn(adapter.variant.z_dim, 3, 8, 8, generator=g)
-        if adapter.uses_clip:
-            it['clip_context'] = torch.randn(257, t.image_dim, generator=g)
-        out.append(it)
-    return out
-
 
 @pytest.mark.parametrize('variant', list(wo.VARIANTS))
 def test_predicted_velocity_is_the_official_wanmodels(folders, tmp_path, variant):
@@ -156,7 +142,7 @@ def test_predicted_velocity_is_the_official_wanmodels(folders, tmp_path, variant
     if two:
         assert adapter.experts == ['high_noise', 'low_noise']
         adapter.t_table = torch.tensor([0.3, 0.95], dtype=torch.float64)   # one draw each side of the boundary
-    batch = items(adapter, 4)
+    batch = cache_items(adapter, 4, text_step=3)
     inputs, _ = adapter.prepare_inputs(adapter.collate(batch), torch.Generator().manual_seed(3))
     with torch.no_grad():
         got = inputs
