@@ -2,7 +2,8 @@
 (tests/fakes/fake_trainer.py: real training is not the point here): an invalid field blocks Start and is
 never silently replaced by its last valid value; a task's inference jobs are listed apart from its
 training runs; "Train on this dataset" makes a draft task and opens it; a diffusion-pipe config imports
-as a task and its TOML pair downloads as two files."""
+as a task and its TOML pair downloads as two files; the devices every rank of a multi-node run reports show
+grouped by node."""
 
 import tomllib
 
@@ -143,3 +144,24 @@ def test_import_a_diffusion_pipe_config_and_download_the_toml_pair(studio_server
         else:
             assert doc['directory'][0]['num_repeats'] == 3
     shot('training-toml-export')
+
+
+def test_the_monitor_shows_each_nodes_devices_as_the_ranks_report_them(start_studio, page, shot):
+    studio = start_studio(**FAKE)
+    (studio.data_root / 'datasets' / 'demo' / 'fake_trainer.toml').write_text('report_nodes = 2\nstep_time = 0.1\n')
+    status, task = studio.api('POST', 'tasks', {'dataset': 'demo', 'form': {'epochs': 1, 'lora_rank': 4}})
+    assert status == 201, task
+    status, train = studio.api('POST', f'tasks/{task["id"]}/start', {})
+    assert status == 202, train
+    wait_until(lambda: studio.api('GET', f'jobs/{train["id"]}')[1]['state'] in FINAL, 60, every=0.3, what='training')
+
+    page.goto(studio.url + f'#/training/{task["id"]}?tab=monitor')
+    card = page.locator('section.run-devices')
+    card.wait_for()
+    nodes = card.locator('.run-devices-node')
+    assert nodes.count() == 2
+    assert nodes.nth(0).locator('h3').inner_text() == 'Node 0 · node0'
+    assert nodes.nth(1).locator('h3').inner_text() == 'Node 1 · node1'
+    row = nodes.nth(1).locator('tr[data-rank="1"]')
+    assert '50 %' in row.inner_text() and '2.0 / 16.0 GiB' in row.inner_text()
+    shot('training-monitor-devices-by-node')

@@ -26,6 +26,8 @@ How it misbehaves is told through its config: the dataset folder the config poin
     bind_master_port = false    # bind MASTER_PORT as torch's TCPStore does; taken: torch's EADDRINUSE error, exit 1
     wait_build_lock = false     # before any event, wait (silently) while $TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/lock
                                 # exists, as DeepSpeed's CPU op build does (torch's FileBaton)
+    report_nodes = 0            # after each step, one `resources` event per rank of this many one-rank nodes, as
+                                # train.py's rank 0 writes them for a multi-node run
 """
 
 import argparse
@@ -43,7 +45,7 @@ MEDIA = {'.jpg', '.jpeg', '.png', '.webp', '.mp4', '.mov', '.webm', '.gif'}
 DEFAULTS = {'step_time': 0.05, 'heartbeat_interval': 0.2, 'startup_delay': 0.0, 'crash_at_step': None,
             'crash_times': 1, 'hang_at_step': None, 'hang_times': 1, 'die_at_step': None, 'die_code': 1,
             'refuse': False, 'ignore_control': False, 'ignore_sigterm': False, 'crash_every': 0,
-            'bind_master_port': False, 'wait_build_lock': False}
+            'bind_master_port': False, 'wait_build_lock': False, 'report_nodes': 0}
 
 
 def parse_args(argv):
@@ -269,6 +271,10 @@ class FakeTrainer:
                          examples_per_s=rate * cfg.get('micro_batch_size_per_gpu', 1), steps_per_s=rate,
                          eta_s=(self.total - step) / rate if rate else None)
         print(f'\rstep {step}/{self.total} loss {0.5 / math.sqrt(step):.4f}', end='\n' if step % spe == 0 else '', flush=True)
+        for node in range(self.behave['report_nodes']):
+            self.events.emit('resources', step=step, node=node, host=f'node{node}', rank=node, local_rank=0, stage=0,
+                             dp_rank=node, device=0, kind='cpu', util_pct=40.0 + 10 * node,
+                             mem_used_mib=1024.0 * (node + 1), mem_total_mib=16384.0, mem_peak_mib=None)
         if cfg.get('eval_every_n_steps') and step % cfg['eval_every_n_steps'] == 0:
             self.evaluate(step, epoch)
         if cfg.get('save_every_n_steps') and step % cfg['save_every_n_steps'] == 0:

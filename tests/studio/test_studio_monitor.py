@@ -63,6 +63,23 @@ def test_progress_eta_counts_down_from_the_event():
     assert progress_view(s, now=2000.0)['eta_s'] == 0.0
 
 
+
+def test_progress_lists_each_ranks_newest_device_report_by_node_then_rank():
+    """`resources` events (one per rank, gathered by rank 0 of a multi-node run): the newest of each rank, ordered
+    by node and rank, with its age; a later report of a rank replaces its earlier one."""
+    from api.services.jobs.event_tail import EventState
+    s = EventState()
+    for t, node, rank, util in ((100.0, 1, 2, 10.0), (100.0, 0, 0, 20.0), (100.0, 0, 1, 30.0), (160.0, 1, 2, 90.0)):
+        s.fold({'type': 'resources', 'time': t, 'node': node, 'host': f'h{node}', 'rank': rank, 'local_rank': rank % 2,
+                'stage': 0, 'dp_rank': rank, 'device': rank % 2, 'kind': 'gpu', 'util_pct': util,
+                'mem_used_mib': 1000.0, 'mem_total_mib': 80000.0, 'mem_peak_mib': 900.0})
+    s.fold({'type': 'resources', 'time': 170.0, 'node': 0})          # no rank: not a report of any device
+    rows = progress_view(s, now=170.0)['resources']
+    assert [(r['node'], r['rank']) for r in rows] == [(0, 0), (0, 1), (1, 2)]
+    assert rows[2]['util_pct'] == 90.0 and rows[2]['age_s'] == 10.0 and rows[0]['age_s'] == 70.0
+    assert rows[0]['host'] == 'h0' and rows[0]['kind'] == 'gpu' and rows[0]['mem_total_mib'] == 80000.0
+    assert progress_view(EventState(), now=0.0)['resources'] == []
+
 def finished_job_with_events(make_app, events):
     """A studio (client) with one task whose finished job 'j1' wrote `events` (bytes) to its events.jsonl."""
     app = make_app()

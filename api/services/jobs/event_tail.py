@@ -55,6 +55,7 @@ class EventState:
         self.series = {}
         self.artifacts = {}         # path -> artifact event (last wins)
         self.warnings = []          # messages of `warning` events, each once, oldest first
+        self.resources = {}         # rank -> its newest `resources` event (device use, every rank of every node)
         self.last_event_time = None
         self.last_heartbeat = None
         self.count = 0
@@ -84,6 +85,9 @@ class EventState:
                 self.artifacts[ev['path']] = ev
         elif kind == 'heartbeat':
             self.last_heartbeat = t
+        elif kind == 'resources':
+            if isinstance(ev.get('rank'), int):
+                self.resources[ev['rank']] = ev
         elif kind == 'warning':
             msg = ev.get('message')
             if isinstance(msg, str) and msg not in self.warnings and len(self.warnings) < MAX_WARNINGS:
@@ -160,7 +164,7 @@ def progress_view(state: EventState, now=None):
            'phase': None, 'fraction': None, 'cache': None,
            'last_event_age_s': _age(now, state.last_event_time),
            'heartbeat_age_s': _age(now, state.last_heartbeat), 'loss': _latest(state.series.get(LOSS)),
-           'warnings': list(state.warnings)}
+           'warnings': list(state.warnings), 'resources': resources_view(state, now)}
     for name in PROGRESS_FIELDS:
         out[name] = None
     if state.cache:
@@ -177,6 +181,17 @@ def progress_view(state: EventState, now=None):
         if isinstance(p.get('step'), int) and isinstance(p.get('total_steps'), int) and p['total_steps'] > 0:
             out['fraction'] = round(min(1.0, p['step'] / p['total_steps']), 4)
     return out
+
+
+RESOURCE_FIELDS = ('node', 'host', 'rank', 'local_rank', 'stage', 'dp_rank', 'device', 'kind', 'util_pct',
+                   'mem_used_mib', 'mem_total_mib', 'mem_peak_mib')
+
+
+def resources_view(state: EventState, now):
+    """Each rank's newest device use (the trainer's `resources` events), by node then rank, with its age."""
+    rows = [{**{k: ev.get(k) for k in RESOURCE_FIELDS}, 'age_s': _age(now, _finite(ev.get('time')))}
+            for ev in state.resources.values()]
+    return sorted(rows, key=lambda r: (r['node'] if isinstance(r['node'], int) else -1, r['rank']))
 
 
 def _latest(series):

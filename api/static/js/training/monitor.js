@@ -11,6 +11,7 @@ import { LogView } from '../logview.js';
 import { badge, confirmDialog, fill, formatDuration, formatNumber, formatShortTime, h, showError, toast } from '../ui.js';
 import { ArtifactList } from './artifacts.js';
 import { EvalCharts } from './evalcharts.js';
+import { RunDevices } from './devices.js';
 import { SamplesView } from './samples.js';
 import { notifyButton } from '../notify.js';
 
@@ -56,6 +57,7 @@ export class Monitor {
     this.chart = new LossChart(this.chartBox);
     this.scope.add(() => this.chart.destroy());
     this.evalCharts = new EvalCharts();
+    this.devices = new RunDevices();
     this.scope.add(() => this.evalCharts.destroy());
     this.samples = new SamplesView({ taskId: this.task.id, jobId: this.jobId });
     this.list = new ArtifactList({ onRestart: (tag) => this.restart(tag) });
@@ -64,7 +66,7 @@ export class Monitor {
     this.el = h('div.monitor',
       h('div.row.run-bar', h('label.inline', { for: 'run-select' }, 'Run'), this.runSelect, h('span.muted.run-origin'),
         notifyButton()),
-      this.progressCard, this.controls.el, this.attempts, this.inferBox,
+      this.progressCard, this.controls.el, this.attempts, this.inferBox, this.devices.el,
       h('div.monitor-grid',
         h('section.card.chart-card', h('h2', 'Loss'), this.chartBox),
         h('section.card.artifact-card', this.list.el)),
@@ -159,6 +161,7 @@ export class Monitor {
     if (nowActive && this.job.state === 'queued' && this.ticks % 2) this.queueInfo = await this.readQueue(signal);
     this.renderProgress();
     this.evalCharts.setWarnings(progress.warnings);
+    this.devices.update(progress.resources);
     if (nowActive || !this.finalRead) {
       const last = !nowActive;
       if (last || this.ticks % 2 === 1 || changed) await this.readMetrics(signal);
