@@ -72,8 +72,10 @@ export class SamplesView {
     const mine = new Set(res.jobs.filter((j) => j.origin && j.origin.action === 'preview' && j.origin.job_id === this.jobId)
       .map((j) => j.id));
     const waiting = res.jobs.filter((j) => mine.has(j.id) && ['queued', 'running'].includes(j.state)).length;
-    const cells = res.cells.filter((c) => mine.has(c.job_id) && c.status === 'done' && c.video_url);
-    const key = JSON.stringify([waiting, cells.map((c) => `${c.job_id}/${c.id}`)]);
+    // a sample shows as soon as TAEHV's fast video exists (seconds), and is replaced by the full VAE's when that is ready
+    const videoOf = (c) => (c.status === 'done' && c.video_url) || c.video_fast_url || null;
+    const cells = res.cells.filter((c) => mine.has(c.job_id) && videoOf(c));
+    const key = JSON.stringify([waiting, cells.map((c) => `${c.job_id}/${c.id}/${videoOf(c)}`)]);
     if (key === this.shown) return;
     this.shown = key;
     const byEpoch = new Map();
@@ -82,10 +84,11 @@ export class SamplesView {
       { dataset: { epoch } },
       h('div.samples-label', h('strong', typeof epoch === 'number' ? `epoch ${epoch}` : String(epoch)),
         cs[0].lora && cs[0].lora.step !== null && cs[0].lora.step !== undefined ? h('span.muted.small', ` step ${cs[0].lora.step}`) : null),
-      h('div.samples-videos', cs.map((c) => h('figure.sample',
-        h('video', { src: fileUrl(c.video_url), poster: c.poster_url ? fileUrl(c.poster_url) : undefined, muted: true,
+      h('div.samples-videos', cs.map((c) => h('figure.sample', { dataset: { fast: String(videoOf(c) !== c.video_url) } },
+        h('video', { src: fileUrl(videoOf(c)), poster: c.poster_url ? fileUrl(c.poster_url) : undefined, muted: true,
           loop: true, controls: true, playsinline: true, preload: 'metadata', title: c.prompt }),
-        h('figcaption.small', c.prompt || c.image || ''))))));
+        h('figcaption.small', c.prompt || c.image || '',
+          videoOf(c) !== c.video_url ? h('span.muted', ' · quick preview (TAEHV); the full video follows') : null))))));
     fill(this.list, rows.length ? rows : h('p.muted', 'No samples yet: turn samples on in the configuration (Samples) '
       + 'to get videos after each saved epoch.'),
     waiting ? h('p.muted.small', `${waiting} sample job(s) waiting or running…`) : null,
