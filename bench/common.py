@@ -9,7 +9,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'tests'))
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 
@@ -17,7 +16,7 @@ def setup(model='wan2.1-t2v-1.3b', **config):
     """-> (work folder, config path) for the tiny model and the demo dataset."""
     from models.wan.tiny import write_tiny_model
     from tools.make_demo_dataset import make_demo_dataset
-    from trainer_helpers import config_text, write_config
+    from tests.support.trainer import config_text, write_config
     work = Path(tempfile.mkdtemp(prefix='odeo-bench-'))
     path = write_tiny_model(work / 'models', model, layouts=('official',))['official']
     dataset = make_demo_dataset(work / 'demo')

@@ -22,7 +22,7 @@ from common import PlainLoop, setup
 
 
 def ours(config, run_dir, steps):
-    from trainer_helpers import events, launch
+    from tests.support.trainer import events, launch
     proc = launch(config, run_dir, procs=1, timeout=1800)
     if proc.returncode != 0:
         raise SystemExit(f'train.py failed; see {run_dir}.log')
