@@ -69,7 +69,7 @@ def validate_taehv(raw, file='config.toml', base_dir=None, world_size=None):
                             if isinstance(e, dict) and isinstance(e.get('config'), str) else e
                             for e in cfg.get('eval_datasets') or []]
     # What utils/train_data.py and utils/checkpointing.py read from a LoRA config, fixed here.
-    cfg.update(pipeline_stages=1, image_micro_batch_size_per_gpu=None, image_eval_micro_batch_size_per_gpu=None,
+    cfg.update(pipeline_stages=1, image_micro_batch_size_per_gpu=None, eval_image_micro_batch_size_per_gpu=None,
                eval_micro_batch_size_per_gpu=cfg.get('micro_batch_size_per_gpu'), eval_gradient_accumulation_steps=1)
     return cfg, issues
 

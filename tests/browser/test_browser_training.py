@@ -122,7 +122,8 @@ def test_train_stop_resume_finish_and_download_in_the_browser(studio_server, pag
     page.on('request', lambda r: asked.append(r.url))
     page.wait_for_timeout(3500)
     assert any('/api/v1/gpus' in u for u in asked)
-    assert not [u for u in asked if '/api/v1/jobs' in u or '/api/v1/tasks' in u], asked
+    # the task page's own polling (its task, its job) ended; the app-wide run notifier lists jobs and tasks
+    assert not [u for u in asked if f'/api/v1/tasks/{task_id}' in u or f'/api/v1/jobs/{job_id}' in u], asked
 
 
 def test_gpus_area_explains_the_cpu_mode(studio_server, page, shot):

@@ -39,10 +39,10 @@ def test_an_invalid_field_blocks_start_and_keeps_what_was_typed(start_studio, pa
 
     page.fill('#f-lora_rank', '0')
     page.locator('#f-lora_rank-issue', has_text='at least 1').wait_for()
-    page.wait_for_function("document.querySelector('#tab-config .count')?.textContent === '1'")
+    page.wait_for_function("() => document.querySelector('#tab-config .count')?.textContent === '1'")
     page.fill('#f-learning_rate', '-1')                     # saved as typed; the studio's check marks it
     page.locator('#f-learning_rate-issue', has_text='greater than 0').wait_for()
-    page.wait_for_function("document.querySelector('#tab-config .count')?.textContent === '2'")
+    page.wait_for_function("() => document.querySelector('#tab-config .count')?.textContent === '2'")
     # a later save and validation (another field) leaves both marked, and the typed 0 in its field
     page.fill('#f-epochs', '3')
     page.locator('.save-status', has_text='All changes saved').wait_for()
@@ -61,7 +61,7 @@ def test_an_invalid_field_blocks_start_and_keeps_what_was_typed(start_studio, pa
     page.fill('#f-lora_rank', '8')
     page.fill('#f-learning_rate', '1e-4')
     page.locator('.save-status', has_text='All changes saved').wait_for()
-    page.wait_for_function("!document.querySelector('#tab-config .count')")
+    page.wait_for_function("() => !document.querySelector('#tab-config .count')")
     page.click('#start-task')
     page.click('dialog.start-dialog button[type=submit]')
     page.wait_for_url('**tab=monitor&job=*')
@@ -85,7 +85,7 @@ def test_inference_jobs_are_listed_apart_from_training_runs(start_studio, page, 
         wait_until(lambda: studio.api('GET', f'jobs/{infer["id"]}')[1]['state'] in FINAL, 90, every=0.3, what='the test run')
 
         page.goto(studio.url + f'#/training/{task["id"]}')
-        page.wait_for_function("document.querySelector('.progress-card')?.dataset.state === 'done'")
+        page.wait_for_function("() => document.querySelector('.progress-card')?.dataset.state === 'done'")
         assert f'job={train["id"]}' in page.url
         options = page.locator('#run-select option')
         assert options.count() == 1 and options.first.inner_text().startswith('Run 1 · done')

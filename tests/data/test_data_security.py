@@ -44,7 +44,8 @@ def test_traversal_in_every_path_argument(app, data_root):
     routes = list(_routes(app))
     assert len(routes) >= 20
     for rule, method in routes:
-        good = {'name': 'd', 'file': 'clip.mp4', 'upload_id': 'u20260101-000000-00000000'}
+        good = {'name': 'd', 'file': 'clip.mp4', 'upload_id': 'u20260101-000000-00000000', 'variant': 'wan2.1-t2v-1.3b',
+                'item': 'i1'}
         for arg in rule.arguments:
             for bad in (BAD_NAMES if arg != 'file' else BAD_FILES):
                 url = _url(rule, {**good, arg: bad})
@@ -90,7 +91,7 @@ def test_every_data_route_needs_the_token(make_app, data_root):
     small_dataset(data_root / 'datasets' / 'd')
     app = make_app(token='s3cret')
     c = app.test_client()
-    values = {'name': 'd', 'file': 'clip.mp4', 'upload_id': 'u1'}
+    values = {'name': 'd', 'file': 'clip.mp4', 'upload_id': 'u1', 'variant': 'wan2.1-t2v-1.3b', 'item': 'i1'}
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith(AREA):
             continue

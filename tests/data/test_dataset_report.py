@@ -135,7 +135,7 @@ def test_report_counts_and_steps_per_epoch(two_dirs):
     # 48x32 (AR 1.5) -> nearest bucket 1.587 -> 1024 px area -> 40.3 x 25.4 -> 48 x 32
     assert buckets == {(48, 32, 1): (2, 4, 2), (48, 32, 17): (3, 6, 3), (64, 64, 1): (1, 1, 1)}
     assert ds.report['totals'] == {'files': 6, 'used': 6, 'dropped': 0, 'ignored': 0, 'items': 6,
-                                   'items_per_epoch': 11, 'caption_dropout_files': 0}
+                                   'items_per_epoch': 11, 'caption_dropout_files': 0, 'split_off': 0}
     # micro 1 (images 2), 2 data-parallel ranks: video 6/2 = 3 steps; images 4/4 = 1; 64x64 1 < 4 -> 0, 1 left
     assert ds.steps_per_epoch(1, 2, dp_world=2, grad_accum=1) == 4
     assert ds.report['batching']['dropped_per_epoch'] == 1

@@ -27,9 +27,10 @@ def _store(folder, variant):
 def cached_items(folder, variant):
     """[{item, source, key, frames, width, height}] of every latent entry cached for `variant`, by source."""
     from safetensors import safe_open
+    store = _store(folder, variant)                     # an unknown variant: 404 naming it
     stride_t, stride_h, stride_w = VARIANTS[variant].vae_stride
     out = []
-    for key, (shard, info) in _store(folder, variant).scan().items():
+    for key, (shard, info) in store.scan().items():
         if info.get('kind') != 'latent' or 'latents' not in info.get('fields', ()):
             continue
         with safe_open(shard, framework='pt') as f:

@@ -236,6 +236,8 @@ class Scheduler:
         self.queue.remove(job['id'])
         if again:
             return
+        if job.get('slurm_job_id'):     # a new batch job replaces it: the old one (if Slurm still has it) never runs beside it
+            slurm.cli.cancel(job['slurm_job_id'])
         try:
             mode = 'cpu' if self.settings.gpu_backend == 'cpu' else 'gpu'       # the nodes': GPUs unless told not
             slurm.write_script(self.settings, job, run_dir, port, resume, mode)
