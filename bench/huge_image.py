@@ -9,7 +9,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,10 +22,10 @@ def main():
     p.add_argument('--side', type=int, default=12500)
     p.add_argument('--max_pixels', type=int, default=None, help='the max_image_pixels setting (default: the studio\'s)')
     args = p.parse_args()
-    import psutil
     from PIL import Image
 
     from api import create_app
+    from tests.support.memory import peak_rss
     from tests.support.studio import TEST_SETTINGS
     data = Path(tempfile.mkdtemp(prefix='odeo-bench-image-')) / 'data'
     (data / 'datasets' / 'big').mkdir(parents=True)
@@ -35,25 +34,15 @@ def main():
     extra = {} if args.max_pixels is None else {'max_image_pixels': args.max_pixels}
     app = create_app({**TEST_SETTINGS, 'data_root': str(data), **extra})
     client = app.test_client()
-    proc, peak, done = psutil.Process(), [0], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.005)
-    base = proc.memory_info().rss
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
-    t0 = time.perf_counter()
-    r = client.get('/api/v1/datasets/big/thumbnail/huge.png')
-    took = time.perf_counter() - t0
-    done.set()
-    watcher.join()
+    with peak_rss() as grown:
+        t0 = time.perf_counter()
+        r = client.get('/api/v1/datasets/big/thumbnail/huge.png')
+        took = time.perf_counter() - t0
     body = r.get_json() if r.is_json else {'thumbnail bytes': len(r.data)}
     size = path.stat().st_size
     shutil.rmtree(data.parent, ignore_errors=True)
     print(f'{size} bytes on disk, {args.side}x{args.side}: HTTP {r.status_code} in {took:.2f} s, '
-          f'peak RSS +{(peak[0] - base) / 2 ** 20:.0f} MiB; {body}')
+          f'peak RSS +{grown.mib:.0f} MiB; {body}')
 
 
 if __name__ == '__main__':

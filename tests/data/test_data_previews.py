@@ -10,6 +10,7 @@ from PIL import Image
 from api.services.data.datasets import media_files
 from tests.support import mediagen
 from tests.support.data import API, mpeg4_avi, small_dataset
+from tests.support.memory import peak_rss
 from utils.media import probe
 
 
@@ -87,10 +88,8 @@ def test_a_codec_browsers_cannot_play_gets_an_h264_preview_copy(make_app, data_r
 
 def test_a_huge_still_is_refused_from_its_header_and_memory_stays_bounded(make_app, data_root):
     # 12500 x 12500 1-bit PNG: a 34 KB file that decodes to 156 MP (an RGB copy: 470 MB)
-    import threading
     import time
 
-    import psutil
     c = make_app().test_client()
     folder = data_root / 'datasets' / 'd'
     folder.mkdir(parents=True)
@@ -98,27 +97,15 @@ def test_a_huge_still_is_refused_from_its_header_and_memory_stays_bounded(make_a
     assert (folder / 'huge.png').stat().st_size < 100_000
     Image.new('RGB', (64, 48)).save(folder / 'small.png')
     assert c.get(f'{API}/datasets/d/thumbnail/small.png').status_code == 200        # warm up (imports, caches)
-    me, peak, done = psutil.Process(), [0], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], me.memory_info().rss)
-            time.sleep(0.005)
-    base = me.memory_info().rss
-    watcher = threading.Thread(target=sample)
-    watcher.start()
-    try:
+    with peak_rss() as grown:
         t0 = time.monotonic()
         answers = [c.get(f'{API}/datasets/d/{what}/huge.png') for what in ('thumbnail', 'strip')]
         took = time.monotonic() - t0
-    finally:
-        done.set()
-        watcher.join()
     for r in answers:
         assert r.status_code == 422, r.status_code
         msg = r.get_json()['error']['message']
         assert 'huge.png' in msg and '12500x12500' in msg and '156,250,000 pixels' in msg
-    assert (peak[0] - base) / 2 ** 20 < 100, f'RSS grew by {(peak[0] - base) / 2 ** 20:.0f} MiB'
+    assert grown.mib < 100, f'RSS grew by {grown.mib:.0f} MiB'
     assert took < 5
 
 
