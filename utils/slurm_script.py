@@ -1,5 +1,5 @@
-"""The Slurm batch script that runs train.py on N nodes: one place for the studio (which writes it into a run
-folder as `slurm.sbatch`) and for a shell (`python -m utils.slurm_script ...`, e.g. from tools/slurm.sh).
+"""The Slurm batch script that runs train.py on N nodes: one writer for the studio (which puts it into a run
+folder as `slurm.sbatch`) and for a shell (`tools/slurm.sh`, or `python -m utils.slurm_script ...`).
 
     text = render(ScriptSpec(job_name='odeo-j1', run_dir='/data/runs/t/j1', nodes=2, gpus_per_node=8,
                              trainer_args=['train.py', '--deepspeed', '--config', '/data/runs/t/j1/config.toml',
@@ -10,10 +10,15 @@ touches `<run>/nodes/<node name>`; a node that cannot fails the start with a `fa
 writes a DeepSpeed hostfile of the allocation and starts one launcher per node with `srun`:
 
     deepspeed --hostfile <run>/hostfile --no_ssh --node_rank $SLURM_NODEID --master_addr <first node>
-              --master_port <port> --num_nodes N --num_gpus G train.py ...
+              --master_port <port> --num_nodes N --num_gpus G train.py ... [--resume_from_checkpoint <run>]
 
-Log: `<run>/log.txt` (appended). `--requeue`: after a preemption or a node failure Slurm runs the script again
-(SLURM_RESTART_COUNT > 0), which then resumes from the run folder's newest checkpoint.
+Restarts: once the run folder holds a complete checkpoint every start resumes from the newest one, so a
+requeue, or submitting the same script again, continues the run. `--requeue` lets Slurm rerun it after a
+preemption or a node failure. `--signal=USR1@<lead>` asks for SIGUSR1 that many seconds before the time limit:
+the ranks checkpoint and exit 75 (utils.cluster.REQUEUE_EXIT), and the script then calls `scontrol requeue`
+itself, since Slurm does not requeue a job that reached its limit. The launchers ignore SIGUSR1 and SIGTERM
+(the ranks handle them; a launcher that died of one would take its ranks with it before they checkpoint).
+A cancel (`scancel`) ends the batch shell too, so it is never requeued. Log: `<run>/log.txt` (appended).
 """
 
 import argparse
@@ -21,6 +26,8 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from utils.cluster import REQUEUE_EXIT
 
 
 @dataclass
@@ -34,8 +41,9 @@ class ScriptSpec:
     launcher: str = 'deepspeed'         # deepspeed | python (one process, no launcher)
     deepspeed: str = 'deepspeed'        # the launcher executable
     python: str = 'python3'
-    master_port: int = 29500
-    resume_from: str | None = None      # the first run's --resume_from_checkpoint (a requeued run: newest checkpoint)
+    master_port: int = 29500            # 0: 20000 + job id % 20000, a port per job without asking anyone
+    resume_from: str | None = None      # --resume_from_checkpoint while the run has no checkpoint of its own
+    signal_lead: int = 120              # seconds before the time limit to ask for a checkpoint (0: no signal)
     partition: str = ''
     account: str = ''
     qos: str = ''
@@ -54,6 +62,8 @@ def _q(value):
 def sbatch_options(spec):
     opts = [f'--job-name={spec.job_name}', f'--nodes={spec.nodes}', '--ntasks-per-node=1',
             f'--output={spec.run_dir}/log.txt', '--open-mode=append', '--requeue']
+    if spec.signal_lead:
+        opts.append(f'--signal=USR1@{int(spec.signal_lead)}')
     if spec.mode == 'gpu' and spec.gpus_per_node:
         opts.append(f'--gpus-per-node={spec.gpus_per_node}')
     if spec.cpus_per_task:
@@ -70,8 +80,8 @@ def node_command(spec):
     args = ' '.join(_q(a) for a in spec.trainer_args)
     if spec.launcher == 'python':
         return f'exec {_q(spec.python)} {args} "$@"'
-    return (f'exec {_q(spec.deepspeed)} --hostfile "$RUN/hostfile" --no_ssh --node_rank "$SLURM_NODEID" '
-            f'--master_addr "$MASTER_ADDR" --master_port {int(spec.master_port)} --num_nodes {int(spec.nodes)} '
+    return (f'trap "" USR1 TERM; exec {_q(spec.deepspeed)} --hostfile "$RUN/hostfile" --no_ssh --node_rank "$SLURM_NODEID" '
+            f'--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --num_nodes {int(spec.nodes)} '
             f'--num_gpus {int(spec.gpus_per_node)} {args} "$@"')
 
 
@@ -84,9 +94,10 @@ def render(spec: ScriptSpec) -> str:
     lines += ['set -uo pipefail', f'export RUN={_q(spec.run_dir)}']
     lines += [f'export {k}={_q(v)}' for k, v in sorted(spec.env.items())]
     resume = f'(--resume_from_checkpoint {_q(spec.resume_from)})' if spec.resume_from else '()'
+    port = int(spec.master_port) or '$((20000 + SLURM_JOB_ID % 20000))'
     lines.append(f"""\
 NODES=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))
-export MASTER_ADDR="${{NODES[0]}}"
+export MASTER_ADDR="${{NODES[0]}}" MASTER_PORT={port}
 echo "=== $(date '+%Y-%m-%d %H:%M:%S') Slurm job $SLURM_JOB_ID (restart ${{SLURM_RESTART_COUNT:-0}}) on ${{NODES[*]}}"
 
 json_text() {{ local s=${{1//\\\\/\\\\\\\\}}; printf '%s' "${{s//\\"/\\\\\\"}}"; }}
@@ -108,10 +119,17 @@ SHARED="the data root and the model folders must be on a filesystem every node m
 mv "$RUN/hostfile.tmp" "$RUN/hostfile"
 
 RESUME={resume}
-if [ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ] && compgen -G "$RUN/checkpoints/*/trainer_state.json" > /dev/null; then
-    RESUME=(--resume_from_checkpoint "$RUN")   # requeued: the newest checkpoint of this run
+if compgen -G "$RUN/checkpoints/*/trainer_state.json" > /dev/null; then
+    RESUME=(--resume_from_checkpoint "$RUN")   # the newest complete checkpoint of this run
 fi
 srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c {_q(node_command(spec))} odeo "${{RESUME[@]}}"
+status=$?
+rm -f "$RUN/hostfile"
+if [ "$status" -eq {REQUEUE_EXIT} ]; then
+    echo "=== Slurm job $SLURM_JOB_ID: checkpoint written after a preemption signal; requeueing"
+    scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$status"
 """)
     return '\n'.join(lines)
 
@@ -128,29 +146,39 @@ def write(spec: ScriptSpec, path=None) -> Path:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description='Write a Slurm batch script that trains on N nodes '
-                                            '(train.py args after --).')
+                                            '(train.py and its arguments after --).')
     p.add_argument('--run_dir', required=True)
     p.add_argument('--job_name', default='odeo-train')
     p.add_argument('--nodes', type=int, default=1)
     p.add_argument('--gpus_per_node', type=int, default=1)
+    p.add_argument('--cpus_per_task', type=int, default=0, help="CPUs for each node's launcher and ranks")
     p.add_argument('--mode', choices=('gpu', 'cpu'), default='gpu')
     p.add_argument('--deepspeed', default='deepspeed')
-    p.add_argument('--master_port', type=int, default=29500)
+    p.add_argument('--master_port', type=int, default=29500, help='0: 20000 + job id %% 20000')
     p.add_argument('--resume_from', default=None)
-    for name in ('partition', 'account', 'qos', 'time_limit', 'workdir'):
+    p.add_argument('--signal_lead', type=int, default=120,
+                   help='seconds before the time limit to ask for a checkpoint (0: none)')
+    for name in ('partition', 'account', 'qos', 'time_limit', 'workdir', 'header'):
         p.add_argument(f'--{name}', default='')
     p.add_argument('--sbatch_option', action='append', default=[], help='another #SBATCH line (repeatable)')
     p.add_argument('--out', default=None, help='where to write it (default <run_dir>/slurm.sbatch; - prints it)')
     p.add_argument('trainer_args', nargs='+', help='train.py --deepspeed --config ... (after --)')
     a = p.parse_args(argv)
+    for name in ('nodes', 'gpus_per_node'):
+        if getattr(a, name) < 1:
+            p.error(f'--{name} {getattr(a, name)}: must be a positive whole number')
+    if min(a.cpus_per_task, a.signal_lead, a.master_port) < 0:
+        p.error('--cpus_per_task, --signal_lead and --master_port cannot be negative')
     spec = ScriptSpec(job_name=a.job_name, run_dir=str(Path(a.run_dir).resolve()), trainer_args=a.trainer_args,
                       nodes=a.nodes, gpus_per_node=a.gpus_per_node, mode=a.mode, deepspeed=a.deepspeed,
-                      master_port=a.master_port, resume_from=a.resume_from, partition=a.partition, account=a.account,
-                      qos=a.qos, time_limit=a.time_limit, workdir=a.workdir, extra_options=a.sbatch_option,
+                      master_port=a.master_port, resume_from=a.resume_from, signal_lead=a.signal_lead,
+                      partition=a.partition, account=a.account, qos=a.qos, time_limit=a.time_limit,
+                      cpus_per_task=a.cpus_per_task, workdir=a.workdir, header=a.header, extra_options=a.sbatch_option,
                       env={'DS_ACCELERATOR': 'cpu', 'OMP_NUM_THREADS': '1'} if a.mode == 'cpu' else {})
     if a.out == '-':
         sys.stdout.write(render(spec))
     else:
+        Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
         print(write(spec, a.out))
 
 

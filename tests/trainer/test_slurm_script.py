@@ -1,6 +1,7 @@
-"""tools/slurm.sh: the sbatch script it writes, submitted to a stand-in `sbatch`, and run with stand-ins for
-`srun` (starts the per-node command once per node with SLURM_NODEID set) and `scontrol`, and a stand-in
-deepspeed that records its arguments and which signals it ignores, then exits with a chosen status."""
+"""tools/slurm.sh: the sbatch script it writes (the studio's, utils/slurm_script.py), submitted to a stand-in
+`sbatch`, and run with stand-ins for `srun` (starts the per-node command once per node with SLURM_NODEID and
+SLURMD_NODENAME set) and `scontrol`, and a stand-in deepspeed that records its arguments and which signals it
+ignores, then exits with a chosen status. The same script under a real Slurm: tests/studio/test_studio_slurm.py."""
 
 import os
 import subprocess
@@ -16,7 +17,8 @@ FAKES = {
     'sbatch': 'echo "$@" >> "$FAKE_LOG/sbatch"; echo "Submitted batch job 4242"',
     'scontrol': 'if [ "$1 $2" = "show hostnames" ]; then printf "gpu-a\\ngpu-b\\n"; else echo "$@" >> "$FAKE_LOG/scontrol"; fi',
     'srun': ('echo "$@" > "$FAKE_LOG/srun"; while [ "${1#--}" != "$1" ]; do shift; done\n'
-             'status=0; for n in 0 1; do SLURM_NODEID=$n "$@" || status=$?; done; exit $status'),
+             'names=(gpu-a gpu-b); status=0\n'
+             'for n in 0 1; do SLURM_NODEID=$n SLURMD_NODENAME=${names[$n]} "$@" || status=$?; done; exit $status'),
 }
 DEEPSPEED = ('echo "$@" > "$FAKE_LOG/node$SLURM_NODEID"\n'
              'grep SigIgn /proc/self/status >> "$FAKE_LOG/node$SLURM_NODEID"\nexit "${FAKE_EXIT:-0}"')
@@ -51,7 +53,7 @@ def test_dry_run_prints_the_script_and_submits_nothing(fakes):
                  '#SBATCH --partition=gpu', '#SBATCH --time=24:00:00', '#SBATCH --signal=USR1@120', '#SBATCH --requeue'):
         assert line + '\n' in text
     assert '--no_ssh --node_rank "$SLURM_NODEID"' in text and 'scontrol requeue "$SLURM_JOB_ID"' in text
-    assert '\nEXTRA=()\n' in text                    # no extra train.py flags: none passed, not an empty one
+    assert text.startswith('#!/bin/bash\n# Written by tools/slurm.sh.')
     assert subprocess.run(['bash', '-n'], input=text, text=True).returncode == 0
     assert not (fakes['log'] / 'sbatch').exists() and not fakes['run'].exists()
 
@@ -73,13 +75,14 @@ def test_submitted_script_starts_a_launcher_per_node_resumes_and_requeues(fakes)
     assert first.returncode == 0, first.stdout + first.stderr
     for node in (0, 1):
         args, ignored = (fakes['log'] / f'node{node}').read_text().splitlines()
-        assert args.startswith(f'--hostfile {fakes["run"]}/hostfile.4242 --no_ssh --node_rank {node} '
-                               '--master_addr gpu-a --master_port 24242 train.py --deepspeed')
+        assert args.startswith(f'--hostfile {fakes["run"]}/hostfile --no_ssh --node_rank {node} --master_addr gpu-a '
+                               '--master_port 24242 --num_nodes 2 --num_gpus 8 train.py --deepspeed')
         assert args.endswith(f'--run_dir {fakes["run"]} --trust_cache') and '--resume_from_checkpoint' not in args
         mask = int(ignored.split()[1], 16)          # the launcher ignores SIGUSR1 (10) and SIGTERM (15)
         assert mask & (1 << 9) and mask & (1 << 14)
-    assert not (fakes['log'] / 'scontrol').exists()
-    assert '--nodes=2 --ntasks-per-node=1' in (fakes['log'] / 'srun').read_text()
+    assert sorted(p.name for p in (fakes['run'] / 'nodes').iterdir()) == ['gpu-a', 'gpu-b']   # both saw the folder
+    assert not (fakes['log'] / 'scontrol').exists() and not (fakes['run'] / 'hostfile').exists()
+    assert '--ntasks-per-node=1 --kill-on-bad-exit=1' in (fakes['log'] / 'srun').read_text()
 
     # A preempted attempt (exit 75) is requeued; the next start resumes from the checkpoint it wrote.
     ckpt = fakes['run'] / 'checkpoints' / 'step7'
@@ -88,7 +91,8 @@ def test_submitted_script_starts_a_launcher_per_node_resumes_and_requeues(fakes)
     second = run_batch_script(fakes, 75)
     assert second.returncode == 75
     assert (fakes['log'] / 'scontrol').read_text().split() == ['requeue', '4242']
-    assert (fakes['log'] / 'node1').read_text().splitlines()[0].endswith('--resume_from_checkpoint --trust_cache')
+    assert (fakes['log'] / 'node1').read_text().splitlines()[0].endswith(
+        f'--trust_cache --resume_from_checkpoint {fakes["run"]}')
 
 
 def test_refuses_missing_arguments(fakes):
