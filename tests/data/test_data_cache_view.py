@@ -39,3 +39,42 @@ def test_a_cached_clip_decodes_back_to_its_bucket(make_app, data_root):
     assert wrong.status_code == 422 and wrong.get_json()['error']['field'] == 'taehv'
     assert c.get(f'{API}/datasets/clips/cache/wan2.1-t2v-1.3b/ffff.mp4').status_code == 404
     assert c.get(f'{API}/datasets/clips/cache/sd15/a1b2c3.mp4').status_code == 404
+
+
+def test_decodes_share_the_media_gate_and_only_the_newest_are_kept(make_app, data_root, monkeypatch):
+    """Decoding is heavy: it takes one of the studio's media slots (none free within the wait: 503 with
+    Retry-After, nothing written), and the decoded copies of a variant are pruned to the most recently used."""
+    from api.services.data import cache_view
+    folder = data_root / 'datasets' / 'clips'
+    folder.mkdir(parents=True)
+    write_tiny_taehv(data_root / 'models' / 'tiny')
+    store = Store(folder / 'cache' / 'wan2.1-t2v-1.3b')
+    store.commit({f'l{i}': ({'kind': 'latent', 'item': f'item{i}', 'source': str(folder / f'{i}.mp4')},
+                            {'latents': torch.randn(16, 1, 2, 2)}) for i in range(4)}, rank=0)
+    app = make_app(media_slots=1, media_wait_s=0.2)
+    c = app.test_client()
+    url = f'{API}/datasets/clips/cache/wan2.1-t2v-1.3b/item%d.mp4'
+    decoded = folder / cache_view.DECODED / 'wan2.1-t2v-1.3b'
+
+    gate = app.extensions['odeo'].data.previews.gate
+    assert gate._sem.acquire(timeout=1)                 # another media operation holds the only slot
+    try:
+        busy = c.get(url % 0)
+        assert busy.status_code == 503 and busy.headers['Retry-After'] == '1'
+        assert 'media operations' in busy.get_json()['error']['message']
+        assert not decoded.exists() or not list(decoded.iterdir())
+    finally:
+        gate._sem.release()
+
+    monkeypatch.setattr(cache_view, 'DECODED_KEEP', 2)
+    names = {}
+    for i in (0, 1, 2):
+        before = {p.name for p in decoded.glob('*.mp4')}
+        assert c.get(url % i).status_code == 200
+        names[i] = ({p.name for p in decoded.glob('*.mp4')} - before).pop()
+    assert {p.name for p in decoded.glob('*.mp4')} == {names[1], names[2]}          # item0's copy made room
+    assert c.get(url % 1).status_code == 200                    # served from its copy, now the most recent
+    assert c.get(url % 3).status_code == 200
+    left = {p.name for p in decoded.glob('*.mp4')}
+    assert names[1] in left and names[2] not in left and len(left) == 2
+    assert not any(p.name.startswith('.') for p in decoded.iterdir())     # no temporary file left behind

@@ -8,6 +8,7 @@ the variant's latent channels under the model roots, decoding is refused with th
 """
 
 import hashlib
+import os
 from pathlib import Path
 
 from models.wan.variants import VARIANTS
@@ -15,6 +16,7 @@ from models.wan.variants import VARIANTS
 from ..errors import Invalid, NotFound
 
 DECODED = '.studio/previews/cache-decoded'   # decoded clips by entry and TAEHV; a cache to backups, like previews
+DECODED_KEEP = 64           # decoded clips kept per dataset and variant; the least recently asked for go first
 
 
 def _store(folder, variant):
@@ -40,9 +42,11 @@ def cached_items(folder, variant):
     return sorted(out, key=lambda e: (str(e['source']), str(e['item'])))
 
 
-def decode_item(folder, variant, item_id, taehv, fps, max_side=None):
+def decode_item(folder, variant, item_id, taehv, fps, max_side=None, gate=None):
     """Path of an H.264 MP4 of the cached latents of `item_id` decoded by the TAEHV entry `taehv` (catalog),
-    at the bucket's size (max_side: shrunk to at most that many pixels on a side) and frame count."""
+    at the bucket's size (max_side: shrunk to at most that many pixels on a side) and frame count. The decode
+    runs through `gate` (the studio's MediaGate: a few at once, else 503) and keeps the newest DECODED_KEEP
+    files of the variant."""
     store = _store(folder, variant)
     found = [(k, s) for k, (s, info) in store.scan().items() if info.get('kind') == 'latent' and info.get('item') == item_id]
     if not found:
@@ -57,7 +61,18 @@ def decode_item(folder, variant, item_id, taehv, fps, max_side=None):
                       f'{VARIANTS[variant].z_dim}-channel ones', field='taehv')
     tag = hashlib.sha256(f'{key}|{taehv["path"]}|{max_side}'.encode()).hexdigest()[:24]
     out = Path(folder) / DECODED / variant / f'{tag}.mp4'
-    if out.is_file():
+    try:
+        os.utime(out)                           # decoded before; recently used now, so pruned last
+        return out
+    except FileNotFoundError:
+        pass
+    if gate is None:
+        return _decode(shard, key, taehv, fps, max_side, out)
+    return gate.run(f'decoding cached item {item_id}', _decode, shard, key, taehv, fps, max_side, out)
+
+
+def _decode(shard, key, taehv, fps, max_side, out):
+    if out.is_file():                           # another request decoded it while this one waited
         return out
     import torch
     from safetensors import safe_open
@@ -69,6 +84,18 @@ def decode_item(folder, variant, item_id, taehv, fps, max_side=None):
         latents = f.get_tensor(f'{key}/latents').float()
     with torch.inference_mode():
         frames = LivePreview(load_taehv(taehv['path'])).frames(latents, max_side)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_video(out, frames, fps)
+    write_video(out, frames, fps)               # temporary name, then renamed: never half a file
+    prune(out.parent, DECODED_KEEP)
     return out
+
+
+def prune(folder, keep):
+    """Remove all but the `keep` most recently used MP4s of `folder`."""
+    found = []
+    for path in Path(folder).glob('*.mp4'):
+        try:
+            found.append((path.stat().st_mtime, path))
+        except FileNotFoundError:
+            pass
+    for _, path in sorted(found, reverse=True)[keep:]:
+        path.unlink(missing_ok=True)

@@ -182,7 +182,7 @@ class DataService:
         if max_side is not None and not 16 <= max_side <= 4096:
             raise BadRequest(f'max_side = {max_side} must be between 16 and 4096', field='max_side')
         fps = cache_view.VARIANTS[variant].framerate if variant in cache_view.VARIANTS else 16
-        return cache_view.decode_item(folder, variant, item, entry, fps, max_side)
+        return cache_view.decode_item(folder, variant, item, entry, fps, max_side, gate=self.previews.gate)
 
     # ---- captions -------------------------------------------------------------------------------
     def set_caption(self, name, rel, text, replace_invalid=False):
