@@ -5,7 +5,8 @@ fake trainer from tests/fakes, or the real train.py with --real), makes extra dr
 50 concurrent clients poll like the UI does: each client, once a second, fetches the task list,
 the progress, the next piece of the log and the new metric points of one job. Prints p50 / p99 /
 max latency per endpoint as the clients see it and, next to it, the studio's own share from the
-`Server-Timing: app;dur=<ms>` header of each response.
+`Server-Timing: app;dur=<ms>, cpu;dur=<ms>` header of each response: app is the wall time inside the studio,
+cpu the CPU time its request thread used (the rest of app is waiting: for the GIL or for a core).
 
     python bench/api_load.py [--clients 50] [--seconds 30] [--interval 1.0] [--tasks 20] [--jobs 4] [--real]
 """
@@ -39,8 +40,8 @@ def get(conn, path):
     dt = time.perf_counter() - t0
     if r.status != 200:
         raise RuntimeError(f'{path}: {r.status} {body[:200]}')
-    server = float(r.getheader('Server-Timing', 'app;dur=0').split('dur=')[1]) / 1000
-    return (dt, server), json.loads(body)
+    timing = dict(part.strip().split(';dur=') for part in r.getheader('Server-Timing').split(','))
+    return (dt, (float(timing['app']) / 1000, float(timing['cpu']) / 1000)), json.loads(body)
 
 
 def client(port, jobs, seconds, interval, seed, out):
@@ -131,18 +132,23 @@ def main():
             samples += out.get(timeout=args.seconds + 60)
         for pr in procs:
             pr.join()
-        by, server = {}, {}
-        for name, (dt, inside) in samples:
+        by, server, cpu = {}, {}, {}
+        for name, (dt, (inside, used)) in samples:
             by.setdefault(name, []).append(dt * 1000)
             server.setdefault(name, []).append(inside * 1000)
-        print('latency seen by the clients; in brackets: time spent inside the studio (Server-Timing)')
-        print(f'{"endpoint":28} {"requests":>9} {"p50 ms":>13} {"p99 ms":>15} {"max ms":>15}')
+            cpu.setdefault(name, []).append(used * 1000)
+        print('latency seen by the clients [time inside the studio | CPU time it used] (Server-Timing), ms')
+        print(f'{"endpoint":28} {"requests":>9} {"p50":>20} {"p99":>22} {"max":>22}')
         rows = list(by.items()) + [('all', [x for v in by.values() for x in v])]
         inner = dict(server, all=[x for v in server.values() for x in v])
+        used = dict(cpu, all=[x for v in cpu.values() for x in v])
+
+        def cell(values, q):
+            pick = (lambda v: max(v)) if q is None else (lambda v: percentile(v, q))
+            return f'{pick(values[0]):6.1f} [{pick(values[1]):5.1f} | {pick(values[2]):4.1f}]'
         for name, v in rows:
-            w = inner[name]
-            print(f'{name:28} {len(v):9d} {percentile(v, 0.5):6.1f} [{percentile(w, 0.5):4.1f}] '
-                  f'{percentile(v, 0.99):7.1f} [{percentile(w, 0.99):5.1f}] {max(v):7.1f} [{max(w):5.1f}]')
+            trio = (v, inner[name], used[name])
+            print(f'{name:28} {len(v):9d} {cell(trio, 0.5):>20} {cell(trio, 0.99):>22} {cell(trio, None):>22}')
         print(f'{len(rows[-1][1]) / args.seconds:.0f} requests/s')
     finally:
         for j in jobs:

@@ -258,3 +258,28 @@ def test_a_new_task_can_start_on_a_named_dataset_and_its_own_dataset_toml(client
     r = client.post('/api/v1/tasks', json={'dataset': 'missing'})
     assert r.status_code == 404 and r.get_json()['error']['field'] == 'dataset'
     assert len(client.get('/api/v1/tasks').get_json()['tasks']) == 2     # nothing half-made
+
+
+def test_the_task_list_shows_each_tasks_own_newest_run_after_a_restart_and_a_delete(make_app, data_root):
+    """Runs are looked up per task (the list is polled by every open page): each task shows its own newest
+    run by creation time and its run number, the same after the studio reads its records again, and a
+    deleted task's runs go with it."""
+    from api.services.jobs.store import new_job
+    app = make_app()
+    studio, c = app.extensions['odeo'], app.test_client()
+    a, b, other = (create(c)['id'] for _ in range(3))
+    for task, job_id, created in ((a, 'ja2', 20.0), (b, 'jb1', 5.0), (a, 'ja1', 10.0), (b, 'jb2', 30.0)):
+        job = new_job(job_id, task, f'runs/{task}/{job_id}', {'gpus': 1, 'gpu_ids': None}, {'action': 'start'})
+        job.update(created_at=created, state='failed' if job_id == 'ja2' else 'done', attempts=[])
+        (data_root / 'runs' / task / job_id).mkdir()
+        studio.jobs.save(job)
+
+    def listed(client):
+        return {t['id']: (t['state'], t['latest_job'] and (t['latest_job']['id'], t['latest_job']['run']))
+                for t in client.get('/api/v1/tasks').get_json()['tasks']}
+    expected = {a: ('failed', ('ja2', 2)), b: ('done', ('jb2', 2)), other: ('draft', None)}
+    assert listed(c) == expected
+    assert listed(make_app().test_client()) == expected          # read back from the records on disk
+    assert c.delete(f'/api/v1/tasks/{a}', json={'confirm': True}).status_code == 200
+    assert listed(c) == {b: ('done', ('jb2', 2)), other: ('draft', None)}
+    assert studio.jobs.find('ja1') is None and [j['id'] for j in studio.jobs.all(b)] == ['jb1', 'jb2']

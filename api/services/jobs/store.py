@@ -56,6 +56,7 @@ class JobStore(RecordIndex):
         super().__init__()
         self.paths = paths
         self.unsaved = set()           # ids whose latest version is in memory only (a write failed): flush() retries
+        self._by_task = {}             # task id -> {job id: record}: a task's jobs without a scan of every job
 
     def load(self):
         """Read every job record under runs/ (startup)."""
@@ -65,13 +66,17 @@ class JobStore(RecordIndex):
             rec = read_record(path)
             if rec and rec.get('id') == path.parent.name and rec.get('task_id') == path.parent.parent.name:
                 jobs[rec['id']] = rec
+        by_task = {}
+        for rec in jobs.values():
+            by_task.setdefault(rec['task_id'], {})[rec['id']] = rec
         with self._lock:
-            self._records = jobs
+            self._records, self._by_task = jobs, by_task
 
     def all(self, task_id=None, states=None, kind=None):
-        jobs = list(self._records.values())
-        if task_id is not None:
-            jobs = [j for j in jobs if j['task_id'] == task_id]
+        if task_id is None:
+            jobs = list(self._records.values())
+        else:
+            jobs = list(self._by_task.get(task_id, {}).values())
         if states is not None:
             jobs = [j for j in jobs if j['state'] in states]
         if kind is not None:
@@ -93,6 +98,7 @@ class JobStore(RecordIndex):
         so views and decisions stay true, flush() writes it later, and the OSError goes to the caller."""
         with self._lock:
             self._records[job['id']] = job
+            self._by_task.setdefault(job['task_id'], {})[job['id']] = job
             try:
                 write_record(self.paths.job_dir(job['task_id'], job['id']) / 'job.json', job)
             except OSError:
@@ -116,5 +122,5 @@ class JobStore(RecordIndex):
 
     def forget_task(self, task_id):
         with self._lock:
-            for jid in [j for j, rec in self._records.items() if rec['task_id'] == task_id]:
-                del self._records[jid]
+            for jid in self._by_task.pop(task_id, {}):
+                self._records.pop(jid, None)
