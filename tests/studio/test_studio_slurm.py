@@ -183,3 +183,20 @@ def test_targets_are_checked_and_hosts_get_a_hostfile(make_app, data_root, tiny_
     job = {'target': 'hosts', 'request': {'gpus': 4, 'gpu_ids': None, 'target': 'hosts', 'nodes': 2}}
     argv, _ = train_command(settings, job, 'gpu', [], 29501, tmp_path)
     assert argv[1:9] == ['--hostfile', str(path), '--num_nodes', '2', '--num_gpus', '4', '--master_addr', 'a']
+
+
+def test_the_hosts_environment_file_carries_what_ranks_need_and_nothing_secret(tmp_path):
+    """<run>/deepspeed_env for the hosts target: the user's own lines, then the job's knobs on top; a studio
+    setting or token never; a value a shell line cannot carry is left out rather than breaking the launch."""
+    from api.services.training.launch import write_node_env
+    home = tmp_path / 'home'
+    home.mkdir()
+    (home / '.deepspeed_env').write_text('NCCL_SOCKET_IFNAME=ib0\nOMP_NUM_THREADS=8\nnot a line\n')
+    env = {'OMP_NUM_THREADS': '1', 'TORCH_EXTENSIONS_DIR': '/srv/odeo/build/ext', 'DS_ACCELERATOR': 'cpu',
+           'HF_HUB_OFFLINE': '1', 'ODEO_COLLECTIVE_TIMEOUT': '600', 'ODEO_DATA_ROOT': '/data', 'ODEO_TOKEN': 'secret',
+           'HF_TOKEN': 'hf_secret', 'NCCL_DEBUG': 'INFO "quoted"', 'PATH': '/usr/bin', 'DS_ENV_FILE': '/x'}
+    (tmp_path / 'run').mkdir()
+    path = write_node_env(tmp_path / 'run' / 'deepspeed_env', env, home=home)
+    lines = dict(line.split('=', 1) for line in path.read_text().splitlines())
+    assert lines == {'NCCL_SOCKET_IFNAME': 'ib0', 'OMP_NUM_THREADS': '1', 'TORCH_EXTENSIONS_DIR': '/srv/odeo/build/ext',
+                     'DS_ACCELERATOR': 'cpu', 'HF_HUB_OFFLINE': '1', 'ODEO_COLLECTIVE_TIMEOUT': '600'}

@@ -10,13 +10,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
 from tests.support.nodes import HOSTS, Nodes, SshServer, node_env, ssh_unavailable, write_hostfile
-from tests.support.trainer import (DEEPSPEED, ROOT, config_text, eval_losses, events, last_status, metric, official,
+from tests.support.trainer import (ROOT, config_text, eval_losses, events, last_status, metric, official,
                                    wait_for, write_config)
 from utils.checkpointing import complete_checkpoints
 from utils.cluster import REQUEUE_EXIT
@@ -157,41 +158,72 @@ def test_a_node_that_cannot_see_the_run_folder_fails_the_start(reference, tmp_pa
     assert 'node 0' not in status['message'] and 'Traceback' not in nodes.log(0)
 
 
-def test_hostfile_run_over_ssh_with_pdsh(tiny_models, fresh_dataset, tmp_path):
-    """`deepspeed --hostfile H`: DeepSpeed's pdsh runner logs into each host over ssh and starts a launcher
-    there. Two names of this machine stand for two hosts; the sshd is the test's own child."""
+def test_the_studio_trains_on_two_ssh_hosts_with_pdsh(make_app, data_root, tiny_model, tmp_path, monkeypatch):
+    """The studio's `hosts` target: `deepspeed --hostfile <run>/hostfile` runs here and DeepSpeed's pdsh runner
+    logs into each host over ssh to start a launcher there. Two names of this machine stand for two hosts; the
+    sshd is the test's own child. A login shell has none of the job's environment: the ranks there get it from
+    <run>/deepspeed_env. The target's offer asks each host's nvidia-smi over the same ssh."""
     why = ssh_unavailable()
     if why:
         if os.environ.get('ODEO_REQUIRE_SSH') == '1':
             pytest.fail(f'ODEO_REQUIRE_SSH=1 but {why}')
         pytest.skip(why)
     server = SshServer(tmp_path / 'ssh')
-    run = tmp_path / 'run'
+    home = tmp_path / 'home'                 # the user's own runner settings, kept under the job's
+    home.mkdir()
+    (home / '.deepspeed_env').write_text('NCCL_SOCKET_IFNAME=eth0\n')
+    monkeypatch.setenv('HOME', str(home))
+    monkeypatch.setenv('PATH', f"{server.bin}:{os.environ['PATH']}")
+    subprocess.run([sys.executable, 'tools/make_demo_dataset.py', '--out', str(data_root / 'datasets' / 'demo')],
+                   cwd=ROOT, check=True, capture_output=True)
+    run = None
     try:
         assert server.ready(), (tmp_path / 'ssh' / 'sshd.log').read_text()
-        config = node_config(tiny_models, fresh_dataset, tmp_path, epochs=1, max_steps=2, eval_datasets='[]',
-                             eval_before_first_step='false', save_every_n_epochs=1, checkpoint_every_n_epochs=None)
-        home = tmp_path / 'home'             # the runner reads ~/.deepspeed_env: what every remote launcher exports
-        home.mkdir()
-        env = node_env(HOME=str(home), PATH=f"{server.bin}:{os.environ['PATH']}")
-        (home / '.deepspeed_env').write_text(''.join(
-            f'{k}={env[k]}\n' for k in ('TORCH_EXTENSIONS_DIR', 'HF_HUB_OFFLINE', 'OMP_NUM_THREADS', 'PYTHONUNBUFFERED',
-                                        'ODEO_COLLECTIVE_TIMEOUT')))
-        from tests.support.studio import free_port
-        cmd = [DEEPSPEED, '--hostfile', str(write_hostfile(tmp_path)), '--launcher', 'pdsh', '--master_addr',
-               '127.0.0.1', '--master_port', str(free_port()), 'train.py', '--deepspeed', '--config', str(config),
-               '--run_dir', str(run)]
-        result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+        app = make_app(launcher='deepspeed', trainer_script=str(ROOT / 'train.py'), compute_targets=('local', 'hosts'),
+                       ssh_hosts=HOSTS, heartbeat_timeout_s=300.0, scheduler_interval_s=0.5)
+        studio, c = app.extensions['odeo'], app.test_client()
+        offers = {t['name']: t['offers'] for t in c.get('/api/v1/targets').get_json()['targets']}['hosts']
+        assert [(h['host'], h['gpus']) for h in offers['hosts']] == [(name, []) for name in HOSTS]
+        for h in offers['hosts']:             # logged in (no "Permission denied"), and found no nvidia-smi there
+            assert h['error'].startswith(f"{h['host']}: ") and 'nvidia-smi' in h['error'] \
+                and 'not found' in h['error'], h['error']
+
+        form = {'epochs': 1, 'checkpoint_every_n_minutes': None, 'checkpoint_every_n_epochs': None,
+                'save_every_n_epochs': 1, 'optimizer': 'adamw', 'learning_rate': 5e-3, 'lora_rank': 4,
+                'target': 'hosts', 'nodes': 2, 'gpus': 1}
+        task = c.post('/api/v1/tasks', json={'form': form}).get_json()
+        assert task['resources']['target'] == 'hosts' and task['resources']['nodes'] == 2, task
+        job = c.post(f'/api/v1/tasks/{task["id"]}/start', json={}).get_json()['id']
+        rec = wait_for_job(studio, job)
+        run = data_root / rec['run_dir']
+        log = (run / 'log.txt').read_text()
+        assert rec['state'] == 'done', log[-4000:]
+        assert (run / 'hostfile').read_text() == ''.join(f'{h} slots=1\n' for h in HOSTS)
         layout = json.loads((run / 'layout.json').read_text())
         assert [(n['node'], n['ranks']) for n in layout['per_node']] == [(0, [0]), (1, [1])]
-        assert last_status(run)['state'] == 'done'
-        assert (run / 'step2' / 'adapter_model.safetensors').is_file()
+        assert [l['name'] for l in c.get(f'/api/v1/jobs/{job}/artifacts').get_json()['loras']] == ['epoch1']
+        # what pdsh ran on each host exports the job's environment, the user's own line too
+        sent = next(line for line in log.splitlines() if 'cmd = pdsh' in line)
+        for export in (f'TORCH_EXTENSIONS_DIR={studio.settings.torch_extensions_dir};', 'OMP_NUM_THREADS=1;',
+                       'DS_ACCELERATOR=cpu;', 'HF_HUB_OFFLINE=1;', 'NCCL_SOCKET_IFNAME=eth0;'):
+            assert f'export {export}' in sent, sent
         logins = (tmp_path / 'ssh' / 'sshd.log').read_text().count('Accepted publickey')
-        assert logins >= len(HOSTS)                     # the runner's check, then one session per host
+        assert logins >= 2 * len(HOSTS)                 # the offers' nvidia-smi, the runner's check, one per host
     finally:
-        _kill_left_over(run)
+        if run is not None:
+            _kill_left_over(run)
         server.close()
+
+
+def wait_for_job(studio, job_id, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        studio.scheduler.tick()
+        rec = studio.jobs.get(job_id)
+        if rec['state'] in ('done', 'failed', 'stopped'):
+            return rec
+        time.sleep(0.5)
+    raise AssertionError(f'job {job_id} did not end within {timeout}s')
 
 
 def _kill_left_over(run):

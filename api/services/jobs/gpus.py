@@ -69,10 +69,14 @@ class NvidiaSmiProvider:
     def _run(cls, prefix=(), timeout=10):
         """nvidia-smi's CSV; `prefix` runs it elsewhere (e.g. ['ssh', host])."""
         cmd = [*prefix, 'nvidia-smi', f'--query-gpu={cls.QUERY}', '--format=csv,noheader,nounits']
+        where = prefix[-1] if prefix else 'nvidia-smi'
         try:
             return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
+        except subprocess.CalledProcessError as e:      # its last words: no login, no nvidia-smi, no driver ...
+            said = [line.strip() for line in (e.stderr or e.stdout or '').splitlines() if line.strip()]
+            raise ProviderUnavailable(f'{where}: {said[-1] if said else e}') from None
         except (OSError, subprocess.SubprocessError) as e:
-            raise ProviderUnavailable(f'{prefix[-1] if prefix else "nvidia-smi"}: {e}') from None
+            raise ProviderUnavailable(f'{where}: {e}') from None
 
     def devices(self):
         out = []

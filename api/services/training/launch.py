@@ -3,11 +3,27 @@ launcher. Launchers are a registry: `deepspeed` (the real path: GPUs by --includ
 --num_gpus, or the hosts of `<run>/hostfile` for the `hosts` target) and `python` (one process, no launcher:
 the tests' fake trainer, or a quick single-device run). On Slurm, `train_batch` gives the batch script
 (utils/slurm_script.py) train.py's arguments; the script starts one launcher per node.
+
+The hosts target's ranks start over ssh (pdsh) with a login environment: what they must share with the
+studio's own launch (TORCH_EXTENSIONS_DIR, OMP_NUM_THREADS, DS_ACCELERATOR, HF_HUB_OFFLINE, NCCL_*, ...) goes
+into `<run>/deepspeed_env`, which DeepSpeed's runner exports on every host (DS_ENV_FILE names it), on top of
+the user's own ~/.deepspeed_env.
 """
 
+import logging
+import re
 from pathlib import Path
 
+from utils.fsutil import atomic_write_text
+
 from ..jobs.launcher import job_env
+
+log = logging.getLogger(__name__)
+
+NODE_ENV = re.compile(r'^(HF_HUB_OFFLINE|HF_HOME|HF_HUB_CACHE|TORCH_|OMP_|MKL_|KMP_|DS_|NCCL_|GLOO_|PYTHONUNBUFFERED|'
+                      r'ODEO_COLLECTIVE_TIMEOUT|ODEO_RESOURCES_INTERVAL|ODEO_STALL_TIMEOUT)')   # the trainer's ODEO_ knobs
+NODE_ENV_SKIP = {'DS_ENV_FILE'}
+UNSAFE_VALUE = re.compile(r'["$`\\\n]')     # DeepSpeed's runner puts values in a shell line in double quotes
 
 
 def _trainer_args(script, config, run_dir, resume_from):
@@ -43,7 +59,31 @@ def train_command(settings, job, mode, devices, port, run_dir, resume_from=None,
         first = (run_dir / 'hostfile').read_text().split()[0]
         hostfile = (run_dir / 'hostfile', first, job['request'].get('nodes', 1), job['request']['gpus'])
     command = LAUNCHERS[settings.launcher](settings, mode, devices, port, args, hostfile)
-    return command, job_env(settings, mode, devices, port)
+    env = job_env(settings, mode, devices, port)
+    if hostfile:
+        env['DS_ENV_FILE'] = str(write_node_env(run_dir / 'deepspeed_env', env))
+    return command, env
+
+
+def write_node_env(path, env, home=None):
+    """`KEY=VALUE` lines for DeepSpeed's runner: the user's ~/.deepspeed_env, then what the job's environment
+    sets that the ranks on other hosts need (no studio setting or token). A value a shell line cannot carry
+    is left out, with a warning."""
+    lines = {}
+    own = Path(home or Path.home()) / '.deepspeed_env'
+    if own.is_file():
+        for line in own.read_text().splitlines():
+            key, eq, value = line.partition('=')
+            if eq and key.strip():
+                lines[key.strip()] = value
+    for key, value in sorted(env.items()):
+        if NODE_ENV.match(key) and key not in NODE_ENV_SKIP:
+            if UNSAFE_VALUE.search(value):
+                log.warning('%s: %s is not passed to the other hosts (its value holds a quote, $, ` or \\)', path, key)
+                continue
+            lines[key] = value
+    atomic_write_text(path, ''.join(f'{k}={v}\n' for k, v in lines.items()))
+    return Path(path)
 
 
 def train_batch(settings, job, run_dir, resume_from=None):
