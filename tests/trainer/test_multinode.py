@@ -1,6 +1,6 @@
 """train.py over several nodes, on one machine: two deepspeed launchers with --no_ssh (node ranks 0 and
-1, one CPU rank each, as Slurm's srun starts them), and one launcher reaching two host names over ssh
-(pdsh). What a team running under a scheduler relies on: the run learns with data parallelism across
+1, one CPU rank each, as Slurm's srun starts them), and the studio's hosts target, one launcher reaching
+two host names over ssh (pdsh). What a team running under a scheduler relies on: the run learns with data parallelism across
 the nodes and records its layout; both nodes fill the cache; a preemption signal checkpoints and exits
 'requeue me'; losing a node fails the other instead of hanging; a relaunch continues exactly; a node
 that cannot see the run folder stops the start naming it."""
