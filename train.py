@@ -649,12 +649,27 @@ def resume_and_run_dir(args, config, world_size, rank):
     return resume_ckpt, choose_run_dir(args, config, resume_ckpt)
 
 
+def clear_stale_build_locks():
+    """A process killed while it JIT-built a DeepSpeed op (on the CPU: the shared-memory collectives) leaves
+    `<TORCH_EXTENSIONS_DIR>/.../lock`, and torch would wait on it without a word, for ever. One older than
+    ODEO_BUILD_LOCK_STALE_S (600 s; a build takes a minute or two) is nobody's: remove it, saying so."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    from utils.fsutil import remove_stale_build_locks
+    stale_s = float(os.environ.get('ODEO_BUILD_LOCK_STALE_S', 600))
+    root = os.environ.get('TORCH_EXTENSIONS_DIR') or get_default_build_root()
+    for lock in remove_stale_build_locks(root, stale_s):
+        print(f'removed a stale build lock {lock} (older than {stale_s:g}s: left by a process killed while '
+              f'it built the op)', flush=True)
+
+
 def run_distributed(args, config, run_dir, make_trainer):
     """Join the process group, agree on the run directory, write its files, then make_trainer(run_dir, events).run()
     with heartbeats and return the trainer's exit_code (0, or REQUEUE_EXIT after a preemption); a failure is
     reported as a `failed` status and raised."""
     if args.master_port is not None:
         os.environ['MASTER_PORT'] = str(args.master_port)
+    clear_stale_build_locks()
     import deepspeed
     from deepspeed.accelerator import get_accelerator
     from utils.cluster import collective_timeout

@@ -8,6 +8,7 @@ restart after a crash at any instant, sees the old file or the new one, never ha
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -78,3 +79,21 @@ def safe_join(root, *parts) -> Path:
     if not is_within(candidate, root):
         raise ValueError(f'path {"/".join(map(str, parts))!r} escapes {root}')
     return candidate.resolve()
+
+
+def remove_stale_build_locks(folder, older_than_s, now=None):
+    """Remove torch's FileBaton build locks (`<op>/lock`, `<python tag>/<op>/lock`) under `folder` (a
+    TORCH_EXTENSIONS_DIR) older than `older_than_s`: a process killed while it JIT-built an op leaves one,
+    and every later process would wait on it forever, silently. A build takes a minute or two, so an old
+    lock is nobody's (the studio also checks that none of its jobs is starting up). Returns the paths removed."""
+    now = time.time() if now is None else now
+    removed = []
+    root = Path(folder)
+    for lock in (list(root.glob('*/lock')) + list(root.glob('*/*/lock'))) if root.is_dir() else []:
+        try:
+            if now - lock.stat().st_mtime > older_than_s:
+                lock.unlink()
+                removed.append(lock)
+        except OSError:
+            continue
+    return removed

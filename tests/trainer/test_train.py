@@ -342,3 +342,29 @@ def test_resume_with_other_pipeline_stages_is_refused_naming_the_checkpoint(tiny
                             text=True, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert f'{ckpt} was written with pipeline_stages = 2' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_a_build_lock_left_by_a_killed_launch_does_not_hang_the_next(tiny_models, demo_dataset, tmp_path):
+    """A launch killed while DeepSpeed JIT-built its op leaves `<TORCH_EXTENSIONS_DIR>/<op>/lock`, and torch
+    waits on it silently for ever. The trainer removes one older than ODEO_BUILD_LOCK_STALE_S, saying so, and
+    leaves a recent one (someone may be building right now) alone."""
+    import os
+    import time
+    ops = ROOT / 'build' / 'torch_extensions'
+    op = next(p.parent for p in ops.glob('**/build.ninja'))          # built by tools/setup.sh
+    lock, other = op / 'lock', ops / 'another_op' / 'lock'
+    other.parent.mkdir(exist_ok=True)
+    try:
+        lock.touch()
+        other.touch()
+        os.utime(lock, (time.time() - 3600, time.time() - 3600))     # an hour old: nobody's
+        config = write_config(tmp_path, config_text(official(tiny_models, 'wan2.1-t2v-1.3b'), demo_dataset,
+                                                    tmp_path / 'out'))
+        proc = launch(config, tmp_path / 'run', extra=['--cache_only'], timeout=180)
+        log = log_of(tmp_path / 'run')
+        assert proc.returncode == 0, log[-3000:]
+        assert f'removed a stale build lock {lock}' in log and not lock.exists()
+        assert other.exists()                                          # a fresh lock is left alone
+    finally:
+        lock.unlink(missing_ok=True)
+        shutil.rmtree(other.parent, ignore_errors=True)

@@ -105,20 +105,3 @@ def start(command, env, run_dir, cwd, header, nice=0):
         except OSError:
             pass
     return proc, create_time(proc.pid)
-
-
-def remove_stale_build_locks(folder, older_than_s, now=None):
-    """Remove torch's FileBaton build locks (`<op>/lock`) under `folder` older than `older_than_s`: a job
-    killed while it JIT-built an op leaves one, and every later job would wait on it forever. The caller
-    makes sure no job of ours is starting up (only they build). Returns the paths removed."""
-    now = time.time() if now is None else now
-    removed = []
-    root = Path(folder)
-    for lock in (list(root.glob('*/lock')) + list(root.glob('*/*/lock'))) if root.is_dir() else []:
-        try:
-            if now - lock.stat().st_mtime > older_than_s:
-                lock.unlink()
-                removed.append(lock)
-        except OSError:
-            continue
-    return removed

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from utils.fsutil import remove_stale_build_locks
+
 from ..errors import BadRequest, Conflict, Invalid
 from . import launcher
 from .quota import user_limit
@@ -182,7 +184,7 @@ class Scheduler:
         if mode == 'slurm':
             return self._submit(job, run_dir)
         if not self.supervisor.starting_up():      # nobody of ours is building: an old build lock is stale
-            for lock in launcher.remove_stale_build_locks(s.torch_extensions_dir, s.build_lock_stale_s, self.clock()):
+            for lock in remove_stale_build_locks(s.torch_extensions_dir, s.build_lock_stale_s, self.clock()):
                 log.warning('removed a stale build lock %s (older than %gs, no job starting up)', lock, s.build_lock_stale_s)
         in_use = {j['attempts'][-1].get('port') for j in self.jobs.all(states=LIVE)}
         port = self.ports.allocate(in_use)

@@ -21,7 +21,8 @@ from ..jobs.launcher import job_env
 log = logging.getLogger(__name__)
 
 NODE_ENV = re.compile(r'^(HF_HUB_OFFLINE|HF_HOME|HF_HUB_CACHE|TORCH_|OMP_|MKL_|KMP_|DS_|NCCL_|GLOO_|PYTHONUNBUFFERED|'
-                      r'ODEO_COLLECTIVE_TIMEOUT|ODEO_RESOURCES_INTERVAL|ODEO_STALL_TIMEOUT)')   # the trainer's ODEO_ knobs
+                      r'ODEO_COLLECTIVE_TIMEOUT|ODEO_RESOURCES_INTERVAL|ODEO_STALL_TIMEOUT|ODEO_BUILD_LOCK_STALE_S)$|'
+                      r'^(TORCH_|OMP_|MKL_|KMP_|DS_|NCCL_|GLOO_)')     # the trainer's own ODEO_ knobs, by name
 NODE_ENV_SKIP = {'DS_ENV_FILE'}
 UNSAFE_VALUE = re.compile(r'["$`\\\n]')     # DeepSpeed's runner puts values in a shell line in double quotes
 
