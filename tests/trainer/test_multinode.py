@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
@@ -158,7 +157,8 @@ def test_a_node_that_cannot_see_the_run_folder_fails_the_start(reference, tmp_pa
     assert 'node 0' not in status['message'] and 'Traceback' not in nodes.log(0)
 
 
-def test_the_studio_trains_on_two_ssh_hosts_with_pdsh(make_app, data_root, tiny_model, tmp_path, monkeypatch):
+def test_the_studio_trains_on_two_ssh_hosts_with_pdsh(make_app, data_root, tiny_model, fresh_dataset, tmp_path,
+                                                      monkeypatch):
     """The studio's `hosts` target: `deepspeed --hostfile <run>/hostfile` runs here and DeepSpeed's pdsh runner
     logs into each host over ssh to start a launcher there. Two names of this machine stand for two hosts; the
     sshd is the test's own child. A login shell has none of the job's environment: the ranks there get it from
@@ -174,8 +174,7 @@ def test_the_studio_trains_on_two_ssh_hosts_with_pdsh(make_app, data_root, tiny_
     (home / '.deepspeed_env').write_text('NCCL_SOCKET_IFNAME=eth0\n')
     monkeypatch.setenv('HOME', str(home))
     monkeypatch.setenv('PATH', f"{server.bin}:{os.environ['PATH']}")
-    subprocess.run([sys.executable, 'tools/make_demo_dataset.py', '--out', str(data_root / 'datasets' / 'demo')],
-                   cwd=ROOT, check=True, capture_output=True)
+    shutil.copytree(fresh_dataset.parent, data_root / 'datasets' / 'demo', ignore=shutil.ignore_patterns('cache'))
     run = None
     try:
         assert server.ready(), (tmp_path / 'ssh' / 'sshd.log').read_text()
