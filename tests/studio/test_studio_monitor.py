@@ -51,6 +51,39 @@ def test_replaced_file_is_read_from_the_start(tmp_path):
     assert tail.refresh().status['state'] == 'done' and tail.state.count == 1
 
 
+def test_a_job_that_ended_is_read_to_its_last_line_then_served_without_the_file(tmp_path):
+    """Lines that reach a shared filesystem late, after the job ended, still show; a job that ended over
+    SETTLE_S ago is read once more and then served from memory (no stat per poll); once it runs again
+    (resumed: the same file grows) its new lines show."""
+    import time
+
+    from api.services.jobs.monitor import SETTLE_S, JobMonitor
+    from api.services.paths import Paths
+    run = tmp_path / 'runs' / 't' / 'j1'
+    run.mkdir(parents=True)
+    path = run / 'events.jsonl'
+    step = lambda n: ev(type='progress', phase='train', step=n, total_steps=10)   # noqa: E731
+    monitor = JobMonitor(Paths(tmp_path))
+    job = {'id': 'j1', 'run_dir': 'runs/t/j1', 'state': 'running', 'finished_at': None}
+    path.write_bytes(step(1))
+    assert monitor.state(job).train['step'] == 1
+    job.update(state='failed', finished_at=time.time())           # just ended: its last line arrives late
+    with open(path, 'ab') as f:
+        f.write(step(2))
+    assert monitor.state(job).train['step'] == 2
+    job['finished_at'] -= SETTLE_S + 1
+    with open(path, 'ab') as f:
+        f.write(step(3))
+    assert monitor.state(job).train['step'] == 3                  # the one more read after settling
+    path.rename(run / 'moved')                                    # from now on the file is not looked at
+    assert monitor.state(job).train['step'] == 3
+    (run / 'moved').rename(path)
+    with open(path, 'ab') as f:
+        f.write(step(4))
+    job['state'] = 'running'                                      # resumed
+    assert monitor.state(job).train['step'] == 4
+
+
 def test_progress_eta_counts_down_from_the_event():
     from api.services.jobs.event_tail import EventState
     s = EventState()

@@ -60,8 +60,11 @@ class TaskInference:
 
     def best(self, task_id):
         """Only the LoRA marked best: the task list asks this of every task on every poll, so it does not
-        copy the whole record (prompts, images, preview settings) as get() does."""
-        return copy.deepcopy(self._cached(task_id)['best'])
+        copy the whole record (prompts, images, preview settings) as get() does, and once the record is
+        cached it does not look at the file either (the studio's own writes update the cache)."""
+        with self._lock:
+            hit = self._cache.get(task_id)
+        return copy.deepcopy((hit[1] if hit else self._cached(task_id))['best'])
 
     def _cached(self, task_id):
         """The cached record itself (callers copy what they hand out)."""
