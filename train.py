@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from utils.checkpointing import find_resume_checkpoint, resume_problem
-from utils.cluster import PREEMPT_SIGNALS, REQUEUE_EXIT
+from utils.cluster import PREEMPT_SIGNALS, PREEMPTED_MARKER, REQUEUE_EXIT
 from utils.config import ConfigError, ConfigIssue, load_dataset_config, load_main_config
 from utils.dataset import HELDOUT, heldout_config
 from utils.run_context import RunContext
@@ -484,6 +484,9 @@ class Trainer:
             self.save_checkpoint()
         self.events.status('stopped', f'preempted at step {self.step} ({self.preempt_signal or "signal on another rank"}); '
                                       f'checkpoints/step{self.step} written, exit {REQUEUE_EXIT} asks to be started again')
+        if self.rank == 0:
+            from utils.fsutil import atomic_write_text
+            atomic_write_text(self.run_dir / PREEMPTED_MARKER, f'{self.step}\n')
         self.exit_code = REQUEUE_EXIT
         return 'stopped'
 

@@ -23,6 +23,8 @@ from datetime import timedelta
 from pathlib import Path
 
 REQUEUE_EXIT = 75            # EX_TEMPFAIL: a checkpoint was written, start this command again to continue
+PREEMPTED_MARKER = 'preempted'   # <run>/preempted (the step), written by rank 0 with that checkpoint: a batch
+                                 # script reads it, since srun reports 128+signal once it has killed a node's rest
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)     # SIGUSR1: e.g. Slurm's --signal=USR1@120 before the limit
 MARKERS = '.nodes'           # <run>/.nodes/node<N>.json while the start-up check runs
 

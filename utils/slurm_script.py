@@ -15,10 +15,13 @@ writes a DeepSpeed hostfile of the allocation and starts one launcher per node w
 Restarts: once the run folder holds a complete checkpoint every start resumes from the newest one, so a
 requeue, or submitting the same script again, continues the run. `--requeue` lets Slurm rerun it after a
 preemption or a node failure. `--signal=USR1@<lead>` asks for SIGUSR1 that many seconds before the time limit:
-the ranks checkpoint and exit 75 (utils.cluster.REQUEUE_EXIT), and the script then calls `scontrol requeue`
-itself, since Slurm does not requeue a job that reached its limit. The launchers ignore SIGUSR1 and SIGTERM
-(the ranks handle them; a launcher that died of one would take its ranks with it before they checkpoint).
-A cancel (`scancel`) ends the batch shell too, so it is never requeued. Log: `<run>/log.txt` (appended).
+the ranks checkpoint, rank 0 leaves `<run>/preempted` and they exit 75 (utils.cluster.REQUEUE_EXIT); the
+script then calls `scontrol requeue` itself, since Slurm does not requeue a job that reached its limit, unless
+the studio asked the run to stop (`<run>/control/stop` or `save_quit` is there). The launchers ignore SIGUSR1
+and SIGTERM (the ranks handle them; a launcher that died of one would take its ranks with it before they
+checkpoint). A cancel (`scancel`) ends the batch shell too, so it is never requeued. Log: `<run>/log.txt`.
+Values that go into `#SBATCH` lines (job name, run folder, working folder, options) cannot hold whitespace or
+quotes: sbatch would split them; render() refuses them by name.
 """
 
 import argparse
@@ -27,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.cluster import REQUEUE_EXIT
+from utils.cluster import PREEMPTED_MARKER, REQUEUE_EXIT
 
 
 @dataclass
@@ -59,6 +62,19 @@ def _q(value):
     return shlex.quote(str(value))
 
 
+def check_spec(spec):
+    """Refuse what an #SBATCH line or the script's comment cannot carry, naming the field and the value."""
+    for name in ('run_dir', 'workdir', 'job_name', 'partition', 'account', 'qos', 'time_limit'):
+        value = str(getattr(spec, name) or '')
+        if any(c.isspace() or c in '"\'' for c in value):
+            raise ValueError(f'{name} {value!r}: Slurm batch options cannot hold spaces or quotes')
+    for opt in spec.extra_options:
+        if any(c in '\n\r' for c in str(opt)):
+            raise ValueError(f'sbatch option {opt!r}: one option per line')
+    if any(c in '\n\r' for c in spec.header):
+        raise ValueError(f'header {spec.header!r}: one line')
+
+
 def sbatch_options(spec):
     opts = [f'--job-name={spec.job_name}', f'--nodes={spec.nodes}', '--ntasks-per-node=1',
             f'--output={spec.run_dir}/log.txt', '--open-mode=append', '--requeue']
@@ -86,6 +102,7 @@ def node_command(spec):
 
 
 def render(spec: ScriptSpec) -> str:
+    check_spec(spec)
     lines = ['#!/bin/bash']
     if spec.header:
         lines.append(f'# {spec.header}')
@@ -122,12 +139,20 @@ RESUME={resume}
 if compgen -G "$RUN/checkpoints/*/trainer_state.json" > /dev/null; then
     RESUME=(--resume_from_checkpoint "$RUN")   # the newest complete checkpoint of this run
 fi
+rm -f "$RUN/{PREEMPTED_MARKER}"
 srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c {_q(node_command(spec))} odeo "${{RESUME[@]}}"
 status=$?
 rm -f "$RUN/hostfile"
-if [ "$status" -eq {REQUEUE_EXIT} ]; then
-    echo "=== Slurm job $SLURM_JOB_ID: checkpoint written after a preemption signal; requeueing"
-    scontrol requeue "$SLURM_JOB_ID"
+# Preempted: the trainer checkpointed and left <run>/{PREEMPTED_MARKER} (srun's own status may be 128+signal once
+# it has ended the other nodes' tasks). A stop the studio asked for (control/stop, control/save_quit) is not requeued.
+if [ -e "$RUN/{PREEMPTED_MARKER}" ] || [ "$status" -eq {REQUEUE_EXIT} ]; then
+    if [ -e "$RUN/control/stop" ] || [ -e "$RUN/control/save_quit" ]; then
+        echo "=== Slurm job $SLURM_JOB_ID: preempted while a stop was asked for; not requeued"
+    else
+        echo "=== Slurm job $SLURM_JOB_ID: checkpoint written after a preemption signal; requeueing"
+        scontrol requeue "$SLURM_JOB_ID"
+    fi
+    exit {REQUEUE_EXIT}
 fi
 exit "$status"
 """)
@@ -175,6 +200,10 @@ def main(argv=None):
                       partition=a.partition, account=a.account, qos=a.qos, time_limit=a.time_limit,
                       cpus_per_task=a.cpus_per_task, workdir=a.workdir, header=a.header, extra_options=a.sbatch_option,
                       env={'DS_ACCELERATOR': 'cpu', 'OMP_NUM_THREADS': '1'} if a.mode == 'cpu' else {})
+    try:
+        check_spec(spec)
+    except ValueError as e:
+        p.error(str(e))
     if a.out == '-':
         sys.stdout.write(render(spec))
     else:

@@ -21,7 +21,9 @@ FAKES = {
              'for n in 0 1; do SLURM_NODEID=$n SLURMD_NODENAME=${names[$n]} "$@" || status=$?; done; exit $status'),
 }
 DEEPSPEED = ('echo "$@" > "$FAKE_LOG/node$SLURM_NODEID"\n'
-             'grep SigIgn /proc/self/status >> "$FAKE_LOG/node$SLURM_NODEID"\nexit "${FAKE_EXIT:-0}"')
+             'grep SigIgn /proc/self/status >> "$FAKE_LOG/node$SLURM_NODEID"\n'
+             '[ -n "$FAKE_PREEMPT" ] && [ "$SLURM_NODEID" = 0 ] && echo 7 > "$RUN/preempted"\n'   # rank 0's marker
+             'code="FAKE_EXIT_$SLURM_NODEID"; exit "${!code:-${FAKE_EXIT:-0}}"')
 
 
 @pytest.fixture
@@ -58,9 +60,9 @@ def test_dry_run_prints_the_script_and_submits_nothing(fakes):
     assert not (fakes['log'] / 'sbatch').exists() and not fakes['run'].exists()
 
 
-def run_batch_script(fakes, exit_code):
+def run_batch_script(fakes, exit_code, **more):
     script = fakes['run'] / 'slurm.sbatch'
-    env = dict(fakes['env'], SLURM_JOB_ID='4242', SLURM_JOB_NODELIST='gpu-[a-b]', FAKE_EXIT=str(exit_code))
+    env = dict(fakes['env'], SLURM_JOB_ID='4242', SLURM_JOB_NODELIST='gpu-[a-b]', FAKE_EXIT=str(exit_code), **more)
     return subprocess.run(['bash', str(script)], env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -99,3 +101,27 @@ def test_refuses_missing_arguments(fakes):
     result = subprocess.run(['bash', str(SLURM_SH), '--nodes', '2'], env=fakes['env'], capture_output=True, text=True)
     assert result.returncode == 2 and '--config and --run-dir are required' in result.stderr
     assert not Path(fakes['log'] / 'sbatch').exists()
+
+
+def test_a_preempted_run_is_requeued_even_when_srun_killed_a_node_but_not_after_a_stop(fakes):
+    """srun ends the other nodes' tasks once one exits 75 and then reports 128+signal; rank 0's <run>/preempted
+    still says the checkpoint is there. A preemption that meets a stop the studio asked for is not requeued."""
+    assert slurm_sh(fakes).returncode == 0
+    killed = run_batch_script(fakes, 0, FAKE_PREEMPT='1', FAKE_EXIT_0='75', FAKE_EXIT_1='137')
+    assert killed.returncode == 75, killed.stdout + killed.stderr
+    assert (fakes['log'] / 'scontrol').read_text().split() == ['requeue', '4242']
+    (fakes['log'] / 'scontrol').unlink()
+    assert run_batch_script(fakes, 0).returncode == 0                 # the next start clears the old marker
+    assert not (fakes['run'] / 'preempted').exists() and not (fakes['log'] / 'scontrol').exists()
+    (fakes['run'] / 'control').mkdir()
+    (fakes['run'] / 'control' / 'save_quit').touch()                  # the studio asked for a stop with save
+    stopped = run_batch_script(fakes, 75, FAKE_PREEMPT='1')
+    assert stopped.returncode == 75 and 'not requeued' in stopped.stdout
+    assert not (fakes['log'] / 'scontrol').exists()
+
+
+def test_a_run_folder_slurm_cannot_carry_is_refused_by_name(fakes):
+    fakes['run'] = fakes['run'].parent / 'my run'
+    result = slurm_sh(fakes)
+    assert result.returncode == 2 and "run_dir '" in result.stderr and 'spaces or quotes' in result.stderr
+    assert not (fakes['log'] / 'sbatch').exists()

@@ -147,6 +147,10 @@ class SlurmTarget:
         nodes, top = request.get('nodes', 1), self.settings.slurm_max_nodes
         if nodes > top:
             raise Invalid(f'needs {nodes} nodes; slurm_max_nodes allows {top}', field='nodes')
+        root = str(self.settings.data_path)
+        if any(c.isspace() or c in '"\'' for c in root):
+            raise Invalid(f'the data root {root!r} holds a space or a quote, which a Slurm batch script cannot carry '
+                          f'in its #SBATCH lines (--output, --chdir); use a data root without them', field='target')
 
     def write_script(self, settings, job, run_dir, port, resume_from, mode):
         opts = self.options(job['request'])
