@@ -186,17 +186,16 @@ def test_targets_are_checked_and_hosts_get_a_hostfile(make_app, data_root, tiny_
 
 
 def test_the_hosts_environment_file_carries_what_ranks_need_and_nothing_secret(tmp_path):
-    """<run>/deepspeed_env for the hosts target: the user's own lines, then the job's knobs on top; a studio
-    setting or token never; a value a shell line cannot carry is left out rather than breaking the launch."""
+    """<run>/deepspeed_env for the hosts target: the job's thread, op and collective knobs; never a studio
+    setting, a token or a hub key (DeepSpeed prints what it exports into the job's log); a value a shell line
+    cannot carry is left out rather than breaking the launch."""
     from api.services.training.launch import write_node_env
-    home = tmp_path / 'home'
-    home.mkdir()
-    (home / '.deepspeed_env').write_text('NCCL_SOCKET_IFNAME=ib0\nOMP_NUM_THREADS=8\nnot a line\n')
     env = {'OMP_NUM_THREADS': '1', 'TORCH_EXTENSIONS_DIR': '/srv/odeo/build/ext', 'DS_ACCELERATOR': 'cpu',
-           'HF_HUB_OFFLINE': '1', 'ODEO_COLLECTIVE_TIMEOUT': '600', 'ODEO_DATA_ROOT': '/data', 'ODEO_TOKEN': 'secret',
-           'HF_TOKEN': 'hf_secret', 'NCCL_DEBUG': 'INFO "quoted"', 'PATH': '/usr/bin', 'DS_ENV_FILE': '/x'}
+           'HF_HUB_OFFLINE': '1', 'ODEO_COLLECTIVE_TIMEOUT': '600', 'NCCL_SOCKET_IFNAME': 'ib0',
+           'ODEO_DATA_ROOT': '/data', 'ODEO_TOKEN': 'secret', 'HF_TOKEN': 'hf_secret', 'WANDB_API_KEY': 'k',
+           'NCCL_DEBUG': 'INFO "quoted"', 'PATH': '/usr/bin', 'DS_ENV_FILE': '/x', 'PYTHONPATH': '/elsewhere'}
     (tmp_path / 'run').mkdir()
-    path = write_node_env(tmp_path / 'run' / 'deepspeed_env', env, home=home)
+    path = write_node_env(tmp_path / 'run' / 'deepspeed_env', env)
     lines = dict(line.split('=', 1) for line in path.read_text().splitlines())
-    assert lines == {'NCCL_SOCKET_IFNAME': 'ib0', 'OMP_NUM_THREADS': '1', 'TORCH_EXTENSIONS_DIR': '/srv/odeo/build/ext',
-                     'DS_ACCELERATOR': 'cpu', 'HF_HUB_OFFLINE': '1', 'ODEO_COLLECTIVE_TIMEOUT': '600'}
+    assert lines == {'OMP_NUM_THREADS': '1', 'TORCH_EXTENSIONS_DIR': '/srv/odeo/build/ext', 'DS_ACCELERATOR': 'cpu',
+                     'HF_HUB_OFFLINE': '1', 'ODEO_COLLECTIVE_TIMEOUT': '600', 'NCCL_SOCKET_IFNAME': 'ib0'}

@@ -6,8 +6,10 @@ the tests' fake trainer, or a quick single-device run). On Slurm, `train_batch` 
 
 The hosts target's ranks start over ssh (pdsh) with a login environment: what they must share with the
 studio's own launch (TORCH_EXTENSIONS_DIR, OMP_NUM_THREADS, DS_ACCELERATOR, HF_HUB_OFFLINE, NCCL_*, ...) goes
-into `<run>/deepspeed_env`, which DeepSpeed's runner exports on every host (DS_ENV_FILE names it), on top of
-the user's own ~/.deepspeed_env.
+into `<run>/deepspeed_env`, which DeepSpeed's runner exports on every host (DS_ENV_FILE names it). Only an
+allow-list goes: DeepSpeed prints every exported value into the job's log, which every studio user can read,
+so neither the studio's settings and tokens nor the operator's ~/.deepspeed_env (where keys often live) are
+passed; set what the ranks need (NCCL_SOCKET_IFNAME, ...) in the studio's environment.
 """
 
 import logging
@@ -20,9 +22,9 @@ from ..jobs.launcher import job_env
 
 log = logging.getLogger(__name__)
 
-NODE_ENV = re.compile(r'^(HF_HUB_OFFLINE|HF_HOME|HF_HUB_CACHE|TORCH_|OMP_|MKL_|KMP_|DS_|NCCL_|GLOO_|PYTHONUNBUFFERED|'
-                      r'ODEO_COLLECTIVE_TIMEOUT|ODEO_RESOURCES_INTERVAL|ODEO_STALL_TIMEOUT|ODEO_BUILD_LOCK_STALE_S)$|'
-                      r'^(TORCH_|OMP_|MKL_|KMP_|DS_|NCCL_|GLOO_)')     # the trainer's own ODEO_ knobs, by name
+NODE_ENV = re.compile(r'^(TORCH_|OMP_|MKL_|KMP_|DS_|NCCL_|GLOO_)|'       # threads, ops, collectives
+                      r'^(HF_HUB_OFFLINE|HF_HOME|HF_HUB_CACHE|PYTHONUNBUFFERED|'
+                      r'ODEO_COLLECTIVE_TIMEOUT|ODEO_RESOURCES_INTERVAL|ODEO_STALL_TIMEOUT|ODEO_BUILD_LOCK_STALE_S)$')
 NODE_ENV_SKIP = {'DS_ENV_FILE'}
 UNSAFE_VALUE = re.compile(r'["$`\\\n]')     # DeepSpeed's runner puts values in a shell line in double quotes
 
@@ -66,17 +68,10 @@ def train_command(settings, job, mode, devices, port, run_dir, resume_from=None,
     return command, env
 
 
-def write_node_env(path, env, home=None):
-    """`KEY=VALUE` lines for DeepSpeed's runner: the user's ~/.deepspeed_env, then what the job's environment
-    sets that the ranks on other hosts need (no studio setting or token). A value a shell line cannot carry
-    is left out, with a warning."""
+def write_node_env(path, env):
+    """`KEY=VALUE` lines for DeepSpeed's runner: what the job's environment sets that the ranks on other hosts
+    need (NODE_ENV). A value a shell line cannot carry is left out, with a warning."""
     lines = {}
-    own = Path(home or Path.home()) / '.deepspeed_env'
-    if own.is_file():
-        for line in own.read_text().splitlines():
-            key, eq, value = line.partition('=')
-            if eq and key.strip():
-                lines[key.strip()] = value
     for key, value in sorted(env.items()):
         if NODE_ENV.match(key) and key not in NODE_ENV_SKIP:
             if UNSAFE_VALUE.search(value):
