@@ -83,17 +83,38 @@ def safe_join(root, *parts) -> Path:
 
 def remove_stale_build_locks(folder, older_than_s, now=None):
     """Remove torch's FileBaton build locks (`<op>/lock`, `<python tag>/<op>/lock`) under `folder` (a
-    TORCH_EXTENSIONS_DIR) older than `older_than_s`: a process killed while it JIT-built an op leaves one,
-    and every later process would wait on it forever, silently. A build takes a minute or two, so an old
-    lock is nobody's (the studio also checks that none of its jobs is starting up). Returns the paths removed."""
+    TORCH_EXTENSIONS_DIR) older than `older_than_s` whose folder no process on this machine works in (a build
+    runs ninja there): a process killed while it JIT-built an op leaves one, and every later process would
+    wait on it forever, silently. Returns the paths removed."""
     now = time.time() if now is None else now
-    removed = []
     root = Path(folder)
+    old = []
     for lock in (list(root.glob('*/lock')) + list(root.glob('*/*/lock'))) if root.is_dir() else []:
         try:
             if now - lock.stat().st_mtime > older_than_s:
-                lock.unlink()
-                removed.append(lock)
+                old.append(lock)
+        except OSError:
+            continue
+    busy = _working_folders() if old else set()
+    removed = []
+    for lock in old:
+        if any(f == lock.parent or lock.parent in f.parents for f in busy):
+            continue                    # a build (ninja, the compiler) is running there: the lock is live
+        try:
+            lock.unlink()
+            removed.append(lock)
         except OSError:
             continue
     return removed
+
+
+def _working_folders():
+    """The working folders of this machine's processes (those we may look at)."""
+    import psutil
+    out = set()
+    for proc in psutil.process_iter():
+        try:
+            out.add(Path(proc.cwd()))
+        except (psutil.Error, OSError):
+            continue
+    return out

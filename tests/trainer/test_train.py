@@ -347,7 +347,7 @@ def test_resume_with_other_pipeline_stages_is_refused_naming_the_checkpoint(tiny
 def test_a_build_lock_left_by_a_killed_launch_does_not_hang_the_next(tiny_models, demo_dataset, tmp_path):
     """A launch killed while DeepSpeed JIT-built its op leaves `<TORCH_EXTENSIONS_DIR>/<op>/lock`, and torch
     waits on it silently for ever. The trainer removes one older than ODEO_BUILD_LOCK_STALE_S, saying so, and
-    leaves a recent one (someone may be building right now) alone."""
+    leaves alone a recent one and an old one whose folder a process works in (a long build is running there)."""
     import os
     import time
     ops = ROOT / 'build' / 'torch_extensions'
@@ -360,11 +360,19 @@ def test_a_build_lock_left_by_a_killed_launch_does_not_hang_the_next(tiny_models
         os.utime(lock, (time.time() - 3600, time.time() - 3600))     # an hour old: nobody's
         config = write_config(tmp_path, config_text(official(tiny_models, 'wan2.1-t2v-1.3b'), demo_dataset,
                                                     tmp_path / 'out'))
+        busy = ops / 'building_op'                                     # an old lock where a build still runs
+        busy.mkdir(exist_ok=True)
+        (busy / 'lock').touch()
+        os.utime(busy / 'lock', (time.time() - 3600, time.time() - 3600))
+        builder = subprocess.Popen(['sleep', '120'], cwd=busy)
         proc = launch(config, tmp_path / 'run', extra=['--cache_only'], timeout=180)
         log = log_of(tmp_path / 'run')
         assert proc.returncode == 0, log[-3000:]
         assert f'removed a stale build lock {lock}' in log and not lock.exists()
-        assert other.exists()                                          # a fresh lock is left alone
+        assert other.exists() and (busy / 'lock').exists()             # a fresh lock, and a live build's, stay
     finally:
+        if 'builder' in locals():
+            builder.kill()
         lock.unlink(missing_ok=True)
-        shutil.rmtree(other.parent, ignore_errors=True)
+        for folder in (other.parent, ops / 'building_op'):
+            shutil.rmtree(folder, ignore_errors=True)
