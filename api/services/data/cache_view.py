@@ -66,6 +66,9 @@ def decode_item(folder, variant, item_id, taehv, fps, max_side=None, gate=None):
         return out
     except FileNotFoundError:
         pass
+    except OSError:                             # a read-only data root: serve it as it is
+        if out.is_file():
+            return out
     if gate is None:
         return _decode(shard, key, taehv, fps, max_side, out)
     return gate.run(f'decoding cached item {item_id}', _decode, shard, key, taehv, fps, max_side, out)

@@ -45,8 +45,9 @@ class ToolError(Invalid):
 
 
 class MediaGate:
-    """At most `slots` media operations (probes, thumbnails, strips, preview copies) at once, shared by every
-    request; one that finds no slot free within `wait_s` seconds is answered Busy (503, Retry-After)."""
+    """At most `slots` media operations (probes, thumbnails, strips, preview copies, TAEHV decodes of cached
+    clips) at once, shared by every request; one that finds no slot free within `wait_s` seconds is answered
+    Busy (503, Retry-After)."""
 
     def __init__(self, slots=2, wait_s=5.0):
         self.slots, self.wait_s = max(1, int(slots)), wait_s
